@@ -1,0 +1,101 @@
+// Scalar math shared by the CPU loops and the CUDA launchers ("math once"). Half types compute
+// in float; f64 in double.
+#pragma once
+#include <cmath>
+
+#if defined(__CUDACC__)
+#define EMBER_HOST_DEVICE __host__ __device__
+#else
+#define EMBER_HOST_DEVICE
+#endif
+
+namespace ember::kernels {
+
+enum class UnaryOp : int {
+  Neg, Exp, Log, Sqrt, Abs, Sign, Relu, LeakyRelu, Sigmoid, Tanh, Gelu, GeluTanh,
+  Clamp,       // a = min, b = max (either may be +-inf)
+  AddScalar,   // x + a
+  MulScalar,   // x * a
+  RSubScalar,  // a - x
+  RDivScalar,  // a / x
+  PowScalar,   // x ^ a
+  Square,
+  Reciprocal,
+  // derivatives used by backward formulas (take x, not the output)
+  ReluGrad,       // x > 0 ? 1 : 0
+  LeakyReluGrad,  // x > 0 ? 1 : a
+  GeluGrad,       // d gelu(x)/dx (erf form)
+  GeluTanhGrad,   // d gelu_tanh(x)/dx
+  ClampMask,      // a <= x <= b ? 1 : 0
+};
+
+enum class BinaryOp : int { Add, Sub, Mul, Div, Pow, Max, Min, Eq, Gt, Lt, Ge, Le };
+
+template <typename T>
+EMBER_HOST_DEVICE inline T unary_apply(UnaryOp op, T x, T a, T b) {
+  constexpr T kSqrt1_2 = T(0.70710678118654752440);
+  constexpr T kSqrt2OverPi = T(0.79788456080286535588);
+  constexpr T kInvSqrt2Pi = T(0.39894228040143267794);
+  switch (op) {
+    case UnaryOp::Neg: return -x;
+    case UnaryOp::Exp: return std::exp(x);
+    case UnaryOp::Log: return std::log(x);
+    case UnaryOp::Sqrt: return std::sqrt(x);
+    case UnaryOp::Abs: return std::fabs(x);
+    case UnaryOp::Sign: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+    case UnaryOp::Relu: return x > T(0) ? x : T(0);
+    case UnaryOp::LeakyRelu: return x > T(0) ? x : x * a;
+    case UnaryOp::Sigmoid: return T(1) / (T(1) + std::exp(-x));
+    case UnaryOp::Tanh: return std::tanh(x);
+    case UnaryOp::Gelu: return T(0.5) * x * (T(1) + std::erf(x * kSqrt1_2));
+    case UnaryOp::GeluTanh: {
+      T inner = kSqrt2OverPi * (x + T(0.044715) * x * x * x);
+      return T(0.5) * x * (T(1) + std::tanh(inner));
+    }
+    case UnaryOp::Clamp: return x < a ? a : (x > b ? b : x);
+    case UnaryOp::AddScalar: return x + a;
+    case UnaryOp::MulScalar: return x * a;
+    case UnaryOp::RSubScalar: return a - x;
+    case UnaryOp::RDivScalar: return a / x;
+    case UnaryOp::PowScalar: return a == T(2) ? x * x : std::pow(x, a);
+    case UnaryOp::Square: return x * x;
+    case UnaryOp::Reciprocal: return T(1) / x;
+    case UnaryOp::ReluGrad: return x > T(0) ? T(1) : T(0);
+    case UnaryOp::LeakyReluGrad: return x > T(0) ? T(1) : a;
+    case UnaryOp::GeluGrad: {
+      T cdf = T(0.5) * (T(1) + std::erf(x * kSqrt1_2));
+      T pdf = kInvSqrt2Pi * std::exp(T(-0.5) * x * x);
+      return cdf + x * pdf;
+    }
+    case UnaryOp::GeluTanhGrad: {
+      T x3 = x * x * x;
+      T inner = kSqrt2OverPi * (x + T(0.044715) * x3);
+      T th = std::tanh(inner);
+      T dinner = kSqrt2OverPi * (T(1) + T(3) * T(0.044715) * x * x);
+      return T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * dinner;
+    }
+    case UnaryOp::ClampMask: return (x >= a && x <= b) ? T(1) : T(0);
+  }
+  return x;
+}
+
+template <typename T>
+EMBER_HOST_DEVICE inline T binary_apply(BinaryOp op, T x, T y) {
+  switch (op) {
+    case BinaryOp::Add: return x + y;
+    case BinaryOp::Sub: return x - y;
+    case BinaryOp::Mul: return x * y;
+    case BinaryOp::Div: return x / y;
+    case BinaryOp::Pow: return std::pow(x, y);
+    case BinaryOp::Max: return (x != x) ? x : (x > y || y != y ? (y != y ? y : x) : y);
+    case BinaryOp::Min: return (x != x) ? x : (x < y || y != y ? (y != y ? y : x) : y);
+    case BinaryOp::Eq: return x == y ? T(1) : T(0);
+    case BinaryOp::Gt: return x > y ? T(1) : T(0);
+    case BinaryOp::Lt: return x < y ? T(1) : T(0);
+    case BinaryOp::Ge: return x >= y ? T(1) : T(0);
+    case BinaryOp::Le: return x <= y ? T(1) : T(0);
+  }
+  return x;
+}
+
+}  // namespace ember::kernels

@@ -1,0 +1,182 @@
+// CPU elementwise kernels: unary, binary (incl. comparisons), where, copy/convert, fill, axpby.
+// The op is a template parameter, so the switch in functors.h folds away inside the loops.
+#include <cstring>
+
+#include "kernels/common/functors.h"
+#include "kernels/cpu/loops.h"
+#include "kernels/kernels.h"
+
+namespace ember::kernels {
+namespace {
+
+template <typename Fn>
+decltype(auto) dispatch_arith(DType t, const char* op, Fn&& fn) {
+  switch (t) {
+    case DType::f32: return fn(float{});
+    case DType::f64: return fn(double{});
+    case DType::i32: return fn(int32_t{});
+    case DType::i64: return fn(int64_t{});
+    default: EMBER_THROW("[", op, "] dtype ", dtype_name(t), " is not supported (expected f32, f64, i32 or i64)");
+  }
+}
+
+template <UnaryOp OP, typename T>
+void unary_loop(const Tensor& x, const Tensor& out, T a, T b) {
+  const T* xp = static_cast<const T*>(x.data_ptr());
+  T* op = static_cast<T*>(out.data_ptr());
+  auto g = make_geometry<2>(out.shape(), {&out, &x});
+  for_each_row<2>(g, out.numel(), [&](const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& s) {
+    T* o = op + off[0];
+    const T* xi = xp + off[1];
+    if (s[0] == 1 && s[1] == 1) {
+      for (int64_t k = 0; k < n; ++k) o[k] = unary_apply<T>(OP, xi[k], a, b);
+    } else {
+      for (int64_t k = 0; k < n; ++k) o[k * s[0]] = unary_apply<T>(OP, xi[k * s[1]], a, b);
+    }
+  });
+}
+
+template <BinaryOp OP, typename T, typename O>
+void binary_loop(const Tensor& x, const Tensor& y, const Tensor& out) {
+  const T* xp = static_cast<const T*>(x.data_ptr());
+  const T* yp = static_cast<const T*>(y.data_ptr());
+  O* op = static_cast<O*>(out.data_ptr());
+  auto g = make_geometry<3>(out.shape(), {&out, &x, &y});
+  for_each_row<3>(g, out.numel(), [&](const std::array<int64_t, 3>& off, int64_t n, const std::array<int64_t, 3>& s) {
+    O* o = op + off[0];
+    const T* xi = xp + off[1];
+    const T* yi = yp + off[2];
+    if (s[0] == 1 && s[1] == 1 && s[2] == 1) {
+      for (int64_t k = 0; k < n; ++k) o[k] = static_cast<O>(binary_apply<T>(OP, xi[k], yi[k]));
+    } else if (s[0] == 1 && s[1] == 1 && s[2] == 0) {
+      const T yv = yi[0];
+      for (int64_t k = 0; k < n; ++k) o[k] = static_cast<O>(binary_apply<T>(OP, xi[k], yv));
+    } else {
+      for (int64_t k = 0; k < n; ++k) o[k * s[0]] = static_cast<O>(binary_apply<T>(OP, xi[k * s[1]], yi[k * s[2]]));
+    }
+  });
+}
+
+template <typename T>
+void unary_typed(UnaryOp op, const Tensor& x, const Tensor& out, T a, T b) {
+  switch (op) {
+#define EMBER_UNARY_CASE(name) \
+  case UnaryOp::name: return unary_loop<UnaryOp::name, T>(x, out, a, b);
+    EMBER_UNARY_CASE(Neg) EMBER_UNARY_CASE(Exp) EMBER_UNARY_CASE(Log) EMBER_UNARY_CASE(Sqrt) EMBER_UNARY_CASE(Abs)
+    EMBER_UNARY_CASE(Sign) EMBER_UNARY_CASE(Relu) EMBER_UNARY_CASE(LeakyRelu) EMBER_UNARY_CASE(Sigmoid)
+    EMBER_UNARY_CASE(Tanh) EMBER_UNARY_CASE(Gelu) EMBER_UNARY_CASE(GeluTanh) EMBER_UNARY_CASE(Clamp)
+    EMBER_UNARY_CASE(AddScalar) EMBER_UNARY_CASE(MulScalar) EMBER_UNARY_CASE(RSubScalar) EMBER_UNARY_CASE(RDivScalar)
+    EMBER_UNARY_CASE(PowScalar) EMBER_UNARY_CASE(Square) EMBER_UNARY_CASE(Reciprocal) EMBER_UNARY_CASE(ReluGrad)
+    EMBER_UNARY_CASE(LeakyReluGrad) EMBER_UNARY_CASE(GeluGrad) EMBER_UNARY_CASE(GeluTanhGrad)
+    EMBER_UNARY_CASE(ClampMask)
+#undef EMBER_UNARY_CASE
+  }
+}
+
+template <typename T, typename O>
+void binary_typed(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
+  switch (op) {
+#define EMBER_BINARY_CASE(name) \
+  case BinaryOp::name: return binary_loop<BinaryOp::name, T, O>(x, y, out);
+    EMBER_BINARY_CASE(Add) EMBER_BINARY_CASE(Sub) EMBER_BINARY_CASE(Mul) EMBER_BINARY_CASE(Div)
+    EMBER_BINARY_CASE(Pow) EMBER_BINARY_CASE(Max) EMBER_BINARY_CASE(Min) EMBER_BINARY_CASE(Eq) EMBER_BINARY_CASE(Gt)
+    EMBER_BINARY_CASE(Lt) EMBER_BINARY_CASE(Ge) EMBER_BINARY_CASE(Le)
+#undef EMBER_BINARY_CASE
+  }
+}
+
+}  // namespace
+
+void unary_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) {
+  dispatch_floating(out.dtype(), "unary", [&](auto tag) {
+    using T = decltype(tag);
+    unary_typed<T>(op, x, out, static_cast<T>(a), static_cast<T>(b));
+  });
+}
+
+void binary_cpu(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
+  dispatch_arith(x.dtype(), "binary", [&](auto tag) {
+    using T = decltype(tag);
+    if (out.dtype() == DType::b8) binary_typed<T, bool>(op, x, y, out);
+    else binary_typed<T, T>(op, x, y, out);
+  });
+}
+
+void where_cpu(const Tensor& cond, const Tensor& x, const Tensor& y, const Tensor& out) {
+  dispatch_all(out.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const bool* cp = static_cast<const bool*>(cond.data_ptr());
+    const T* xp = static_cast<const T*>(x.data_ptr());
+    const T* yp = static_cast<const T*>(y.data_ptr());
+    T* op = static_cast<T*>(out.data_ptr());
+    auto g = make_geometry<4>(out.shape(), {&out, &cond, &x, &y});
+    for_each_row<4>(g, out.numel(), [&](const std::array<int64_t, 4>& off, int64_t n, const std::array<int64_t, 4>& s) {
+      for (int64_t k = 0; k < n; ++k)
+        op[off[0] + k * s[0]] = cp[off[1] + k * s[1]] ? xp[off[2] + k * s[2]] : yp[off[3] + k * s[3]];
+    });
+  });
+}
+
+void copy_cpu(const Tensor& src, const Tensor& dst) {
+  if (src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
+    if (src.data_ptr() != dst.data_ptr() && dst.nbytes() > 0) std::memcpy(dst.data_ptr(), src.data_ptr(), dst.nbytes());
+    return;
+  }
+  dispatch_all(dst.dtype(), [&](auto dtag) {
+    using D = decltype(dtag);
+    dispatch_all(src.dtype(), [&](auto stag) {
+      using S = decltype(stag);
+      const S* sp = static_cast<const S*>(src.data_ptr());
+      D* dp = static_cast<D*>(dst.data_ptr());
+      auto g = make_geometry<2>(dst.shape(), {&dst, &src});
+      for_each_row<2>(g, dst.numel(), [&](const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& s) {
+        D* o = dp + off[0];
+        const S* i = sp + off[1];
+        if (s[0] == 1 && s[1] == 1) {
+          for (int64_t k = 0; k < n; ++k) o[k] = convert<D>(i[k]);
+        } else {
+          for (int64_t k = 0; k < n; ++k) o[k * s[0]] = convert<D>(i[k * s[1]]);
+        }
+      });
+    });
+  });
+}
+
+void fill_cpu(const Tensor& dst, double value) {
+  dispatch_all(dst.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T v = convert<T>(value);
+    T* dp = static_cast<T*>(dst.data_ptr());
+    auto g = make_geometry<1>(dst.shape(), {&dst});
+    for_each_row<1>(g, dst.numel(), [&](const std::array<int64_t, 1>& off, int64_t n, const std::array<int64_t, 1>& s) {
+      for (int64_t k = 0; k < n; ++k) dp[off[0] + k * s[0]] = v;
+    });
+  });
+}
+
+void axpby_cpu(const Tensor& dst, const Tensor& x, const Tensor& y, double alpha, bool divide) {
+  dispatch_floating(dst.dtype(), "axpby", [&](auto tag) {
+    using T = decltype(tag);
+    const T a = static_cast<T>(alpha);
+    T* dp = static_cast<T*>(dst.data_ptr());
+    const T* xp = static_cast<const T*>(x.data_ptr());
+    if (!y.defined()) {
+      auto g = make_geometry<2>(dst.shape(), {&dst, &x});
+      for_each_row<2>(g, dst.numel(), [&](const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& s) {
+        for (int64_t k = 0; k < n; ++k) dp[off[0] + k * s[0]] += a * xp[off[1] + k * s[1]];
+      });
+      return;
+    }
+    const T* yp = static_cast<const T*>(y.data_ptr());
+    auto g = make_geometry<3>(dst.shape(), {&dst, &x, &y});
+    for_each_row<3>(g, dst.numel(), [&](const std::array<int64_t, 3>& off, int64_t n, const std::array<int64_t, 3>& s) {
+      if (divide) {
+        for (int64_t k = 0; k < n; ++k) dp[off[0] + k * s[0]] += a * xp[off[1] + k * s[1]] / yp[off[2] + k * s[2]];
+      } else {
+        for (int64_t k = 0; k < n; ++k) dp[off[0] + k * s[0]] += a * xp[off[1] + k * s[1]] * yp[off[2] + k * s[2]];
+      }
+    });
+  });
+}
+
+}  // namespace ember::kernels

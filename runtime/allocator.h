@@ -1,0 +1,27 @@
+// Memory for tensor storage. The CPU allocator caches freed blocks by size class so that a
+// training step in steady state reuses blocks instead of calling malloc; blocks are 64-byte aligned.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "runtime/api.h"
+#include "runtime/device.h"
+
+namespace ember {
+
+struct AllocatorStats {
+  uint64_t allocated_bytes = 0;   // bytes in live blocks (rounded sizes)
+  uint64_t reserved_bytes = 0;    // live + cached
+  uint64_t peak_allocated_bytes = 0;
+  uint64_t system_allocs = 0;     // calls that went to the system (malloc / cudaMalloc)
+  uint64_t cache_hits = 0;
+};
+
+// Returns a block of at least nbytes on the device (never null; throws ember::Error on failure).
+EMBER_API void* device_alloc(Device d, size_t nbytes);
+EMBER_API void device_free(Device d, void* p, size_t nbytes);
+EMBER_API AllocatorStats allocator_stats(Device d);
+// Returns cached blocks to the system.
+EMBER_API void empty_cache(Device d);
+
+}  // namespace ember

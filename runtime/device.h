@@ -1,0 +1,35 @@
+// Where a tensor lives: the CPU or CUDA device N. Chosen per tensor.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "runtime/api.h"
+
+namespace ember {
+
+enum class DeviceType : uint8_t { CPU = 0, CUDA = 1 };
+
+struct EMBER_API Device {
+  DeviceType type = DeviceType::CPU;
+  int index = 0;
+
+  constexpr Device() = default;
+  constexpr Device(DeviceType t, int i = 0) : type(t), index(i) {}  // NOLINT
+  // Parses "cpu", "cuda", "cuda:1"; throws ember::Error naming the string otherwise.
+  explicit Device(std::string_view spec);
+
+  bool is_cpu() const { return type == DeviceType::CPU; }
+  bool is_cuda() const { return type == DeviceType::CUDA; }
+  std::string str() const;  // "cpu" or "cuda:N"
+  bool operator==(const Device&) const = default;
+};
+
+inline constexpr Device kCPU{DeviceType::CPU, 0};
+inline Device cuda_device(int index = 0) { return Device(DeviceType::CUDA, index); }
+
+// True when this build has the CUDA backend and at least one device is visible.
+EMBER_API bool cuda_is_available();
+EMBER_API int cuda_device_count();
+
+}  // namespace ember

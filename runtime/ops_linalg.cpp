@@ -1,0 +1,134 @@
+// Front ends of matmul (1-D, 2-D, batched with broadcast) and linear (x @ W^T + b).
+#include "runtime/autograd.h"
+#include "runtime/dispatch.h"
+#include "runtime/ops.h"
+
+namespace ember {
+
+using autograd::SavedTensor;
+
+namespace {
+
+// A (B, R, C) view the GEMM kernel accepts: stride 1 along one of the last two dims.
+Tensor gemm_operand(const Tensor& t) {
+  int64_t r = t.shape()[1], c = t.shape()[2];
+  const Strides& st = t.strides();
+  bool row_major = st[2] == 1 && st[1] >= c;
+  bool col_major = st[1] == 1 && st[2] >= r;
+  return row_major || col_major ? t : t.contiguous();
+}
+
+// out (B, M, N) = a (B, M, K) @ b (B, K, N), no autograd.
+Tensor bmm_raw(const Tensor& a, const Tensor& b) {
+  Tensor out = empty({a.shape()[0], a.shape()[1], b.shape()[2]}, TensorOptions(a.dtype()).with_device(a.device()));
+  EMBER_DISPATCH(a.device(), bmm, gemm_operand(a), gemm_operand(b), out, 0.0);
+  return out;
+}
+
+// Batched matmul of (..., M, K) and (..., K, N) with broadcast batch dims, no autograd.
+Tensor matmul_nd_raw(const Tensor& a, const Tensor& b) {
+  Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  Shape batch = broadcast_shapes(ba, bb, "matmul");
+  int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  Shape ea = batch, eb = batch;
+  ea.push_back(M);
+  ea.push_back(K);
+  eb.push_back(K);
+  eb.push_back(N);
+  int64_t B = batch.numel();
+  Tensor a3 = a.expand(ea).reshape({B, M, K});
+  Tensor b3 = b.expand(eb).reshape({B, K, N});
+  Tensor out = bmm_raw(a3, b3);
+  Shape os = batch;
+  os.push_back(M);
+  os.push_back(N);
+  return out.reshape(os);
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  detail::check_defined(a, "matmul", "first input");
+  detail::check_defined(b, "matmul", "second input");
+  detail::check_same_device(a, b, "matmul");
+  EMBER_CHECK(a.dim() >= 1 && b.dim() >= 1, "[matmul] both arguments need at least 1 dimension, got shapes ",
+              a.shape().str(), " and ", b.shape().str());
+  EMBER_CHECK(a.dtype() == b.dtype(), "[matmul] dtypes differ: ", dtype_name(a.dtype()), " and ", dtype_name(b.dtype()));
+  detail::check_floating(a, "matmul");
+  if (a.dim() == 1 && b.dim() == 1) {
+    EMBER_CHECK(a.size(0) == b.size(0), "[matmul] shapes ", a.shape().str(), " and ", b.shape().str(),
+                " cannot be multiplied (dot product of different lengths)");
+    return matmul(a.unsqueeze(0), b.unsqueeze(1)).reshape(Shape{});
+  }
+  if (a.dim() == 1) return matmul(a.unsqueeze(0), b).squeeze(-2);
+  if (b.dim() == 1) return matmul(a, b.unsqueeze(1)).squeeze(-1);
+  EMBER_CHECK(a.size(-1) == b.size(-2), "[matmul] shapes ", a.shape().str(), " and ", b.shape().str(),
+              " cannot be multiplied (", a.size(-1), " != ", b.size(-2), ")");
+  Tensor out = matmul_nd_raw(a.detach(), b.detach());
+  if (autograd::any_requires_grad({&a, &b})) {
+    bool need_a = a.requires_grad(), need_b = b.requires_grad();
+    SavedTensor sa(need_b ? a : Tensor()), sb(need_a ? b : Tensor());
+    Shape shape_a = a.shape(), shape_b = b.shape();
+    autograd::record("matmul", {a, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+      Tensor ga, gb;
+      if (need_a) ga = sum_to(matmul_nd_raw(g, sb.get("matmul").transpose(-1, -2)), shape_a);
+      if (need_b) gb = sum_to(matmul_nd_raw(sa.get("matmul").transpose(-1, -2), g), shape_b);
+      return {ga, gb};
+    });
+  }
+  return out;
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  detail::check_defined(x, "linear", "input");
+  detail::check_defined(weight, "linear", "weight");
+  detail::check_same_device(x, weight, "linear");
+  detail::check_floating(x, "linear");
+  EMBER_CHECK(weight.dim() == 2, "[linear] weight must be 2-D (out_features, in_features), got shape ",
+              weight.shape().str());
+  EMBER_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "[linear] input shape ", x.shape().str(),
+              " does not match weight shape ", weight.shape().str(), " (expected last dim ", weight.size(1), ")");
+  EMBER_CHECK(x.dtype() == weight.dtype(), "[linear] input dtype ", dtype_name(x.dtype()), " differs from weight dtype ",
+              dtype_name(weight.dtype()));
+  int64_t in = weight.size(1), out_f = weight.size(0);
+  if (bias.defined()) {
+    detail::check_same_device(x, bias, "linear");
+    EMBER_CHECK(bias.dim() == 1 && bias.size(0) == out_f, "[linear] bias shape ", bias.shape().str(),
+                " does not match out_features ", out_f);
+    EMBER_CHECK(bias.dtype() == x.dtype(), "[linear] bias dtype ", dtype_name(bias.dtype()), " differs from input dtype ",
+                dtype_name(x.dtype()));
+  }
+  Tensor x2 = x.detach().reshape({-1, in});
+  int64_t M = x2.size(0);
+  Tensor out = empty({1, M, out_f}, TensorOptions(x.dtype()).with_device(x.device()));
+  Tensor wt = weight.detach().t().unsqueeze(0);  // (1, in, out), column-major
+  if (bias.defined()) {
+    // out = bias (broadcast over rows), then out += x2 @ W^T
+    EMBER_DISPATCH(x.device(), copy, bias.detach().expand({1, M, out_f}), out);
+    EMBER_DISPATCH(x.device(), bmm, gemm_operand(x2.unsqueeze(0)), wt, out, 1.0);
+  } else {
+    EMBER_DISPATCH(x.device(), bmm, gemm_operand(x2.unsqueeze(0)), wt, out, 0.0);
+  }
+  Shape os = x.shape();
+  os[os.size() - 1] = out_f;
+  out = out.reshape(os);
+  if (autograd::any_requires_grad({&x, &weight, &bias})) {
+    bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
+    SavedTensor sx(need_w ? x : Tensor()), sw(need_x ? weight : Tensor());
+    Shape xs = x.shape();
+    autograd::record("linear", {x, weight, bias}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+      Tensor g2 = g.reshape({-1, out_f});
+      Tensor gx, gw, gb;
+      if (need_x) gx = bmm_raw(g2.unsqueeze(0), sw.get("linear").unsqueeze(0)).reshape(xs);
+      if (need_w) {
+        Tensor xv = sx.get("linear").reshape({-1, in});
+        gw = bmm_raw(g2.t().unsqueeze(0), xv.unsqueeze(0)).reshape({out_f, in});
+      }
+      if (need_b) gb = sum(g2, {0});
+      return {gx, gw, gb};
+    });
+  }
+  return out;
+}
+
+}  // namespace ember
