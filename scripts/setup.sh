@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Ember needs, only those missing. Usage: scripts/setup.sh [test|run|bench]
+# "run" (default): build + example data; "test": also GoogleTest, clang/libFuzzer; "bench": also LibTorch.
+set -euo pipefail
+mode="${1:-run}"
+pkgs=(build-essential cmake zlib1g-dev libeigen3-dev libcli11-dev nlohmann-json3-dev libpng-dev dataset-fashion-mnist)
+case "$mode" in
+  run) ;;
+  test) pkgs+=(libgtest-dev clang) ;;
+  bench) pkgs+=(libbenchmark-dev libtorch-dev libopenblas0-openmp) ;;
+  *) echo "usage: scripts/setup.sh [run|test|bench]" >&2; exit 2 ;;
+esac
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "setup: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
