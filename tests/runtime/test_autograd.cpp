@@ -1,0 +1,216 @@
+// The autograd engine: .grad accumulation, NoGradGuard, detach, leaf rules, explicit and implicit
+// output gradients, in-place modification of saved tensors, retain_graph and autograd::grad.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "runtime/autograd.h"
+#include "runtime/ops.h"
+#include "tests/support/check.h"
+
+namespace ember {
+namespace {
+
+using test::allclose;
+using test::make_tensor;
+using test::values_f64;
+
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+#define EXPECT_ERROR_CONTAINS(stmt, text)                                             \
+  do {                                                                                \
+    const std::string _msg = error_of([&] { stmt; });                                 \
+    EXPECT_FALSE(_msg.empty()) << #stmt " did not throw ember::Error";                \
+    EXPECT_NE(_msg.find(text), std::string::npos) << "'" << (text) << "' not in: " << _msg; \
+  } while (0)
+
+TEST(Autograd, GradAccumulatesOverTwoBackwardCalls) {
+  Tensor x = make_tensor({1, 2, 3}, {3}, DType::f64, true);
+  sum(mul(x, x)).backward();  // d/dx = 2x
+  EXPECT_EQ(values_f64(x.grad()), (std::vector<double>{2, 4, 6}));
+  sum(mul(x, 3.0)).backward();  // += 3
+  EXPECT_EQ(values_f64(x.grad()), (std::vector<double>{5, 7, 9}));
+  // The accumulated gradient is the leaf's own tensor, not an alias of a graph buffer.
+  EXPECT_FALSE(x.grad().is_alias_of(x));
+  x.set_grad(Tensor());
+  EXPECT_FALSE(x.grad().defined());
+  sum(x).backward();
+  EXPECT_EQ(values_f64(x.grad()), (std::vector<double>{1, 1, 1}));
+}
+
+TEST(Autograd, SharedSubexpressionsSumTheirGradients) {
+  Tensor x = make_tensor({0.5, -1.5}, {2}, DType::f64, true);
+  Tensor y = exp(x);
+  Tensor z = sum(add(mul(y, y), y));  // d/dx = 2 e^{2x} + e^x
+  z.backward();
+  const std::vector<double> g = values_f64(x.grad());
+  EXPECT_NEAR(g[0], 2 * std::exp(1.0) + std::exp(0.5), 1e-12);
+  EXPECT_NEAR(g[1], 2 * std::exp(-3.0) + std::exp(-1.5), 1e-12);
+}
+
+TEST(Autograd, NoGradGuardStopsRecording) {
+  Tensor x = make_tensor({1, 2}, {2}, DType::f32, true);
+  EXPECT_TRUE(grad_enabled());
+  {
+    NoGradGuard guard;
+    EXPECT_FALSE(grad_enabled());
+    Tensor y = mul(x, 2.0);
+    EXPECT_FALSE(y.requires_grad());
+    EXPECT_EQ(y.grad_fn(), nullptr);
+    {
+      NoGradGuard nested;
+      EXPECT_FALSE(grad_enabled());
+    }
+    EXPECT_FALSE(grad_enabled());  // restores the outer state, not "enabled"
+  }
+  EXPECT_TRUE(grad_enabled());
+  Tensor y = mul(x, 2.0);
+  EXPECT_TRUE(y.requires_grad());
+  EXPECT_NE(y.grad_fn(), nullptr);
+  EXPECT_FALSE(y.is_leaf());
+}
+
+TEST(Autograd, DetachCutsTheGraphButSharesData) {
+  Tensor x = make_tensor({1, 2}, {2}, DType::f64, true);
+  Tensor y = mul(x, x);
+  Tensor d = y.detach();
+  EXPECT_FALSE(d.requires_grad());
+  EXPECT_TRUE(d.is_leaf());
+  EXPECT_TRUE(d.is_alias_of(y));
+  // z = x * detach(x^2): gradient treats the detached factor as a constant
+  sum(mul(x, d)).backward();
+  EXPECT_EQ(values_f64(x.grad()), (std::vector<double>{1, 4}));
+}
+
+TEST(Autograd, RequiresGradOnlyOnFloatingLeaves) {
+  Tensor x = make_tensor({1, 2}, {2}, DType::f32, true);
+  Tensor y = mul(x, 2.0);
+  const std::string msg = error_of([&] { y.requires_grad_(true); });
+  EXPECT_NE(msg.find("[requires_grad_]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("leaf"), std::string::npos) << msg;
+  EXPECT_ERROR_CONTAINS(from_vector(std::vector<int64_t>{1}, {1}).requires_grad_(true), "i64");
+  Tensor leaf = make_tensor({1}, {1});
+  leaf.requires_grad_(true);
+  EXPECT_TRUE(leaf.requires_grad());
+  leaf.requires_grad_(false);
+  EXPECT_FALSE(leaf.requires_grad());
+}
+
+TEST(Autograd, BackwardWithExplicitGradient) {
+  Tensor x = make_tensor({1, 2, 3, 4}, {2, 2}, DType::f64, true);
+  Tensor y = mul(x, x);  // dy/dx = 2x
+  y.backward(make_tensor({1, 0, -1, 0.5}, {2, 2}));
+  EXPECT_EQ(values_f64(x.grad()), (std::vector<double>{2, 0, -6, 4}));
+  Tensor x2 = make_tensor({1, 2}, {2}, DType::f64, true);
+  Tensor y2 = mul(x2, 3.0);
+  EXPECT_ERROR_CONTAINS(y2.backward(make_tensor({1, 1, 1}, {3})), "(3)");
+}
+
+TEST(Autograd, NonScalarBackwardWithoutGradientErrors) {
+  Tensor x = make_tensor({1, 2}, {2}, DType::f32, true);
+  Tensor y = mul(x, 2.0);
+  const std::string msg = error_of([&] { y.backward(); });
+  EXPECT_NE(msg.find("[backward]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("(2)"), std::string::npos) << msg;
+  // a one-element non-scalar output is fine
+  Tensor z = sum(x, {0}, true);
+  z.backward();
+  EXPECT_EQ(values_f64(x.grad()), (std::vector<double>{1, 1}));
+  // a tensor without history cannot be backpropagated
+  EXPECT_ERROR_CONTAINS(make_tensor({1}, {}).backward(), "[backward]");
+}
+
+TEST(Autograd, InplaceModificationOfSavedTensorIsDetected) {
+  Tensor x = make_tensor({0.5, 1.0}, {2}, DType::f64, true);
+  Tensor y = exp(x);  // exp saves its output
+  {
+    NoGradGuard ng;
+    y.add_(1.0);
+  }
+  const std::string msg = error_of([&] { sum(y).backward(); });
+  EXPECT_NE(msg.find("modified by an inplace operation"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("version"), std::string::npos) << msg;
+
+  // Through a view of the saved tensor: the version counter is per storage.
+  Tensor a = make_tensor({0.5, 1.0, 1.5}, {3}, DType::f64, true);
+  Tensor b = make_tensor({2, 3, 4}, {3}, DType::f64);  // saved by mul for a's gradient
+  Tensor c = mul(a, b);
+  b.narrow(0, 1, 1).fill_(0.0);
+  EXPECT_ERROR_CONTAINS(sum(c).backward(), "modified by an inplace operation");
+
+  // Recording an in-place op on a tensor that requires grad is refused up front.
+  Tensor z = exp(x);
+  EXPECT_ERROR_CONTAINS(z.add_(1.0), "[add_]");
+  EXPECT_ERROR_CONTAINS(x.mul_(2.0), "[mul_]");
+}
+
+TEST(Autograd, SecondBackwardNeedsRetainGraph) {
+  Tensor x = make_tensor({1, 2}, {2}, DType::f64, true);
+  Tensor loss = sum(exp(x));
+  loss.backward();
+  const std::string msg = error_of([&] { loss.backward(); });
+  EXPECT_NE(msg.find("second time"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("retain_graph"), std::string::npos) << msg;
+
+  Tensor x2 = make_tensor({1, 2}, {2}, DType::f64, true);
+  Tensor l2 = sum(exp(x2));
+  l2.backward(Tensor(), /*retain_graph=*/true);
+  l2.backward();
+  EXPECT_NEAR(values_f64(x2.grad())[0], 2 * std::exp(1.0), 1e-12);
+  EXPECT_NEAR(values_f64(x2.grad())[1], 2 * std::exp(2.0), 1e-12);
+}
+
+TEST(Autograd, GradFunctionDoesNotTouchDotGrad) {
+  Tensor x = make_tensor({1, 2, 3}, {3}, DType::f64, true);
+  Tensor w = make_tensor({4, 5, 6}, {3}, DType::f64, true);
+  Tensor y = sum(mul(mul(x, x), w));  // dy/dx = 2xw, dy/dw = x^2
+  std::vector<Tensor> g = autograd::grad({y}, {x, w}, {}, /*retain_graph=*/true);
+  ASSERT_EQ(g.size(), 2u);
+  EXPECT_EQ(values_f64(g[0]), (std::vector<double>{8, 20, 36}));
+  EXPECT_EQ(values_f64(g[1]), (std::vector<double>{1, 4, 9}));
+  EXPECT_FALSE(x.grad().defined());
+  EXPECT_FALSE(w.grad().defined());
+  // explicit output gradient, then an input the output does not depend on
+  std::vector<Tensor> g2 = autograd::grad({y}, {w}, {scalar_tensor(2.0, DType::f64)});
+  EXPECT_EQ(values_f64(g2[0]), (std::vector<double>{2, 8, 18}));
+  Tensor unrelated = make_tensor({1}, {1}, DType::f64, true);
+  Tensor y3 = sum(mul(x, 2.0));
+  std::vector<Tensor> g3 = autograd::grad({y3}, {x, unrelated});
+  EXPECT_EQ(values_f64(g3[0]), (std::vector<double>{2, 2, 2}));
+  EXPECT_FALSE(g3[1].defined());
+  EXPECT_ERROR_CONTAINS(autograd::grad({y3}, {make_tensor({1}, {1})}), "[autograd::grad]");
+}
+
+TEST(Autograd, GradientsFlowThroughViewsAndBroadcasts) {
+  Tensor x = make_tensor({1, 2, 3, 4, 5, 6}, {2, 3}, DType::f64, true);
+  Tensor b = make_tensor({10, 20, 30}, {3}, DType::f64, true);
+  // x.t() (3, 2) narrowed to its second column, plus a broadcast b
+  Tensor y = add(x.t().narrow(1, 1, 1).squeeze(1), b);  // (3): x[1, :] + b
+  sum(mul(y, y)).backward();
+  EXPECT_EQ(values_f64(x.grad()), (std::vector<double>{0, 0, 0, 28, 50, 72}));
+  EXPECT_EQ(values_f64(b.grad()), (std::vector<double>{28, 50, 72}));
+  Tensor s = make_tensor({2}, {1}, DType::f64, true);
+  sum(mul(x.detach(), s)).backward();  // broadcast (1) against (2, 3): gradient sums
+  EXPECT_EQ(values_f64(s.grad()), (std::vector<double>{21}));
+}
+
+TEST(Autograd, GradDtypeFollowsTheLeaf) {
+  Tensor x = make_tensor({1, 2}, {2}, DType::f32, true);
+  sum(mul(x.to(DType::f64), 3.0)).backward();
+  ASSERT_TRUE(x.grad().defined());
+  EXPECT_EQ(x.grad().dtype(), DType::f32);
+  EXPECT_TRUE(allclose(x.grad(), make_tensor({3, 3}, {2}), 0, 0));
+}
+
+}  // namespace
+}  // namespace ember
