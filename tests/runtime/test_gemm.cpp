@@ -1,0 +1,372 @@
+// Tests for the CPU GEMM (kernels/cpu/gemm.h) and kernels::bmm_cpu: results against a naive
+// float64 triple loop over many shapes, transposes, row strides and alpha/beta, for both backends
+// (blocked AVX2 where the CPU has it, and Eigen), and bitwise equality between 1 and 2 threads.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/gemm_backend.h"
+#include "kernels/kernels.h"
+#include "runtime/error.h"
+#include "runtime/parallel.h"
+#include "runtime/tensor.h"
+
+namespace ember::kernels {
+namespace {
+
+// Restores the default backend and thread count when a test ends.
+class GemmSettingsGuard {
+ public:
+  GemmSettingsGuard() : threads_(get_num_threads()) {}
+  ~GemmSettingsGuard() {
+    set_gemm_backend(GemmBackend::Auto);
+    set_num_threads(threads_);
+  }
+
+ private:
+  int threads_;
+};
+
+std::vector<GemmBackend> backends() {
+  std::vector<GemmBackend> b{GemmBackend::Eigen};
+  if (gemm_blocked_available()) b.push_back(GemmBackend::Blocked);
+  return b;
+}
+
+// Deterministic values in [-1, 1).
+struct Lcg {
+  uint64_t s;
+  double next() {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<double>(s >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+  }
+};
+
+struct Problem {
+  bool ta, tb;
+  int64_t M, N, K;
+  int64_t pad_a = 0, pad_b = 0, pad_c = 0;  // extra elements per stored row
+  double alpha = 1, beta = 0;
+  bool nan_c = false;  // C starts as NaN (only meaningful with beta == 0)
+};
+
+std::string describe(const Problem& p) {
+  return str_cat("ta=", p.ta, " tb=", p.tb, " M=", p.M, " N=", p.N, " K=", p.K, " pads=", p.pad_a, "/", p.pad_b,
+                 "/", p.pad_c, " alpha=", p.alpha, " beta=", p.beta, p.nan_c ? " C=NaN" : "");
+}
+
+constexpr double kCSentinel = 12345.0;  // in C's row padding; must survive
+
+// Operands stored as gemm_cpu sees them. Padding of A and B holds NaN so that reading past a row
+// poisons the result; padding of C holds kCSentinel.
+template <typename T>
+struct Operands {
+  int64_t lda, ldb, ldc;
+  std::vector<T> A, B, C0;
+
+  explicit Operands(const Problem& p, uint64_t seed = 1) {
+    const T nan = std::numeric_limits<T>::quiet_NaN();
+    Lcg rng{seed};
+    const int64_t a_rows = p.ta ? p.K : p.M, a_cols = p.ta ? p.M : p.K;
+    const int64_t b_rows = p.tb ? p.N : p.K, b_cols = p.tb ? p.K : p.N;
+    lda = a_cols + p.pad_a;
+    ldb = b_cols + p.pad_b;
+    ldc = p.N + p.pad_c;
+    A.assign(static_cast<size_t>(std::max<int64_t>(a_rows * lda, 1)), nan);
+    B.assign(static_cast<size_t>(std::max<int64_t>(b_rows * ldb, 1)), nan);
+    C0.assign(static_cast<size_t>(std::max<int64_t>(p.M * ldc, 1)), static_cast<T>(kCSentinel));
+    for (int64_t i = 0; i < a_rows; ++i)
+      for (int64_t j = 0; j < a_cols; ++j) A[i * lda + j] = static_cast<T>(rng.next());
+    for (int64_t i = 0; i < b_rows; ++i)
+      for (int64_t j = 0; j < b_cols; ++j) B[i * ldb + j] = static_cast<T>(rng.next());
+    for (int64_t i = 0; i < p.M; ++i)
+      for (int64_t j = 0; j < p.N; ++j) C0[i * ldc + j] = p.nan_c ? nan : static_cast<T>(rng.next());
+  }
+
+  double a(const Problem& p, int64_t i, int64_t k) const { return p.ta ? A[k * lda + i] : A[i * lda + k]; }
+  double b(const Problem& p, int64_t k, int64_t j) const { return p.tb ? B[j * ldb + k] : B[k * ldb + j]; }
+
+  std::vector<T> run(const Problem& p) const {
+    std::vector<T> C = C0;
+    gemm_cpu(p.ta, p.tb, p.M, p.N, p.K, static_cast<T>(p.alpha), A.data(), lda, B.data(), ldb,
+             static_cast<T>(p.beta), C.data(), ldc);
+    return C;
+  }
+};
+
+// Compares C against a float64 triple loop: |C - ref| <= 2 (K + 2) eps (|alpha| sum|a b| + |beta c|),
+// the worst-case rounding bound. A dropped or doubled term is orders of magnitude larger.
+template <typename T>
+::testing::AssertionResult matches_reference(const Problem& p, const Operands<T>& ops, const std::vector<T>& C) {
+  const double eps = std::numeric_limits<T>::epsilon();
+  for (int64_t i = 0; i < p.M; ++i) {
+    for (int64_t j = 0; j < p.N; ++j) {
+      double dot = 0, mag = 0;
+      for (int64_t k = 0; k < p.K; ++k) {
+        const double t = ops.a(p, i, k) * ops.b(p, k, j);
+        dot += t;
+        mag += std::abs(t);
+      }
+      const double c0 = ops.C0[i * ops.ldc + j];
+      const double ref = p.alpha * dot + (p.beta == 0 ? 0.0 : p.beta * c0);
+      const double bound = std::abs(p.alpha) * mag + (p.beta == 0 ? 0.0 : std::abs(p.beta * c0));
+      const double got = C[i * ops.ldc + j];
+      if (!(std::abs(got - ref) <= 2.0 * (p.K + 2) * eps * bound + std::numeric_limits<double>::min()))
+        return ::testing::AssertionFailure() << describe(p) << ": C(" << i << ", " << j << ") = " << got
+                                             << ", expected " << ref;
+    }
+    for (int64_t j = p.N; j < ops.ldc; ++j)
+      if (C[i * ops.ldc + j] != static_cast<T>(kCSentinel))
+        return ::testing::AssertionFailure() << describe(p) << ": C's row padding (" << i << ", " << j
+                                             << ") was overwritten";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// The shapes every backend/dtype/transpose combination runs: scalars, odd sizes, sizes one off
+// the 6x16 / 6x8 tiles, and K crossing the 256-deep K block.
+const std::vector<std::array<int64_t, 3>> kShapes = {
+    {1, 1, 1},   {7, 13, 5},  {97, 131, 67}, {6, 16, 8},  {12, 32, 256}, {5, 15, 255},
+    {7, 17, 257}, {1, 40, 33}, {40, 1, 33},   {3, 2, 600}, {19, 8, 1},    {145, 9, 20},
+};
+
+template <typename T>
+void check_all_shapes() {
+  const std::vector<std::array<double, 2>> alpha_beta = {{1, 0}, {0.5, 1}, {-1.25, 0.75}};
+  GemmSettingsGuard guard;
+  set_num_threads(1);
+  for (GemmBackend backend : backends()) {
+    set_gemm_backend(backend);
+    SCOPED_TRACE(gemm_backend_name(backend));
+    for (const auto& s : kShapes)
+      for (int combo = 0; combo < 4; ++combo)
+        for (int padded = 0; padded < 2; ++padded)
+          for (const auto& ab : alpha_beta) {
+            Problem p{(combo & 1) != 0, (combo & 2) != 0, s[0], s[1], s[2]};
+            if (padded) {
+              p.pad_a = 3;
+              p.pad_b = 5;
+              p.pad_c = 2;
+            }
+            p.alpha = ab[0];
+            p.beta = ab[1];
+            Operands<T> ops(p);
+            ASSERT_TRUE(matches_reference(p, ops, ops.run(p)));
+          }
+  }
+}
+
+TEST(Gemm, MatchesNaiveLoopFloat) { check_all_shapes<float>(); }
+
+TEST(Gemm, MatchesNaiveLoopDouble) { check_all_shapes<double>(); }
+
+// Blocks larger than the cache blocks: M > MC, N > NC, K > KC in one call, with 2 threads.
+TEST(Gemm, SpansEveryCacheBlock) {
+  GemmSettingsGuard guard;
+  set_num_threads(2);
+  for (GemmBackend backend : backends()) {
+    set_gemm_backend(backend);
+    SCOPED_TRACE(gemm_backend_name(backend));
+    Problem pf{false, true, 150, 4100, 260, 1, 2, 3, 0.75, 0.5};
+    Operands<float> f(pf);
+    EXPECT_TRUE(matches_reference(pf, f, f.run(pf)));
+    Problem pd{true, false, 100, 2050, 300, 0, 0, 0, -1, 1};
+    Operands<double> d(pd);
+    EXPECT_TRUE(matches_reference(pd, d, d.run(pd)));
+  }
+}
+
+// beta = 0 must overwrite C, even where C holds NaN (BLAS semantics; also what zero-init relies on).
+TEST(Gemm, BetaZeroOverwritesNaN) {
+  GemmSettingsGuard guard;
+  for (GemmBackend backend : backends()) {
+    set_gemm_backend(backend);
+    SCOPED_TRACE(gemm_backend_name(backend));
+    for (const auto& s : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {7, 13, 5}, {64, 100, 300}}) {
+      Problem p{false, false, s[0], s[1], s[2], 0, 0, 4, 2.0, 0.0, true};
+      Operands<float> f(p);
+      std::vector<float> C = f.run(p);
+      for (int64_t i = 0; i < p.M; ++i)
+        for (int64_t j = 0; j < p.N; ++j) ASSERT_FALSE(std::isnan(C[i * f.ldc + j])) << describe(p);
+      EXPECT_TRUE(matches_reference(p, f, C));
+      Operands<double> d(p);
+      EXPECT_TRUE(matches_reference(p, d, d.run(p)));
+    }
+  }
+}
+
+// alpha = 0 or K = 0 gives beta * C exactly, without reading A or B (they hold NaN here).
+TEST(Gemm, AlphaZeroAndEmptyK) {
+  GemmSettingsGuard guard;
+  for (GemmBackend backend : backends()) {
+    set_gemm_backend(backend);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> A(12, nan), B(12, nan);
+    std::vector<float> C = {1, -2, 3, 4, 5, -6};
+    gemm_cpu(false, false, 2, 3, 4, 0.0f, A.data(), 4, B.data(), 3, 2.0f, C.data(), 3);
+    EXPECT_EQ(C, (std::vector<float>{2, -4, 6, 8, 10, -12}));
+    gemm_cpu(false, false, 2, 3, 0, 1.0f, A.data(), 1, B.data(), 3, 0.5f, C.data(), 3);
+    EXPECT_EQ(C, (std::vector<float>{1, -2, 3, 4, 5, -6}));
+    std::vector<float> Cn(6, nan);
+    gemm_cpu(false, false, 2, 3, 0, 1.0f, A.data(), 1, B.data(), 3, 0.0f, Cn.data(), 3);
+    EXPECT_EQ(Cn, std::vector<float>(6, 0.0f));
+    gemm_cpu(false, false, 0, 3, 4, 1.0f, A.data(), 4, B.data(), 3, 0.0f, Cn.data(), 3);  // M = 0: no-op
+    EXPECT_EQ(Cn, std::vector<float>(6, 0.0f));
+  }
+}
+
+TEST(Gemm, NegativeSizeThrows) {
+  float x = 0;
+  try {
+    gemm_cpu(false, false, -1, 1, 1, 1.0f, &x, 1, &x, 1, 0.0f, &x, 1);
+    FAIL() << "expected ember::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[gemm] sizes must be non-negative"), std::string::npos) << e.what();
+  }
+}
+
+// The same numbers for 1 and 2 threads, bit for bit (bit-exact resume depends on it). The shapes
+// are large enough to take the threaded path, splitting N, M, or both across the K-block boundary.
+template <typename T>
+void check_thread_invariance() {
+  GemmSettingsGuard guard;
+  const std::vector<Problem> problems = {
+      {false, false, 64, 700, 100, 0, 0, 0, 1, 0},  {true, true, 700, 64, 100, 2, 1, 3, 0.5, 1},
+      {false, true, 120, 150, 300, 0, 0, 0, 1, 1},   {true, false, 257, 333, 129, 1, 0, 0, -2, 0.25},
+      {false, false, 13, 2000, 70, 0, 0, 0, 1, 0},
+  };
+  for (GemmBackend backend : backends()) {
+    set_gemm_backend(backend);
+    SCOPED_TRACE(gemm_backend_name(backend));
+    for (const Problem& p : problems) {
+      Operands<T> ops(p, 7);
+      set_num_threads(1);
+      std::vector<T> one = ops.run(p);
+      set_num_threads(2);
+      std::vector<T> two = ops.run(p);
+      ASSERT_EQ(std::memcmp(one.data(), two.data(), one.size() * sizeof(T)), 0) << describe(p);
+      EXPECT_TRUE(matches_reference(p, ops, two));
+    }
+  }
+}
+
+TEST(Gemm, ThreadCountDoesNotChangeBitsFloat) { check_thread_invariance<float>(); }
+
+TEST(Gemm, ThreadCountDoesNotChangeBitsDouble) { check_thread_invariance<double>(); }
+
+TEST(Gemm, BackendSelection) {
+  GemmSettingsGuard guard;
+  EXPECT_EQ(gemm_backend_in_use(false), gemm_blocked_available() ? GemmBackend::Blocked : GemmBackend::Eigen);
+  set_gemm_backend(GemmBackend::Eigen);
+  EXPECT_EQ(gemm_backend_in_use(false), GemmBackend::Eigen);
+  EXPECT_EQ(gemm_backend_in_use(true), GemmBackend::Eigen);
+  EXPECT_STREQ(gemm_backend_name(GemmBackend::Blocked), "blocked-avx2");
+}
+
+// --- bmm_cpu ------------------------------------------------------------------------------------
+
+std::vector<double> iota_values(int64_t n, double scale, double shift) {
+  std::vector<double> v(static_cast<size_t>(n));
+  Lcg rng{static_cast<uint64_t>(n) * 31 + 5};
+  for (auto& x : v) x = rng.next() * scale + shift;
+  return v;
+}
+
+// out[b] = beta * out0[b] + a[b] @ w[b], computed in double from the tensors' logical elements.
+std::vector<double> bmm_reference(const Tensor& a, const Tensor& w, const std::vector<double>& out0, double beta) {
+  const int64_t B = a.size(0), M = a.size(1), K = a.size(2), N = w.size(2);
+  std::vector<double> av = a.to_vector<double>(), wv = w.to_vector<double>(), out(static_cast<size_t>(B * M * N));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double s = 0;
+        for (int64_t k = 0; k < K; ++k) s += av[(b * M + i) * K + k] * wv[(b * K + k) * N + j];
+        const size_t o = static_cast<size_t>((b * M + i) * N + j);
+        out[o] = s + (beta == 0 ? 0.0 : beta * out0[o]);
+      }
+  return out;
+}
+
+void expect_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], tol) << "element " << i;
+}
+
+// Runs bmm_cpu for a, w (any layouts) into a fresh contiguous out, checking against the reference.
+void check_bmm(const Tensor& a, const Tensor& w, double beta, DType dtype) {
+  const int64_t B = a.size(0), M = a.size(1), N = w.size(2);
+  std::vector<double> out0 = iota_values(B * M * N, 1.0, 0.0);
+  Tensor out = from_vector(out0, {B, M, N}, dtype);
+  bmm_cpu(a, w, out, beta);
+  expect_close(out.to_vector<double>(), bmm_reference(a, w, out0, beta), dtype == DType::f32 ? 1e-4 : 1e-12);
+}
+
+TEST(Bmm, RowAndColumnMajorOperands) {
+  for (DType dt : {DType::f32, DType::f64}) {
+    SCOPED_TRACE(dtype_name(dt));
+    const int64_t B = 3, M = 5, K = 7, N = 4;
+    Tensor a = from_vector(iota_values(B * M * K, 1.0, 0.0), {B, M, K}, dt);
+    Tensor w = from_vector(iota_values(B * K * N, 0.5, 0.1), {B, K, N}, dt);
+    // Column-major copies: contiguous (B, K, M) transposed to (B, M, K), stride(-2) == 1.
+    Tensor a_cm = a.transpose(1, 2).contiguous().transpose(1, 2);
+    Tensor w_cm = w.transpose(1, 2).contiguous().transpose(1, 2);
+    ASSERT_EQ(a_cm.stride(1), 1);
+    ASSERT_EQ(w_cm.stride(1), 1);
+    for (double beta : {0.0, 1.0}) {
+      check_bmm(a, w, beta, dt);
+      check_bmm(a_cm, w, beta, dt);
+      check_bmm(a, w_cm, beta, dt);
+      check_bmm(a_cm, w_cm, beta, dt);
+    }
+  }
+}
+
+TEST(Bmm, BroadcastBatchAndRowStrides) {
+  const int64_t B = 4, M = 6, K = 9, N = 11;
+  // w shared by every batch (batch stride 0); a is a column slice of a wider tensor (row stride > K).
+  Tensor w = from_vector(iota_values(K * N, 1.0, 0.0), {1, K, N}).expand({B, K, N});
+  ASSERT_EQ(w.stride(0), 0);
+  Tensor wide = from_vector(iota_values(B * M * (K + 3), 1.0, 0.0), {B, M, K + 3});
+  Tensor a = wide.narrow(2, 2, K);
+  ASSERT_EQ(a.stride(1), K + 3);
+  check_bmm(a, w, 0.0, DType::f32);
+  check_bmm(a, w, 1.0, DType::f32);
+}
+
+// Many small products run one batch per thread; the bits must not depend on that.
+TEST(Bmm, ManySmallBatchesThreadInvariant) {
+  GemmSettingsGuard guard;
+  const int64_t B = 512, M = 8, K = 24, N = 16;
+  Tensor a = from_vector(iota_values(B * M * K, 1.0, 0.0), {B, M, K});
+  Tensor w = from_vector(iota_values(B * K * N, 1.0, 0.0), {B, K, N});
+  set_num_threads(1);
+  Tensor one = zeros({B, M, N});
+  bmm_cpu(a, w, one, 0.0);
+  set_num_threads(2);
+  Tensor two = zeros({B, M, N});
+  bmm_cpu(a, w, two, 0.0);
+  ASSERT_EQ(std::memcmp(one.data_ptr<float>(), two.data_ptr<float>(), B * M * N * sizeof(float)), 0);
+  expect_close(two.to_vector<double>(), bmm_reference(a, w, std::vector<double>(B * M * N, 0.0), 0.0), 1e-4);
+}
+
+TEST(Bmm, RejectsOperandWithoutUnitStride) {
+  Tensor base = zeros({2, 6, 8});
+  Tensor a = base.slice(2, 0, 8, 2).slice(1, 0, 6, 2);  // (2, 3, 4), strides (48, 16, 2)
+  Tensor w = zeros({2, 4, 5});
+  Tensor out = zeros({2, 3, 5});
+  try {
+    bmm_cpu(a, w, out, 0.0);
+    FAIL() << "expected ember::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[bmm] a needs stride 1"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ember::kernels
