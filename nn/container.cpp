@@ -1,0 +1,49 @@
+// Sequential and ModuleList.
+#include "nn/container.h"
+
+#include "runtime/error.h"
+
+namespace ember::nn {
+
+Sequential::Sequential(const std::vector<ModulePtr>& modules) : Module("Sequential") {
+  for (const ModulePtr& m : modules) push_back(m);
+}
+
+Sequential::Sequential(const std::vector<std::pair<std::string, ModulePtr>>& named) : Module("Sequential") {
+  for (const auto& [name, m] : named) {
+    add_module(name, m);
+    modules_.push_back(m);
+  }
+}
+
+void Sequential::push_back(ModulePtr module) {
+  add_module(std::to_string(modules_.size()), module);
+  modules_.push_back(std::move(module));
+}
+
+const ModulePtr& Sequential::operator[](size_t i) const {
+  EMBER_CHECK(i < modules_.size(), "[Sequential] index ", i, " is out of range for ", modules_.size(), " modules");
+  return modules_[i];
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor h = x;
+  for (const ModulePtr& m : modules_) h = m->forward(h);
+  return h;
+}
+
+ModuleList::ModuleList(const std::vector<ModulePtr>& modules) : Module("ModuleList") {
+  for (const ModulePtr& m : modules) push_back(m);
+}
+
+void ModuleList::push_back(ModulePtr module) {
+  add_module(std::to_string(modules_.size()), module);
+  modules_.push_back(std::move(module));
+}
+
+const ModulePtr& ModuleList::operator[](size_t i) const {
+  EMBER_CHECK(i < modules_.size(), "[ModuleList] index ", i, " is out of range for ", modules_.size(), " modules");
+  return modules_[i];
+}
+
+}  // namespace ember::nn

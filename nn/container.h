@@ -1,0 +1,67 @@
+// Containers: Sequential (children named "0", "1", ..., forward chains them) and ModuleList
+// (an indexable list of submodules with no forward of its own).
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nn/module.h"
+
+namespace ember::nn {
+
+class EMBER_API Sequential : public Module {
+ public:
+  Sequential() : Module("Sequential") {}
+  // Sequential(make_shared<Linear>(4, 8), make_shared<ReLU>(), ...).
+  template <typename... Ms>
+    requires(sizeof...(Ms) > 0)
+  explicit Sequential(std::shared_ptr<Ms>... modules) : Module("Sequential") {
+    (push_back(std::move(modules)), ...);
+  }
+  explicit Sequential(const std::vector<ModulePtr>& modules);
+  // Children with chosen names (as an OrderedDict in PyTorch).
+  explicit Sequential(const std::vector<std::pair<std::string, ModulePtr>>& named);
+
+  // Appends a child named by its position.
+  void push_back(ModulePtr module);
+  size_t size() const { return modules_.size(); }
+  const ModulePtr& operator[](size_t i) const;
+  // The i-th child cast to M; throws when it is not an M.
+  template <typename M>
+  std::shared_ptr<M> at(size_t i) const {
+    auto m = std::dynamic_pointer_cast<M>((*this)[i]);
+    EMBER_CHECK(m != nullptr, "[Sequential] child ", i, " is a ", (*this)[i]->type_name(), ", not the requested type");
+    return m;
+  }
+  // Feeds x through every child in order.
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  std::vector<ModulePtr> modules_;
+};
+
+class EMBER_API ModuleList : public Module {
+ public:
+  ModuleList() : Module("ModuleList") {}
+  explicit ModuleList(const std::vector<ModulePtr>& modules);
+
+  // Appends a child named by its position.
+  void push_back(ModulePtr module);
+  size_t size() const { return modules_.size(); }
+  const ModulePtr& operator[](size_t i) const;
+  // The i-th child cast to M; throws when it is not an M.
+  template <typename M>
+  std::shared_ptr<M> at(size_t i) const {
+    auto m = std::dynamic_pointer_cast<M>((*this)[i]);
+    EMBER_CHECK(m != nullptr, "[ModuleList] child ", i, " is a ", (*this)[i]->type_name(), ", not the requested type");
+    return m;
+  }
+  std::vector<ModulePtr>::const_iterator begin() const { return modules_.begin(); }
+  std::vector<ModulePtr>::const_iterator end() const { return modules_.end(); }
+
+ private:
+  std::vector<ModulePtr> modules_;
+};
+
+}  // namespace ember::nn
