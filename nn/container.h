@@ -25,7 +25,9 @@ class EMBER_API Sequential : public Module {
 
   // Appends a child named by its position.
   void push_back(ModulePtr module);
+  // Number of children.
   size_t size() const { return modules_.size(); }
+  // The i-th child; throws when i is out of range.
   const ModulePtr& operator[](size_t i) const;
   // The i-th child cast to M; throws when it is not an M.
   template <typename M>
@@ -48,7 +50,9 @@ class EMBER_API ModuleList : public Module {
 
   // Appends a child named by its position.
   void push_back(ModulePtr module);
+  // Number of children.
   size_t size() const { return modules_.size(); }
+  // The i-th child; throws when i is out of range.
   const ModulePtr& operator[](size_t i) const;
   // The i-th child cast to M; throws when it is not an M.
   template <typename M>
@@ -57,6 +61,7 @@ class EMBER_API ModuleList : public Module {
     EMBER_CHECK(m != nullptr, "[ModuleList] child ", i, " is a ", (*this)[i]->type_name(), ", not the requested type");
     return m;
   }
+  // Iteration over the children in order.
   std::vector<ModulePtr>::const_iterator begin() const { return modules_.begin(); }
   std::vector<ModulePtr>::const_iterator end() const { return modules_.end(); }
 

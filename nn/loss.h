@@ -16,6 +16,7 @@ class EMBER_API Loss : public Module {
   virtual Tensor forward(const Tensor& input, const Tensor& target) = 0;
   // Losses need a target: the single-input form throws.
   Tensor forward(const Tensor& x) override;
+  // Calls forward(input, target).
   Tensor operator()(const Tensor& input, const Tensor& target) { return forward(input, target); }
 
   Reduction reduction;

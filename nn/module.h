@@ -55,11 +55,17 @@ class EMBER_API Module : public std::enable_shared_from_this<Module> {
   void add_module(const std::string& name, ModulePtr module);
 
   // --- traversal (registration order, pre-order; shared tensors/modules listed once) ----------
+  // Parameters with dotted names ("encoder.0.weight"); recurse=false: this module's own only.
   NamedTensors named_parameters(bool recurse = true) const;
+  // The tensors of named_parameters(), e.g. for an optimizer.
   std::vector<Tensor> parameters(bool recurse = true) const;
+  // Buffers (persistent or not) with dotted names ("bn.running_mean").
   NamedTensors named_buffers(bool recurse = true) const;
+  // The tensors of named_buffers().
   std::vector<Tensor> buffers(bool recurse = true) const;
+  // Direct submodules with their registration names.
   NamedModules named_children() const;
+  // The modules of named_children().
   std::vector<ModulePtr> children() const;
   // This module (name "") and all descendants with dotted names. A module not owned by a
   // shared_ptr is returned through a non-owning pointer, valid while it lives.
@@ -83,7 +89,9 @@ class EMBER_API Module : public std::enable_shared_from_this<Module> {
   // --- modes, placement, gradients -------------------------------------------------------------
   // Sets training mode here and in all descendants.
   Module& train(bool on = true);
+  // Same as train(false).
   Module& eval() { return train(false); }
+  // Whether this module is in training mode (Dropout drops, BatchNorm uses batch statistics).
   bool is_training() const { return training_; }
   // Moves parameters, buffers and gradients in place (every handle to them sees the move).
   Module& to(Device device);
@@ -121,6 +129,7 @@ class EMBER_API Module : public std::enable_shared_from_this<Module> {
   std::vector<std::pair<std::string, ModulePtr>> children_;
 };
 
+// Writes m.repr().
 EMBER_API std::ostream& operator<<(std::ostream& os, const Module& m);
 
 // Converts a state dict to a Value map (name -> tensor) and back (the latter checks that every
