@@ -1,7 +1,9 @@
 // Ember's ops against PyTorch 1.13 reference values (tests/reference/gen_ops.py): softmax family,
 // activations, every loss with each reduction, matmul/linear. Each case runs in f32 (rtol 1e-5)
 // and f64 (rtol 1e-10), forward values and the input gradients of sum(out * g).
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -16,6 +18,7 @@ namespace ember {
 namespace {
 
 using test::allclose;
+using test::bit_equal;
 using test::Fixture;
 using Fields = std::map<std::string, Tensor>;
 using OpFn = std::function<Tensor(const Fields&, const Fixture&, const std::string&)>;
@@ -240,6 +243,221 @@ TEST(OpsReferenceLayout, MatmulOnTransposedViews) {
   EXPECT_FALSE(at.is_contiguous());
   EXPECT_TRUE(allclose(matmul(at, bt), fx["matmul/mm/out"], 1e-5, 1e-6));
   EXPECT_TRUE(allclose(matmul(a, bt), fx["matmul/mm/out"], 1e-5, 1e-6));
+}
+
+// --- special values and empty tensors (expected values as PyTorch 1.13 gives them) ----------------
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+class OpsSpecialValues : public ::testing::TestWithParam<DType> {
+ protected:
+  Tensor t(const std::vector<double>& v, const Shape& s) const { return test::make_tensor(v, s, GetParam()); }
+  Tensor t(const std::vector<double>& v) const { return t(v, {static_cast<int64_t>(v.size())}); }
+  Tensor expect(const std::vector<double>& v) const { return test::make_tensor(v, {static_cast<int64_t>(v.size())}, DType::f64); }
+  double rtol() const { return GetParam() == DType::f32 ? 1e-6 : 1e-12; }
+};
+
+TEST_P(OpsSpecialValues, SoftmaxWithInfinities) {
+  EXPECT_TRUE(allclose(softmax(t({0, -kInf, 1}), 0), expect({0.2689414213699951, 0, 0.7310585786300049}), rtol(), 0));
+  EXPECT_TRUE(allclose(log_softmax(t({0, -kInf, 1}), 0), expect({-1.3132616875182228, -kInf, -0.31326168751822286}), rtol(), 0));
+  EXPECT_TRUE(allclose(softmax(t({-kInf, -kInf}), 0), expect({kNaN, kNaN})));
+  EXPECT_TRUE(allclose(log_softmax(t({1e4, 0}), 0), expect({0, -1e4}), rtol(), 0));
+}
+
+TEST_P(OpsSpecialValues, NaNPropagates) {
+  EXPECT_TRUE(std::isnan(max(t({1, kNaN, 3})).item()));
+  EXPECT_EQ(argmax(t({1, kNaN, 3}), 0).item<int64_t>(), 1);
+  const ValuesIndices mi = max(t({1, kNaN, 3}, {1, 3}), 1);
+  EXPECT_TRUE(std::isnan(mi.values.item()));
+  EXPECT_EQ(mi.indices.item<int64_t>(), 1);
+  EXPECT_TRUE(allclose(maximum(t({1, kNaN}), t({kNaN, 0})), expect({kNaN, kNaN})));
+  EXPECT_TRUE(allclose(minimum(t({1, kNaN}), t({kNaN, 0})), expect({kNaN, kNaN})));
+  EXPECT_TRUE(allclose(relu(t({kNaN, -1})), expect({kNaN, 0})));
+  EXPECT_TRUE(allclose(clamp(t({kNaN, 5}), -1.0, 1.0), expect({kNaN, 1})));
+  EXPECT_TRUE(std::isnan(sum(t({1, kNaN})).item()));
+}
+
+TEST_P(OpsSpecialValues, ArgmaxTiesPickTheFirst) {
+  EXPECT_EQ(argmax(t({1, 3, 3, 2}), 0).item<int64_t>(), 1);
+  EXPECT_EQ(max(t({5, 1, 5}, {1, 3}), 1).indices.item<int64_t>(), 0);
+}
+
+TEST_P(OpsSpecialValues, ElementwiseLimits) {
+  EXPECT_TRUE(allclose(sigmoid(t({-kInf, kInf})), expect({0, 1}), 0, 0));
+  EXPECT_TRUE(allclose(tanh(t({-kInf, kInf})), expect({-1, 1}), 0, 0));
+  EXPECT_TRUE(allclose(log(t({0, -1})), expect({-kInf, kNaN})));
+  EXPECT_TRUE(allclose(sqrt(t({-1})), expect({kNaN})));
+  EXPECT_TRUE(allclose(exp(t({1000, -kInf})), expect({kInf, 0})));
+  EXPECT_TRUE(allclose(pow(t({0, -8, 2}), t({0, 1.0 / 3, -kInf})), expect({1, kNaN, 0})));
+  EXPECT_TRUE(allclose(div(t({1, 0, -1}), t({0, 0, 0})), expect({kInf, kNaN, -kInf})));
+  EXPECT_TRUE(allclose(gelu(t({kInf})), expect({kInf})));
+  EXPECT_TRUE(allclose(leaky_relu(t({-kInf})), expect({-kInf})));
+  EXPECT_TRUE(allclose(binary_cross_entropy_with_logits(t({100, -100, 0}), t({0, 1, 0.5}), Reduction::None),
+                       expect({100, 100, 0.6931471805599453}), rtol(), 0));
+}
+
+TEST_P(OpsSpecialValues, LossesWithEveryTargetIgnored) {
+  const Tensor lp = log_softmax(t({0.1, 0.2, 0.3, 0.4, 0.5, 0.6}, {2, 3}), 1);
+  const Tensor ignored = from_vector(std::vector<int64_t>{-100, -100}, {2});
+  EXPECT_TRUE(std::isnan(nll_loss(lp, ignored).item()));  // 0 / 0, as PyTorch
+  EXPECT_EQ(nll_loss(lp, ignored, Reduction::Sum).item(), 0.0);
+  EXPECT_TRUE(allclose(nll_loss(lp, ignored, Reduction::None), expect({0, 0}), 0, 0));
+  EXPECT_TRUE(std::isnan(cross_entropy(lp, ignored).item()));
+  EXPECT_TRUE(std::isnan(cross_entropy(lp, ignored, Reduction::Mean, -100, 0.1).item()));
+}
+
+TEST_P(OpsSpecialValues, EmptyTensors) {
+  const Tensor e = t({}, {0, 3});
+  EXPECT_EQ(sum(e).item(), 0.0);
+  EXPECT_TRUE(allclose(sum(e, {0}), expect({0, 0, 0}), 0, 0));
+  EXPECT_TRUE(std::isnan(mean(t({}, {0})).item()));
+  EXPECT_EQ(add(e, e).shape(), Shape({0, 3}));
+  const Tensor mm = matmul(t({}, {3, 0}), t({}, {0, 5}));
+  EXPECT_EQ(mm.shape(), Shape({3, 5}));
+  EXPECT_TRUE(allclose(mm, test::make_tensor(std::vector<double>(15, 0.0), {3, 5}), 0, 0));
+  EXPECT_TRUE(std::isnan(mse_loss(t({}), t({})).item()));
+  EXPECT_EQ(mse_loss(t({}), t({}), Reduction::Sum).item(), 0.0);
+  EXPECT_EQ(softmax(e, 1).shape(), Shape({0, 3}));
+  EXPECT_EQ(cat({e, t({1, 2, 3}, {1, 3})}, 0).shape(), Shape({1, 3}));
+}
+
+TEST_P(OpsSpecialValues, LongReductionsStayAccurate) {
+  // 0.1 summed 2^24 + 3 times: a naive f32 accumulator is off by ~10%.
+  const int64_t n = (int64_t{1} << 24) + 3;
+  const double v = GetParam() == DType::f32 ? static_cast<double>(0.1f) : 0.1;
+  const Tensor x = full({n}, 0.1, GetParam());
+  EXPECT_NEAR(sum(x).item() / (v * static_cast<double>(n)), 1.0, 1e-6);
+  EXPECT_NEAR(mean(x).item() / v, 1.0, 1e-6);
+  EXPECT_NEAR(mean(x.reshape({-1, 1}), {0}).item() / v, 1.0, 1e-6);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, OpsSpecialValues, ::testing::Values(DType::f32, DType::f64),
+                         [](const ::testing::TestParamInfo<DType>& info) { return std::string(dtype_name(info.param)); });
+
+// --- the test helpers themselves ---------------------------------------------------------------
+
+TEST(FixtureLoader, ParsesEveryDtypeAndSpecialValues) {
+  const Fixture fx = test::parse_fixture(
+      "# comment\n"
+      "tensor a f32 2 2 3\n 1 2 3\n4 5 -6.5\n"
+      "  # indented comment\n"
+      "tensor s f64 0\n0.10000000000000001\n"
+      "tensor h f16 1 3 nan inf -inf\n"
+      "tensor b bf16 1 2 1.5 -0\n"
+      "tensor i i64 1 2 9007199254740993 -5\n"
+      "tensor j i32 1 1 -2147483648\n"
+      "tensor u u8 1 2 0 255\n"
+      "tensor q bool 1 3 1 0 true\n"
+      "tensor z f32 2 0 4\n"
+      "scalar lr 0.25\n",
+      "inline");
+  EXPECT_EQ(fx["a"].shape(), Shape({2, 3}));
+  EXPECT_EQ(test::values_f64(fx["a"]), (std::vector<double>{1, 2, 3, 4, 5, -6.5}));
+  EXPECT_EQ(fx["s"].dim(), 0);
+  EXPECT_EQ(fx["s"].item(), 0.1);
+  const std::vector<double> h = test::values_f64(fx["h"]);
+  EXPECT_TRUE(std::isnan(h[0]));
+  EXPECT_EQ(h[1], kInf);
+  EXPECT_EQ(h[2], -kInf);
+  EXPECT_EQ(fx["b"].dtype(), DType::bf16);
+  EXPECT_TRUE(std::signbit(test::values_f64(fx["b"])[1]));
+  EXPECT_EQ(fx["i"].to_vector<int64_t>()[0], 9007199254740993LL);  // exact beyond 2^53
+  EXPECT_EQ(test::values_f64(fx["j"])[0], -2147483648.0);
+  EXPECT_EQ(test::values_f64(fx["u"]), (std::vector<double>{0, 255}));
+  EXPECT_EQ(fx["q"].dtype(), DType::b8);
+  EXPECT_EQ(test::values_f64(fx["q"]), (std::vector<double>{1, 0, 1}));
+  EXPECT_EQ(fx["z"].numel(), 0);
+  EXPECT_EQ(fx.scalar("lr"), 0.25);
+}
+
+TEST(FixtureLoader, ErrorsNameFileAndLine) {
+  auto error_of = [](const std::string& text) -> std::string {
+    try {
+      test::parse_fixture(text, "bad.txt");
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
+  auto expect_has = [](const std::string& msg, const std::vector<std::string>& parts) {
+    EXPECT_FALSE(msg.empty()) << "no error";
+    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+  };
+  expect_has(error_of("tensor a f32 1 3\n1 2\n"), {"bad.txt:", "'a'", "expects 3 values, found 2"});
+  expect_has(error_of("tensor a f32 1 2\n1 2\ntensor b f32 1 2\n1\nscalar c 1\n"), {"bad.txt:5:", "'b'", "found 1"});
+  expect_has(error_of("# x\ntensor a f8 1 1\n1\n"), {"bad.txt:2:", "unknown dtype 'f8'"});
+  expect_has(error_of("tensor a f32 1 2\n1 abc\n"), {"bad.txt:2:", "'abc'"});
+  expect_has(error_of("\n\nmatrix a\n"), {"bad.txt:3:", "'matrix'"});
+  expect_has(error_of("scalar x 1\nscalar x 2\n"), {"bad.txt:2:", "duplicate name 'x'"});
+  expect_has(error_of("tensor a i64 1 1\n1.5\n"), {"bad.txt:2:", "integer"});
+  expect_has(error_of("tensor a u8 1 1\n256\n"), {"bad.txt:2:", "256"});
+  expect_has(error_of("tensor a f32 1 -2\n"), {"bad.txt:1:", "negative dimension"});
+  expect_has(error_of("tensor a f32"), {"bad.txt:1:", "end of file"});
+  const std::string missing = error_of("");  // parses fine: empty fixture
+  EXPECT_TRUE(missing.empty());
+  try {
+    test::load_fixture("fixtures/does_not_exist.txt");
+    ADD_FAILURE() << "no error for a missing file";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("does_not_exist.txt"), std::string::npos) << e.what();
+  }
+  const Fixture fx = test::parse_fixture("scalar x 1\n", "f");
+  try {
+    (void)fx["y"];
+    ADD_FAILURE() << "no error for a missing tensor";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("'y'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CheckHelpers, AllcloseReportsTheWorstElement) {
+  const Tensor e = test::make_tensor({1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_TRUE(allclose(e, e, 0, 0));
+  EXPECT_TRUE(allclose(test::make_tensor({1, 2, 3, 4, 5, 6.000001}, {2, 3}, DType::f32), e, 1e-5, 0));
+  const ::testing::AssertionResult r = allclose(test::make_tensor({1, 2.1, 3, 4, 5, 9}, {2, 3}), e);
+  EXPECT_FALSE(r);
+  const std::string m = r.message();
+  EXPECT_NE(m.find("2 of 6"), std::string::npos) << m;
+  EXPECT_NE(m.find("(1, 2)"), std::string::npos) << m;  // worst: 9 vs 6
+  EXPECT_NE(m.find("actual 9"), std::string::npos) << m;
+  EXPECT_NE(m.find("expected 6"), std::string::npos) << m;
+  EXPECT_FALSE(allclose(test::make_tensor({1, 2}, {2}), test::make_tensor({1, 2}, {1, 2})));
+  EXPECT_FALSE(allclose(test::make_tensor({kNaN}, {1}), test::make_tensor({1}, {1})));
+  EXPECT_TRUE(allclose(test::make_tensor({kNaN, kInf}, {2}), test::make_tensor({kNaN, kInf}, {2})));
+  EXPECT_FALSE(allclose(test::make_tensor({kInf}, {1}), test::make_tensor({-kInf}, {1})));
+  // strided views are read through their strides
+  const Tensor tt = e.t();
+  EXPECT_TRUE(allclose(tt, test::make_tensor({1, 4, 2, 5, 3, 6}, {3, 2}), 0, 0));
+}
+
+TEST(CheckHelpers, BitEqualComparesDtypeShapeAndBits) {
+  const Tensor a = test::make_tensor({0.0, 1.5}, {2}, DType::f32);
+  EXPECT_TRUE(bit_equal(a, test::make_tensor({0.0, 1.5}, {2}, DType::f32)));
+  EXPECT_FALSE(bit_equal(a, test::make_tensor({-0.0, 1.5}, {2}, DType::f32)));
+  EXPECT_FALSE(bit_equal(a, test::make_tensor({0.0, 1.5}, {2}, DType::f64)));
+  EXPECT_FALSE(bit_equal(a, test::make_tensor({0.0, 1.5}, {1, 2}, DType::f32)));
+  EXPECT_TRUE(bit_equal(test::make_tensor({1, 2, 3, 4}, {2, 2}).t(), test::make_tensor({1, 3, 2, 4}, {2, 2})));
+}
+
+TEST(CheckHelpers, GradcheckHandlesStridedLeavesAndReportsContext) {
+  // a leaf that is a transposed view of a detached base
+  const Tensor base = test::make_tensor({0.3, -0.7, 1.1, 0.2, 0.9, -0.4}, {2, 3});
+  Tensor x = base.t().detach();
+  x.requires_grad_(true);
+  ASSERT_FALSE(x.is_contiguous());
+  EXPECT_TRUE(test::gradcheck("exp_of_view", [](const std::vector<Tensor>& in) { return exp(in[0]); }, {x}));
+  // an op whose backward forgets a factor: the message names the context, op and element
+  Tensor y = test::make_tensor({0.5, 1.5}, {2}, DType::f64, true);
+  const ::testing::AssertionResult r = test::gradcheck(
+      "scaled", [](const std::vector<Tensor>& in) { return mul(in[0], in[0].detach()); }, {y});
+  EXPECT_FALSE(r);  // d(x * stop_grad(x)) is x, numerically 2x
+  const std::string m = r.message();
+  EXPECT_NE(m.find("gradcheck [scaled]"), std::string::npos) << m;
+  EXPECT_NE(m.find("mul"), std::string::npos) << m;
+  EXPECT_NE(m.find("2 of 2 gradient elements mismatch"), std::string::npos) << m;
+  EXPECT_NE(m.find("analytic"), std::string::npos) << m;
+  EXPECT_FALSE(test::gradcheck([](const std::vector<Tensor>& in) { return in[0]; }, {test::make_tensor({1}, {1})}));
 }
 
 }  // namespace
