@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -531,6 +532,37 @@ TEST(GradcheckCoverage, EveryDifferentiableOpHasACheck) {
   for (const auto& [name, make] : gradcheck_table())
     if (!registered.count(name)) stale += " " + name;
   EXPECT_TRUE(stale.empty()) << "gradient checks for names not in op_registry() (renamed or removed ops?):" << stale;
+}
+
+// Ops the registry marks non-differentiable: their outputs carry no history even when the input
+// requires grad, and they have the documented values. A new such op must be added here.
+TEST(GradcheckCoverage, NonDifferentiableOpsRecordNothing) {
+  const Tensor a = test::make_tensor({-2, 0, 3, 1}, {4}, DType::f64, true);
+  const Tensor b = test::make_tensor({1, 0, 3, 2}, {4}, DType::f64, true);
+  const std::map<std::string, std::pair<std::function<Tensor()>, std::vector<double>>> cases = {
+      {"sign", {[&] { return sign(a); }, {-1, 0, 1, 1}}},
+      {"eq", {[&] { return eq(a, b); }, {0, 1, 1, 0}}},
+      {"gt", {[&] { return gt(a, b); }, {0, 0, 0, 0}}},
+      {"lt", {[&] { return lt(a, b); }, {1, 0, 0, 1}}},
+      {"ge", {[&] { return ge(a, b); }, {0, 1, 1, 0}}},
+      {"le", {[&] { return le(a, b); }, {1, 1, 1, 1}}},
+      {"argmax", {[&] { return argmax(a, 0); }, {2}}},
+  };
+  for (const OpInfo& op : op_registry()) {
+    if (op.differentiable) continue;
+    SCOPED_TRACE(op.name);
+    auto it = cases.find(op.name);
+    if (it == cases.end()) {
+      ADD_FAILURE() << "non-differentiable op " << op.name << " has no check in test_gradcheck.cpp";
+      continue;
+    }
+    const Tensor out = it->second.first();
+    EXPECT_FALSE(out.requires_grad());
+    EXPECT_EQ(out.grad_fn(), nullptr);
+    EXPECT_EQ(test::values_f64(out), it->second.second);
+  }
+  for (const char* cmp : {"eq", "gt", "lt", "ge", "le"}) EXPECT_EQ(cases.at(cmp).first().dtype(), DType::b8) << cmp;
+  EXPECT_EQ(cases.at("argmax").first().dtype(), DType::i64);
 }
 
 // The checker itself must catch a wrong gradient, not only pass right ones.

@@ -185,6 +185,46 @@ TEST(TensorReshape, ViewVersusCopy) {
   EXPECT_EQ(values_f64(x).back(), -5.0);
 }
 
+TEST(TensorReshape, ExpandedAndSlicedSourcesCopyTheRightValues) {
+  Tensor col = test::make_tensor({1, 2, 3}, {3, 1}, DType::f32);
+  Tensor e = col.expand({3, 4});
+  Tensor r = e.reshape({12});  // stride-0 dim: must copy
+  EXPECT_FALSE(r.is_alias_of(col));
+  EXPECT_EQ(values_f64(r), (std::vector<double>{1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3}));
+  Tensor c = e.contiguous();
+  EXPECT_TRUE(c.is_contiguous());
+  EXPECT_EQ(values_f64(c), values_f64(r));
+  Tensor x = iota_tensor({4, 5});
+  Tensor s = x.slice(0, 1, 4, 2).slice(1, 0, 5, 3);  // rows 1, 3; cols 0, 3
+  EXPECT_EQ(s.shape(), Shape({2, 2}));
+  EXPECT_EQ(values_f64(s.reshape({4})), (std::vector<double>{5, 8, 15, 18}));
+  EXPECT_EQ(values_f64(x.select(1, -1)), (std::vector<double>{4, 9, 14, 19}));
+  EXPECT_EQ(values_f64(x.narrow(0, -1, 1)), (std::vector<double>{15, 16, 17, 18, 19}));
+  EXPECT_EQ(scalar_tensor(3.0).flatten().shape(), Shape({1}));
+  EXPECT_EQ(x.view({-1}).shape(), Shape({20}));
+}
+
+TEST(TensorInplace, CopyBroadcastsAndConverts) {
+  Tensor dst = zeros({2, 3}, DType::f64);
+  dst.copy_(from_vector(std::vector<int64_t>{7, 8, 9}, {3}));
+  EXPECT_EQ(values_f64(dst), (std::vector<double>{7, 8, 9, 7, 8, 9}));
+  Tensor half = zeros({2, 2}, DType::f16);
+  half.t().copy_(test::make_tensor({1, 2, 3, 4}, {2, 2}, DType::f32));  // write through a transposed view
+  EXPECT_EQ(values_f64(half), (std::vector<double>{1, 3, 2, 4}));
+  Tensor a = test::make_tensor({1, 2, 3, 4}, {2, 2}, DType::f32);
+  a.addcmul_(test::make_tensor({1, 1}, {2}), test::make_tensor({2, 3}, {2}), 0.5);
+  EXPECT_EQ(values_f64(a), (std::vector<double>{2, 3.5, 4, 5.5}));
+  a.addcdiv_(test::make_tensor({1, 1, 1, 1}, {2, 2}), test::make_tensor({2, 4, 2, 4}, {2, 2}), 2.0);
+  EXPECT_EQ(values_f64(a), (std::vector<double>{3, 4, 5, 6}));
+  a.clamp_(3.5, 5.5);
+  EXPECT_EQ(values_f64(a), (std::vector<double>{3.5, 4, 5, 5.5}));
+  a.add_(test::make_tensor({1, -1}, {2}), 2.0);
+  EXPECT_EQ(values_f64(a), (std::vector<double>{5.5, 2, 7, 3.5}));
+  a.div_(test::make_tensor({2}, {1}));
+  EXPECT_EQ(values_f64(a), (std::vector<double>{2.75, 1, 3.5, 1.75}));
+  expect_error([&] { a.add_(iota_tensor({2, 2, 2})); }, {"[add_]", "(2, 2, 2)", "(2, 2)"});
+}
+
 // --- joining and indexing ----------------------------------------------------------------------
 
 TEST(TensorJoin, CatStackIndexSelect) {
