@@ -55,6 +55,7 @@ void check_params(const Tensor& x, const Tensor& w, const Tensor& b, const char*
   }
 }
 
+// An uninitialised tensor of `shape` with like's dtype and device.
 Tensor alloc(const Shape& shape, const Tensor& like) {
   return empty(shape, TensorOptions(like.dtype()).with_device(like.device()));
 }
