@@ -3,7 +3,9 @@
 // ember ops. Prints tables of medians; numbers vary with the machine and its load.
 //   usage: ember-bench-runtime [--gemm-only | --mlp-only] [--reps N]
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -26,29 +28,44 @@ using ember::kernels::GemmBackend;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// CPU seconds used by the whole process (all threads). On a loaded machine wall time includes
+// waiting for a core; work per CPU second still shows how fast the kernel itself is.
+double process_cpu_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+struct Timing {
+  double wall, cpu;  // seconds per call (medians)
+};
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Seconds per call of fn: each sample repeats fn until it has run >= 20 ms; median of `reps`.
+// Wall and CPU seconds per call of fn: each sample repeats fn until it has run >= 20 ms; median
+// of `reps` samples.
 template <typename Fn>
-double time_per_call(int reps, Fn&& fn) {
+Timing time_per_call(int reps, Fn&& fn) {
   fn();  // warm caches, packing buffers and the thread pool
-  std::vector<double> samples;
+  std::vector<double> wall, cpu;
   for (int r = 0; r < reps; ++r) {
     int calls = 0;
-    Clock::time_point t0 = Clock::now();
+    const Clock::time_point t0 = Clock::now();
+    const double c0 = process_cpu_seconds();
     double dt = 0;
     do {
       fn();
       ++calls;
       dt = seconds_since(t0);
     } while (dt < 0.02);
-    samples.push_back(dt / calls);
+    wall.push_back(dt / calls);
+    cpu.push_back((process_cpu_seconds() - c0) / calls);
   }
-  return median(samples);
+  return {median(wall), median(cpu)};
 }
 
 std::vector<GemmBackend> backends() {
@@ -60,28 +77,41 @@ std::vector<GemmBackend> backends() {
 
 template <typename T>
 void bench_gemm(const char* name, int reps) {
-  std::printf("\n%s C = A @ B (row-major, square), GFLOP/s, median of %d\n", name, reps);
-  std::printf("%-6s %-14s %10s %10s\n", "n", "backend", "1 thread", "2 threads");
-  for (int64_t n : {256, 512, 1024}) {
-    std::vector<T> A(n * n), B(n * n), C(n * n);
-    ember::Generator gen(42);
-    for (auto& x : A) x = static_cast<T>(gen.next_double() - 0.5);
-    for (auto& x : B) x = static_cast<T>(gen.next_double() - 0.5);
-    for (GemmBackend backend : backends()) {
-      ember::kernels::set_gemm_backend(backend);
-      double gflops[2];
-      for (int threads : {1, 2}) {
-        ember::set_num_threads(threads);
-        double s = time_per_call(reps, [&] {
+  const std::vector<int64_t> sizes = {256, 512, 1024};
+  const std::vector<GemmBackend> bs = backends();
+  // t[size][backend][threads - 1]; the thread count is the outer loop, so the pool is resized
+  // only once per table.
+  std::vector<std::vector<std::array<Timing, 2>>> t(sizes.size(), std::vector<std::array<Timing, 2>>(bs.size()));
+  for (int threads : {1, 2}) {
+    ember::set_num_threads(threads);
+    for (size_t si = 0; si < sizes.size(); ++si) {
+      const int64_t n = sizes[si];
+      std::vector<T> A(n * n), B(n * n), C(n * n);
+      ember::Generator gen(42);
+      for (auto& x : A) x = static_cast<T>(gen.next_double() - 0.5);
+      for (auto& x : B) x = static_cast<T>(gen.next_double() - 0.5);
+      for (size_t bi = 0; bi < bs.size(); ++bi) {
+        ember::kernels::set_gemm_backend(bs[bi]);
+        t[si][bi][threads - 1] = time_per_call(reps, [&] {
           ember::kernels::gemm_cpu(false, false, n, n, n, T(1), A.data(), n, B.data(), n, T(0), C.data(), n);
         });
-        gflops[threads - 1] = 2.0 * n * n * n / s * 1e-9;
       }
-      std::printf("%-6lld %-14s %10.1f %10.1f\n", static_cast<long long>(n),
-                  ember::kernels::gemm_backend_name(backend), gflops[0], gflops[1]);
     }
   }
   ember::kernels::set_gemm_backend(GemmBackend::Auto);
+  std::printf("\n%s C = A @ B (row-major, square), GFLOP per wall second and per CPU second, median of %d\n",
+              name, reps);
+  std::printf("%-6s %-14s %12s %12s %12s %12s\n", "n", "backend", "1 thr wall", "1 thr cpu", "2 thr wall",
+              "2 thr cpu");
+  for (size_t si = 0; si < sizes.size(); ++si) {
+    const double flop = 2.0 * sizes[si] * sizes[si] * sizes[si] * 1e-9;
+    for (size_t bi = 0; bi < bs.size(); ++bi) {
+      const auto& r = t[si][bi];
+      std::printf("%-6lld %-14s %12.1f %12.1f %12.1f %12.1f\n", static_cast<long long>(sizes[si]),
+                  ember::kernels::gemm_backend_name(bs[bi]), flop / r[0].wall, flop / r[0].cpu, flop / r[1].wall,
+                  flop / r[1].cpu);
+    }
+  }
 }
 
 // 784-512-128-32-128-512-784 autoencoder: ReLU between layers, sigmoid output, MSE against the
@@ -135,27 +165,38 @@ void bench_mlp(int reps) {
   const int64_t batch = 256;
   std::printf("\nMLP 784-512-128-32-128-512-784, batch %lld, f32: one SGD step (forward, backward, update)\n",
               static_cast<long long>(batch));
-  std::printf("%-14s %8s %10s %14s %12s\n", "gemm backend", "threads", "ms/step", "GEMM GFLOP/s", "final loss");
+  std::printf("%-14s %8s %10s %12s %14s %12s\n", "gemm backend", "threads", "wall ms", "CPU ms", "GEMM GFLOP/s",
+              "final loss");
   ember::Generator gen(3);
   ember::Tensor x = ember::rand({batch, widths.front()}, {}, &gen);
-  for (GemmBackend backend : backends()) {
-    ember::kernels::set_gemm_backend(backend);
-    for (int threads : {1, 2}) {
-      ember::set_num_threads(threads);
+  const std::vector<GemmBackend> bs = backends();
+  struct Row {
+    double wall_ms, cpu_ms, loss;
+  };
+  std::vector<std::array<Row, 2>> rows(bs.size());
+  double gemm_gflop = 0;
+  for (int threads : {1, 2}) {
+    ember::set_num_threads(threads);
+    for (size_t bi = 0; bi < bs.size(); ++bi) {
+      ember::kernels::set_gemm_backend(bs[bi]);
       Mlp mlp(widths);  // same initial weights for every row
-      double loss = 0;
-      std::vector<double> samples;
-      loss = mlp.step(x, 0.1);  // warm-up
+      double loss = mlp.step(x, 0.1);  // warm-up
+      std::vector<double> wall, cpu;
       for (int r = 0; r < reps; ++r) {
-        Clock::time_point t0 = Clock::now();
+        const Clock::time_point t0 = Clock::now();
+        const double c0 = process_cpu_seconds();
         loss = mlp.step(x, 0.1);
-        samples.push_back(seconds_since(t0));
+        wall.push_back(seconds_since(t0));
+        cpu.push_back(process_cpu_seconds() - c0);
       }
-      const double s = median(samples);
-      std::printf("%-14s %8d %10.2f %14.1f %12.6f\n", ember::kernels::gemm_backend_name(backend), threads, s * 1e3,
-                  mlp.gemm_flops(batch) / s * 1e-9, loss);
+      rows[bi][threads - 1] = {median(wall) * 1e3, median(cpu) * 1e3, loss};
+      gemm_gflop = mlp.gemm_flops(batch) * 1e-9;
     }
   }
+  for (size_t bi = 0; bi < bs.size(); ++bi)
+    for (int t = 0; t < 2; ++t)
+      std::printf("%-14s %8d %10.2f %12.2f %14.1f %12.6f\n", ember::kernels::gemm_backend_name(bs[bi]), t + 1,
+                  rows[bi][t].wall_ms, rows[bi][t].cpu_ms, gemm_gflop / (rows[bi][t].wall_ms * 1e-3), rows[bi][t].loss);
   ember::kernels::set_gemm_backend(GemmBackend::Auto);
 }
 
