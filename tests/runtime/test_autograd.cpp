@@ -1,6 +1,8 @@
 // The autograd engine: .grad accumulation, NoGradGuard, detach, leaf rules, explicit and implicit
 // output gradients, in-place modification of saved tensors, retain_graph and autograd::grad.
 #include <cmath>
+#include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -210,6 +212,57 @@ TEST(Autograd, GradDtypeFollowsTheLeaf) {
   ASSERT_TRUE(x.grad().defined());
   EXPECT_EQ(x.grad().dtype(), DType::f32);
   EXPECT_TRUE(allclose(x.grad(), make_tensor({3, 3}, {2}), 0, 0));
+}
+
+// Gradients at kinks, ties and special points, as PyTorch 1.13 defines them (values printed by
+// torch for the same inputs).
+TEST(Autograd, SubgradientsAtKinksMatchPyTorch) {
+  const double inf = std::numeric_limits<double>::infinity();
+  auto grad_of = [](const std::function<Tensor(const Tensor&)>& f, const std::vector<double>& xv) {
+    Tensor x = make_tensor(xv, {static_cast<int64_t>(xv.size())}, DType::f64, true);
+    sum(f(x)).backward();
+    return values_f64(x.grad());
+  };
+  EXPECT_EQ(grad_of([](const Tensor& x) { return abs(x); }, {-1, 0, 1}), (std::vector<double>{-1, 0, 1}));
+  EXPECT_EQ(grad_of([](const Tensor& x) { return relu(x); }, {-1, 0, 1}), (std::vector<double>{0, 0, 1}));
+  EXPECT_EQ(grad_of([](const Tensor& x) { return leaky_relu(x, 0.25); }, {-1, 0, 1}), (std::vector<double>{0.25, 0.25, 1}));
+  EXPECT_EQ(grad_of([](const Tensor& x) { return clamp(x, -1.0, 1.0); }, {-1, 0, 1}), (std::vector<double>{1, 1, 1}));
+  EXPECT_EQ(grad_of([](const Tensor& x) { return sqrt(x); }, {0, 4}), (std::vector<double>{inf, 0.25}));
+  EXPECT_EQ(grad_of([](const Tensor& x) { return pow(x, 0.0); }, {0, 1}), (std::vector<double>{0, 0}));
+  EXPECT_EQ(grad_of([](const Tensor& x) { return pow(x, 2.0); }, {0, 1}), (std::vector<double>{0, 2}));
+  EXPECT_EQ(grad_of([](const Tensor& x) { return pow(x, 0.5); }, {0, 1}), (std::vector<double>{inf, 0.5}));
+  // max over all elements splits the gradient evenly between ties; max along a dim picks one
+  EXPECT_EQ(grad_of([](const Tensor& x) { return max(x); }, {1, 3, 3}), (std::vector<double>{0, 0.5, 0.5}));
+  EXPECT_EQ(grad_of([](const Tensor& x) { return max(x, 0).values; }, {1, 3, 3}), (std::vector<double>{0, 1, 0}));
+  // l1 at zero difference, smooth_l1 at |d| = beta, and beta = 0 (plain l1)
+  const Tensor t12 = make_tensor({1, 2}, {2}, DType::f64);
+  EXPECT_EQ(grad_of([&](const Tensor& x) { return l1_loss(x, t12); }, {1, 2}), (std::vector<double>{0, 0}));
+  EXPECT_EQ(grad_of([](const Tensor& x) { return smooth_l1_loss(x, make_tensor({0, 2}, {2}, DType::f64)); }, {1, 2}),
+            (std::vector<double>{0.5, 0}));
+  EXPECT_EQ(grad_of([](const Tensor& x) {
+              return smooth_l1_loss(x, make_tensor({1, 0}, {2}, DType::f64), Reduction::Sum, 0.0);
+            }, {1, 2}),
+            (std::vector<double>{0, 1}));
+}
+
+TEST(Autograd, TiedMaximumMinimumSplitTheGradient) {
+  Tensor a = make_tensor({1, 2}, {2}, DType::f64, true);
+  Tensor b = make_tensor({1, 1}, {2}, DType::f64, true);
+  sum(maximum(a, b)).backward();
+  EXPECT_EQ(values_f64(a.grad()), (std::vector<double>{0.5, 1}));
+  EXPECT_EQ(values_f64(b.grad()), (std::vector<double>{0.5, 0}));
+  Tensor c = make_tensor({1, 2}, {2}, DType::f64, true);
+  Tensor d = make_tensor({1, 1}, {2}, DType::f64, true);
+  sum(minimum(c, d)).backward();
+  EXPECT_EQ(values_f64(c.grad()), (std::vector<double>{0.5, 0}));
+  EXPECT_EQ(values_f64(d.grad()), (std::vector<double>{0.5, 1}));
+  // pow with a tensor exponent at base 0: PyTorch masks the 0 * log(0) terms to 0
+  Tensor x = make_tensor({0, 2}, {2}, DType::f64, true);
+  Tensor e = make_tensor({2, 2}, {2}, DType::f64, true);
+  sum(pow(x, e)).backward();
+  EXPECT_EQ(values_f64(x.grad()), (std::vector<double>{0, 4}));
+  EXPECT_EQ(values_f64(e.grad())[0], 0.0);
+  EXPECT_NEAR(values_f64(e.grad())[1], 4 * std::log(2.0), 1e-12);
 }
 
 }  // namespace

@@ -323,8 +323,8 @@ TEST_P(OpsSpecialValues, EmptyTensors) {
 }
 
 TEST_P(OpsSpecialValues, LongReductionsStayAccurate) {
-  // 0.1 summed 2^24 + 3 times: a naive f32 accumulator is off by ~10%.
-  const int64_t n = (int64_t{1} << 24) + 3;
+  // 0.1 summed 2^23 + 3 times: a naive f32 accumulator is off by several percent.
+  const int64_t n = (int64_t{1} << 23) + 3;
   const double v = GetParam() == DType::f32 ? static_cast<double>(0.1f) : 0.1;
   const Tensor x = full({n}, 0.1, GetParam());
   EXPECT_NEAR(sum(x).item() / (v * static_cast<double>(n)), 1.0, 1e-6);
