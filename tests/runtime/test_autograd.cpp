@@ -116,6 +116,14 @@ TEST(Autograd, BackwardWithExplicitGradient) {
   Tensor x2 = make_tensor({1, 2}, {2}, DType::f64, true);
   Tensor y2 = mul(x2, 3.0);
   EXPECT_ERROR_CONTAINS(y2.backward(make_tensor({1, 1, 1}, {3})), "(3)");
+  // .grad never aliases the caller's gradient: accumulating must not change it
+  Tensor x3 = make_tensor({1, 2}, {2}, DType::f64, true);
+  Tensor g = make_tensor({0.5, 0.25}, {2}, DType::f64);
+  add(x3, 1.0).backward(g);
+  EXPECT_FALSE(x3.grad().is_alias_of(g));
+  add(x3, 1.0).backward(g);
+  EXPECT_EQ(values_f64(x3.grad()), (std::vector<double>{1, 0.5}));
+  EXPECT_EQ(values_f64(g), (std::vector<double>{0.5, 0.25}));
 }
 
 TEST(Autograd, NonScalarBackwardWithoutGradientErrors) {
