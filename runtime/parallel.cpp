@@ -38,7 +38,13 @@ class ThreadPool {
     stop();
     n_ = n;
     shutdown_ = false;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    uint64_t start_generation;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      start_generation = generation_;
+    }
+    // New workers must not pick up a job that finished before they existed.
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, start_generation] { worker_loop(i, start_generation); });
   }
 
   void run(int64_t begin, int64_t end, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
@@ -79,8 +85,7 @@ class ThreadPool {
     t_in_parallel = prev;
   }
 
-  void worker_loop(int index) {
-    uint64_t seen = 0;
+  void worker_loop(int index, uint64_t seen) {
     for (;;) {
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait(lk, [&] { return shutdown_ || generation_ != seen; });

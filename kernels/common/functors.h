@@ -43,8 +43,8 @@ EMBER_HOST_DEVICE inline T unary_apply(UnaryOp op, T x, T a, T b) {
     case UnaryOp::Sqrt: return std::sqrt(x);
     case UnaryOp::Abs: return std::fabs(x);
     case UnaryOp::Sign: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
-    case UnaryOp::Relu: return x > T(0) ? x : T(0);
-    case UnaryOp::LeakyRelu: return x > T(0) ? x : x * a;
+    case UnaryOp::Relu: return x < T(0) ? T(0) : x;  // NaN propagates, as torch
+    case UnaryOp::LeakyRelu: return x < T(0) ? x * a : x;
     case UnaryOp::Sigmoid: return T(1) / (T(1) + std::exp(-x));
     case UnaryOp::Tanh: return std::tanh(x);
     case UnaryOp::Gelu: return T(0.5) * x * (T(1) + std::erf(x * kSqrt1_2));
