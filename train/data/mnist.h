@@ -1,0 +1,45 @@
+// MNIST-format datasets on disk (MNIST, Fashion-MNIST, ...): finding a split's two IDX files in a
+// directory, loading them with their cross-checks, and turning them into a TensorDataset of
+// f32 pixels/255 and i64 labels. The default directory is Debian's dataset-fashion-mnist.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "runtime/api.h"
+#include "runtime/tensor.h"
+#include "train/data/dataset.h"
+
+namespace ember::data {
+
+enum class Split { Train, Test };
+
+// Where the MNIST-format files live: $EMBER_DATA if set and non-empty, else
+// /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist package).
+EMBER_API std::string default_data_dir();
+
+struct MnistFiles {
+  std::string images;  // e.g. <dir>/train-images-idx3-ubyte.gz
+  std::string labels;  // e.g. <dir>/train-labels-idx1-ubyte.gz
+};
+// Finds a split's files: <prefix>-images-idx3-ubyte[.gz] and <prefix>-labels-idx1-ubyte[.gz], with
+// prefix "train" or "t10k" (the plain file wins when both exist). Throws listing what it looked for.
+EMBER_API MnistFiles find_mnist_files(const std::string& dir, Split split);
+
+struct MnistData {
+  Tensor images;  // u8 (N, rows, cols)
+  Tensor labels;  // u8 (N), each < 10
+  MnistFiles files;
+};
+// Loads a split: both files validated, and as many images as labels.
+EMBER_API MnistData load_mnist(const std::string& dir, Split split);
+
+// How a dataset presents images: (N, 1, rows, cols) for conv nets or (N, rows*cols) for MLPs.
+enum class ImageLayout { NCHW, Flat };
+// A TensorDataset of {images f32 pixels/255 in `layout`, labels i64}; pixels/255 rounds exactly
+// as PyTorch's `uint8_tensor.float().div(255)`.
+EMBER_API std::shared_ptr<TensorDataset> mnist_dataset(const MnistData& data, ImageLayout layout = ImageLayout::NCHW);
+// load_mnist followed by mnist_dataset.
+EMBER_API std::shared_ptr<TensorDataset> load_mnist_dataset(const std::string& dir, Split split,
+                                                            ImageLayout layout = ImageLayout::NCHW);
+
+}  // namespace ember::data
