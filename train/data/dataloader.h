@@ -7,7 +7,8 @@
 // next begin() draws a new permutation. A loop left by an exception keeps the epoch open, and so
 // does load_state_dict() of a mid-epoch state: the next begin() continues where it stopped.
 // "Handed out" counts a batch as soon as the iterator yields it (a state_dict() taken inside the
-// loop body resumes at the following batch).
+// loop body resumes at the following batch). A loader and its iterator are used from one thread;
+// only the prefetch workers run elsewhere (they call Dataset::get_batch concurrently).
 #pragma once
 #include <cstdint>
 #include <functional>
