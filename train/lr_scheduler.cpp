@@ -641,6 +641,15 @@ OneCycleLR::OneCycleLR(Optimizer& optimizer, const OneCycleLROptions& o)
               "[OneCycleLR] anneal_strategy must be one of 'cos' or 'linear', instead got '", anneal_strategy_, "'");
   auto& groups = optimizer.param_groups();
   const std::vector<double> max_lrs = per_group(o.max_lr, groups.size(), "max_lr", type_name_);
+  std::vector<double> max_m, base_m;
+  if (cycle_momentum_) {  // validated before any group changes
+    const ValueMap& d = optimizer.defaults();
+    EMBER_CHECK(d.count("momentum") || d.count("betas"), "[OneCycleLR] optimizer ", optimizer.type_name(),
+                " must support momentum (a 'momentum' or 'betas' option) with cycle_momentum enabled");
+    use_beta1_ = d.count("betas") > 0;
+    max_m = per_group(o.max_momentum, groups.size(), "max_momentum", type_name_);
+    base_m = per_group(o.base_momentum, groups.size(), "base_momentum", type_name_);
+  }
   if (o.last_epoch == -1) {
     for (size_t i = 0; i < groups.size(); ++i) {
       ValueMap& g = groups[i].options;
@@ -651,12 +660,6 @@ OneCycleLR::OneCycleLR(Optimizer& optimizer, const OneCycleLROptions& o)
     }
   }
   if (cycle_momentum_) {
-    const ValueMap& d = optimizer.defaults();
-    EMBER_CHECK(d.count("momentum") || d.count("betas"), "[OneCycleLR] optimizer ", optimizer.type_name(),
-                " must support momentum (a 'momentum' or 'betas' option) with cycle_momentum enabled");
-    use_beta1_ = d.count("betas") > 0;
-    const auto max_m = per_group(o.max_momentum, groups.size(), "max_momentum", type_name_);
-    const auto base_m = per_group(o.base_momentum, groups.size(), "base_momentum", type_name_);
     if (o.last_epoch == -1) {
       for (size_t i = 0; i < groups.size(); ++i) {
         ValueMap& g = groups[i].options;

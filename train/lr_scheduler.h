@@ -239,10 +239,10 @@ class EMBER_API CosineAnnealingWarmRestarts : public LRScheduler {
 };
 
 struct OneCycleLROptions {
-  std::vector<double> max_lr;               // one value, or one per group (required)
-  std::optional<int64_t> total_steps;       // or epochs * steps_per_epoch
-  std::optional<int64_t> epochs;
-  std::optional<int64_t> steps_per_epoch;
+  std::vector<double> max_lr{};             // one value, or one per group (required)
+  std::optional<int64_t> total_steps{};     // or epochs * steps_per_epoch
+  std::optional<int64_t> epochs{};
+  std::optional<int64_t> steps_per_epoch{};
   double pct_start = 0.3;
   std::string anneal_strategy = "cos";      // "cos" or "linear"
   bool cycle_momentum = true;               // cycles "momentum", or betas[0] for Adam-like optimizers

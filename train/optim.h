@@ -123,7 +123,7 @@ class EMBER_API Optimizer {
 
 // --- SGD -------------------------------------------------------------------------------------
 struct SGDOptions {
-  std::optional<double> lr;  // required: here or in every group (torch has no default)
+  std::optional<double> lr{};  // required: here or in every group (torch has no default)
   double momentum = 0.0;
   double dampening = 0.0;
   double weight_decay = 0.0;
