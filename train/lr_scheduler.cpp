@@ -102,7 +102,7 @@ const ValueMap& check_keys(const Value& sd, const Value& reference, const std::s
       extra += (extra.empty() ? "'" : ", '") + k + "'";
     }
   }
-  EMBER_CHECK(missing.empty() && extra.empty(), "[", who, "] load_state_dict: the state dict does not match a ", who,
+  EMBER_CHECK(missing.empty() && extra.empty(), "[", who, "] load_state_dict: the state dict's keys do not match ", who, "'s",
               missing.empty() ? "" : "; missing keys: ", missing, extra.empty() ? "" : "; unexpected keys: ", extra);
   return m;
 }

@@ -298,7 +298,8 @@ class EMBER_API SequentialLR : public LRScheduler {
   std::vector<int64_t> milestones_;
 };
 
-// Steps every scheduler at each step (their factors multiply).
+// Steps every scheduler at each step (their factors multiply). As torch's, it keeps no epoch
+// count of its own (last_epoch() stays -1); its schedulers keep theirs.
 class EMBER_API ChainedScheduler : public LRScheduler {
  public:
   explicit ChainedScheduler(std::vector<std::shared_ptr<LRScheduler>> schedulers);

@@ -420,11 +420,11 @@ TEST(LRSchedulerErrors, LoadStateDictNamesWhatDiffers) {
   StepLR step(*s.opt, 3);
   ExponentialLR expo(*s.opt, 0.9);
   EXPECT_EQ(error_of([&] { expo.load_state_dict(step.state_dict()); }),
-            "[ExponentialLR] load_state_dict: the state dict does not match a ExponentialLR; unexpected keys: "
+            "[ExponentialLR] load_state_dict: the state dict's keys do not match ExponentialLR's; unexpected keys: "
             "'step_size'");
   CosineAnnealingLR cos(*s.opt, 5);
   EXPECT_EQ(error_of([&] { cos.load_state_dict(expo.state_dict()); }),
-            "[CosineAnnealingLR] load_state_dict: the state dict does not match a CosineAnnealingLR; missing keys: "
+            "[CosineAnnealingLR] load_state_dict: the state dict's keys do not match CosineAnnealingLR's; missing keys: "
             "'T_max', 'eta_min'; unexpected keys: 'gamma'");
   Value sd = step.state_dict();
   sd["last_epoch"] = Value("three");

@@ -11,6 +11,8 @@
 
 #include "runtime/autograd.h"
 #include "runtime/ops.h"
+#include "runtime/parallel.h"
+#include "runtime/rng.h"
 #include "tests/support/check.h"
 #include "train/lr_scheduler.h"
 #include "train/optim.h"
@@ -192,6 +194,30 @@ TEST(OptimTorch, GenericPathAdam) { check_against_torch("adam", true); }
 TEST(OptimTorch, GenericPathAdamW) { check_against_torch("adamw", true); }
 TEST(OptimTorch, GenericPathRMSprop) { check_against_torch("rmsprop", true); }
 TEST(OptimTorch, GenericPathAdagrad) { check_against_torch("adagrad", true); }
+
+// The fused loops split large tensors across threads; results must not depend on the split, and
+// must agree with the generic tensor-op path.
+TEST(OptimTorch, LargeParameterFusedAndGenericPathsAgree) {
+  const int64_t n = 70001;  // several parallel chunks, odd tail
+  auto run = [&](int threads, bool strided) {
+    set_num_threads(threads);
+    Generator gen(7);
+    Tensor init = randn({n, 2}, {}, &gen);
+    Tensor p = strided ? init.t().contiguous().t() : init.clone();
+    p.requires_grad_(true);
+    RMSprop opt(NamedParams{{"p", p}}, {.weight_decay = 0.01, .momentum = 0.5, .centered = true});
+    for (int s = 0; s < 3; ++s) {
+      p.set_grad(randn({n, 2}, {}, &gen));
+      opt.step();
+    }
+    return p.contiguous();
+  };
+  const int saved = get_num_threads();
+  Tensor one = run(1, false), two = run(2, false), generic = run(1, true);
+  set_num_threads(saved);
+  EXPECT_TRUE(test::bit_equal(one, two));
+  EXPECT_TRUE(test::allclose(generic, one, 1e-6, 1e-7));
+}
 
 // --- layout -------------------------------------------------------------------------------------
 
