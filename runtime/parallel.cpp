@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+
+#include <pthread.h>
 #include <thread>
 #include <vector>
 
@@ -124,9 +126,17 @@ class ThreadPool {
 
 std::atomic<int> g_num_threads{0};
 
+// The pool is never destroyed (workers may outlive static destruction order). After fork() the
+// child has none of the parent's workers, so it starts a fresh pool on first use.
+ThreadPool* g_pool = nullptr;
+std::once_flag g_atfork_once;
+
 ThreadPool& pool() {
-  static ThreadPool p(get_num_threads());
-  return p;
+  std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, [] { g_pool = nullptr; }); });
+  static std::mutex create_mu;
+  std::lock_guard<std::mutex> lk(create_mu);
+  if (!g_pool) g_pool = new ThreadPool(get_num_threads());
+  return *g_pool;
 }
 
 }  // namespace

@@ -88,6 +88,15 @@ void binary_typed(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& o
 }  // namespace
 
 void unary_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) {
+  if (out.dtype() == DType::i64 || out.dtype() == DType::i32) {
+    // integer tensors (counters, indices): the exact integer ops only
+    EMBER_CHECK(op == UnaryOp::AddScalar || op == UnaryOp::MulScalar || op == UnaryOp::Neg || op == UnaryOp::Abs ||
+                    op == UnaryOp::Sign,
+                "[unary] this op is not supported for integer dtype ", dtype_name(out.dtype()));
+    if (out.dtype() == DType::i64) unary_typed<int64_t>(op, x, out, static_cast<int64_t>(a), static_cast<int64_t>(b));
+    else unary_typed<int32_t>(op, x, out, static_cast<int32_t>(a), static_cast<int32_t>(b));
+    return;
+  }
   dispatch_floating(out.dtype(), "unary", [&](auto tag) {
     using T = decltype(tag);
     unary_typed<T>(op, x, out, static_cast<T>(a), static_cast<T>(b));

@@ -1,0 +1,369 @@
+// Trainer: resume arithmetic, bit-exact resume (end-of-epoch, mid-epoch, SIGTERM), hyperparameter
+// round trip, weights-only refusal, scheduler continuation, logging layout.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "checkpoint/checkpoint.h"
+#include "nn/nn.h"
+#include "runtime/ops.h"
+#include "runtime/rng.h"
+#include "tests/support/check.h"
+#include "train/callbacks.h"
+#include "train/logger.h"
+#include "train/trainer.h"
+
+namespace fs = std::filesystem;
+using namespace ember;
+
+namespace {
+
+// A small autoencoder with dropout, Adam, a step-interval and an epoch-interval scheduler: every
+// piece of state that resume must restore (weights, moments, scheduler counters, RNG, sampler).
+class TinyAE : public LightningModule {
+ public:
+  explicit TinyAE(const HParams& hp) : LightningModule("TinyAE") {
+    save_hyperparameters(hp);
+    net = register_module("net", std::make_shared<nn::Sequential>(
+                                      std::make_shared<nn::Linear>(8, 16), std::make_shared<nn::ReLU>(),
+                                      std::make_shared<nn::Dropout>(0.2), std::make_shared<nn::Linear>(16, 8)));
+  }
+  Tensor forward(const Tensor& x) override { return net->forward(x); }
+  Tensor training_step(const Batch& b, int64_t batch_idx) override {
+    Tensor loss = mse_loss(forward(b[0]), b[0]);
+    log("train_loss", loss);
+    if (batch_idx == sigterm_at_batch) ::raise(SIGTERM);
+    return loss;
+  }
+  void validation_step(const Batch& b, int64_t) override { log("val_loss", mse_loss(forward(b[0]), b[0])); }
+  OptimizerConfig configure_optimizers() override {
+    auto opt = std::make_shared<optim::Adam>(named_parameters(),
+                                             optim::AdamOptions{.lr = hparams().get<double>("learning_rate")});
+    OptimizerConfig c(opt);
+    c.schedulers.push_back(SchedulerConfig{.scheduler = std::make_shared<optim::StepLR>(*opt, 2, 0.5)});
+    c.schedulers.push_back(SchedulerConfig{.scheduler = std::make_shared<optim::ExponentialLR>(*opt, 0.99),
+                                           .interval = "step"});
+    return c;
+  }
+  std::shared_ptr<nn::Sequential> net;
+  int64_t sigterm_at_batch = -1;
+};
+
+struct Data {
+  std::shared_ptr<data::TensorDataset> train, val;
+  Data() {
+    Generator g(123);
+    train = std::make_shared<data::TensorDataset>(std::vector<Tensor>{rand({64, 8}, {}, &g)});
+    val = std::make_shared<data::TensorDataset>(std::vector<Tensor>{rand({16, 8}, {}, &g)});
+  }
+  std::unique_ptr<data::DataLoader> train_loader() const {
+    return std::make_unique<data::DataLoader>(train, data::DataLoaderOptions{.batch_size = 8, .shuffle = true, .seed = 7});
+  }
+  std::unique_ptr<data::DataLoader> val_loader() const {
+    return std::make_unique<data::DataLoader>(val, data::DataLoaderOptions{.batch_size = 8});
+  }
+};
+
+HParams hp() { return HParams{{"learning_rate", 0.01}, {"hidden", int64_t{16}}}; }
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root = fs::temp_directory_path() / ("ember_trainer_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root);
+    fs::create_directories(root);
+  }
+  void TearDown() override { fs::remove_all(root); }
+  TrainerOptions opts(int64_t max_epochs) {
+    TrainerOptions o;
+    o.default_root_dir = root.string();
+    o.max_epochs = max_epochs;
+    o.enable_progress_bar = false;
+    o.seed = 42;
+    return o;
+  }
+  fs::path root;
+  Data data;
+};
+
+std::vector<std::string> files_in(const fs::path& dir) {
+  std::vector<std::string> out;
+  if (!fs::exists(dir)) return out;
+  for (auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void expect_same_state(LightningModule& a, LightningModule& b, Trainer& ta, Trainer& tb) {
+  auto sa = a.state_dict(), sb = b.state_dict();
+  ASSERT_EQ(sa.size(), sb.size());
+  for (size_t i = 0; i < sa.size(); ++i) EXPECT_TRUE(test::bit_equal(sa[i].second, sb[i].second)) << sa[i].first;
+  const auto& oa = ta.optimizer_config(), &ob = tb.optimizer_config();
+  EXPECT_TRUE(oa.optimizers[0]->state_dict() == ob.optimizers[0]->state_dict());
+  for (size_t i = 0; i < oa.schedulers.size(); ++i)
+    EXPECT_TRUE(oa.schedulers[i].scheduler->state_dict() == ob.schedulers[i].scheduler->state_dict()) << i;
+  EXPECT_EQ(ta.global_step(), tb.global_step());
+}
+
+}  // namespace
+
+TEST_F(TrainerTest, AutomaticCheckpointKeepsLatestEpoch) {
+  TinyAE model(hp());
+  auto tl = data.train_loader();
+  auto vl = data.val_loader();
+  Trainer t(opts(3));
+  t.fit(model, *tl, vl.get());
+  EXPECT_EQ(t.current_epoch(), 3);
+  EXPECT_EQ(t.global_step(), 24);
+  fs::path run = root / "ember_logs" / "version_0";
+  EXPECT_EQ(t.log_dir(), run.string());
+  EXPECT_EQ(files_in(run / "checkpoints"), std::vector<std::string>{"epoch=2-step=24.ckpt"});
+  EXPECT_TRUE(fs::exists(run / "metrics.csv"));
+  EXPECT_TRUE(fs::exists(run / "hparams.yaml"));
+  auto m = read_metrics_csv((run / "metrics.csv").string());
+  ASSERT_TRUE(m.count("val_loss"));
+  int n_val = 0;
+  for (double v : m["val_loss"]) n_val += !std::isnan(v);
+  EXPECT_EQ(n_val, 3);
+  // a second fit gets the next version directory
+  TinyAE model2(hp());
+  Trainer t2(opts(1));
+  t2.fit(model2, *tl, vl.get());
+  EXPECT_EQ(t2.log_dir(), (root / "ember_logs" / "version_1").string());
+}
+
+TEST_F(TrainerTest, ResumeFromEpochEndCheckpointContinuesAtNextEpochBitExactly) {
+  // uninterrupted: 4 epochs (models are initialised from the default generator: seed it first)
+  manual_seed(1);
+  TinyAE full(hp());
+  auto tl = data.train_loader();
+  auto vl = data.val_loader();
+  Trainer tf(opts(4));
+  tf.fit(full, *tl, vl.get());
+
+  // interrupted: 2 epochs (file epoch=1-step=16), then resume with max_epochs=4
+  TrainerOptions o2 = opts(2);
+  o2.default_root_dir = (root / "b").string();
+  manual_seed(1);
+  TinyAE first(hp());
+  auto tl2 = data.train_loader();
+  auto vl2 = data.val_loader();
+  Trainer t2(o2);
+  t2.fit(first, *tl2, vl2.get());
+  fs::path ckpt = root / "b" / "ember_logs" / "version_0" / "checkpoints" / "epoch=1-step=16.ckpt";
+  ASSERT_TRUE(fs::exists(ckpt));
+
+  TrainerOptions o3 = opts(4);
+  o3.default_root_dir = (root / "c").string();
+  TinyAE resumed(HParams{{"learning_rate", 0.5}, {"hidden", int64_t{16}}});  // overwritten by the checkpoint's state
+  resumed.save_hyperparameters(hp());
+  auto tl3 = data.train_loader();
+  auto vl3 = data.val_loader();
+  Trainer t3(o3);
+  t3.fit(resumed, *tl3, vl3.get(), ckpt.string());
+  EXPECT_EQ(t3.current_epoch(), 4);
+  EXPECT_EQ(t3.global_step(), 32);
+  expect_same_state(full, resumed, tf, t3);
+}
+
+TEST_F(TrainerTest, MidEpochResumeIsBitExact) {
+  manual_seed(1);
+  TinyAE full(hp());
+  auto tl = data.train_loader();
+  Trainer tf(opts(3));
+  tf.fit(full, *tl);
+
+  // every 5 steps, keep all: step 5 is in epoch 0 (batch 4), step 20 in epoch 2 (batch 3)
+  TrainerOptions o = opts(3);
+  o.default_root_dir = (root / "b").string();
+  auto mc = std::make_shared<ModelCheckpoint>(ModelCheckpointOptions{.save_top_k = -1, .every_n_train_steps = 5});
+  o.callbacks = {mc};
+  manual_seed(1);
+  TinyAE part(hp());
+  auto tl2 = data.train_loader();
+  Trainer t2(o);
+  t2.fit(part, *tl2);
+  fs::path dir = root / "b" / "ember_logs" / "version_0" / "checkpoints";
+  EXPECT_EQ(files_in(dir), (std::vector<std::string>{"epoch=0-step=5.ckpt", "epoch=1-step=10.ckpt",
+                                                     "epoch=1-step=15.ckpt", "epoch=2-step=20.ckpt"}));
+  for (const char* name : {"epoch=0-step=5.ckpt", "epoch=2-step=20.ckpt"}) {
+    TrainerOptions o3 = opts(3);
+    o3.default_root_dir = (root / "c").string();
+    TinyAE resumed(hp());
+    auto tl3 = data.train_loader();
+    Trainer t3(o3);
+    t3.fit(resumed, *tl3, nullptr, (dir / name).string());
+    EXPECT_EQ(t3.global_step(), 24) << name;
+    expect_same_state(full, resumed, tf, t3);
+  }
+}
+
+TEST_F(TrainerTest, ManualSaveAfterFitResumesAtCompletedEpochs) {
+  TinyAE model(hp());
+  auto tl = data.train_loader();
+  Trainer t(opts(2));
+  t.fit(model, *tl);
+  std::string path = (root / "manual.ckpt").string();
+  t.save_checkpoint(path);
+  Value ck = checkpoint::load(path);
+  EXPECT_EQ(ck.at("epoch").as_int(), 2);
+  EXPECT_EQ(ck.at("global_step").as_int(), 16);
+
+  TinyAE r(hp());
+  auto tl2 = data.train_loader();
+  Trainer t2(opts(3));
+  t2.fit(r, *tl2, nullptr, path);
+  EXPECT_EQ(t2.global_step(), 24);  // exactly one more epoch
+
+  TinyAE r2(hp());
+  auto tl3 = data.train_loader();
+  Trainer t3(opts(1));
+  try {
+    t3.fit(r2, *tl3, nullptr, path);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("2 completed epochs"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("max_epochs=1"), std::string::npos) << msg;
+  }
+}
+
+TEST_F(TrainerTest, WeightsOnlyCheckpointRefusedForResumeButLoadsForInference) {
+  TinyAE model(hp());
+  auto tl = data.train_loader();
+  Trainer t(opts(1));
+  t.fit(model, *tl);
+  std::string path = (root / "w.ckpt").string();
+  t.save_checkpoint(path, /*weights_only=*/true);
+  TinyAE r(hp());
+  Trainer t2(opts(2));
+  try {
+    t2.fit(r, *tl, nullptr, path);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("weights-only"), std::string::npos) << e.what();
+  }
+  auto loaded = LightningModule::load_from_checkpoint<TinyAE>(path);
+  EXPECT_TRUE(test::bit_equal(loaded->net->at<nn::Linear>(0)->weight, model.net->at<nn::Linear>(0)->weight));
+}
+
+TEST_F(TrainerTest, LoadFromCheckpointRestoresHyperparameters) {
+  TinyAE model(HParams{{"learning_rate", 0.0025}, {"hidden", int64_t{16}}, {"name", "ae"}});
+  auto tl = data.train_loader();
+  Trainer t(opts(1));
+  t.fit(model, *tl);
+  std::string path = (root / "m.ckpt").string();
+  t.save_checkpoint(path);
+  auto loaded = LightningModule::load_from_checkpoint<TinyAE>(path);
+  EXPECT_EQ(loaded->hparams().get<double>("learning_rate"), 0.0025);
+  EXPECT_EQ(loaded->hparams().get<int64_t>("hidden"), 16);
+  EXPECT_EQ(loaded->hparams().get<std::string>("name"), "ae");
+  auto over = LightningModule::load_from_checkpoint<TinyAE>(path, {.hparams = HParams{{"learning_rate", 0.1}}});
+  EXPECT_EQ(over->hparams().get<double>("learning_rate"), 0.1);
+  auto sd = model.state_dict();
+  auto sl = loaded->state_dict();
+  for (size_t i = 0; i < sd.size(); ++i) EXPECT_TRUE(test::bit_equal(sd[i].second, sl[i].second)) << sd[i].first;
+  EXPECT_THROW(loaded->hparams().get<double>("missing"), Error);
+}
+
+TEST_F(TrainerTest, SchedulersContinueAcrossResume) {
+  TinyAE model(hp());
+  auto tl = data.train_loader();
+  Trainer t(opts(3));
+  t.fit(model, *tl);
+  // StepLR(2, 0.5) stepped per epoch (3 times), ExponentialLR(0.99) per step (24 times)
+  const auto& groups = t.optimizer_config().optimizers[0]->param_groups();
+  EXPECT_DOUBLE_EQ(groups[0].lr(), 0.01 * 0.5 * std::pow(0.99, 24));
+  EXPECT_EQ(t.optimizer_config().schedulers[0].scheduler->state_dict().at("last_epoch").as_int(), 3);
+  EXPECT_EQ(t.optimizer_config().schedulers[1].scheduler->state_dict().at("last_epoch").as_int(), 24);
+}
+
+TEST_F(TrainerTest, LastAndBestResolve) {
+  TrainerOptions o = opts(3);
+  auto mc = std::make_shared<ModelCheckpoint>(
+      ModelCheckpointOptions{.dirpath = (root / "ck").string(), .monitor = "val_loss", .save_last = true});
+  o.callbacks = {mc};
+  TinyAE model(hp());
+  auto tl = data.train_loader();
+  auto vl = data.val_loader();
+  Trainer t(o);
+  t.fit(model, *tl, vl.get());
+  EXPECT_TRUE(fs::exists(root / "ck" / "last.ckpt"));
+  TrainerOptions o2 = opts(4);
+  auto mc2 = std::make_shared<ModelCheckpoint>(
+      ModelCheckpointOptions{.dirpath = (root / "ck").string(), .monitor = "val_loss", .save_last = true});
+  o2.callbacks = {mc2};
+  TinyAE r(hp());
+  auto tl2 = data.train_loader();
+  Trainer t2(o2);
+  t2.fit(r, *tl2, vl.get(), "last");
+  EXPECT_EQ(t2.ckpt_path(), (root / "ck" / "last.ckpt").string());
+  EXPECT_EQ(t2.global_step(), 32);
+}
+
+TEST_F(TrainerTest, SigtermMidEpochLeavesResumableCheckpoint) {
+  manual_seed(1);
+  TinyAE full(hp());
+  auto tl = data.train_loader();
+  Trainer tf(opts(3));
+  tf.fit(full, *tl);
+
+  fs::path exc_dir = root / "exc";
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int code = 1;
+    try {
+      TrainerOptions o = opts(3);
+      o.default_root_dir = (root / "child").string();
+      o.callbacks = {std::make_shared<OnExceptionCheckpoint>(exc_dir.string())};
+      manual_seed(1);
+      TinyAE m(hp());
+      m.sigterm_at_batch = 5;  // the child signals itself in epoch 0, batch 5 ("kill -TERM" from inside)
+      Data d;
+      auto l = d.train_loader();
+      Trainer t(o);
+      t.fit(m, *l);
+      code = 0;
+    } catch (const TrainingInterrupted& e) {
+      code = e.exit_code();
+    } catch (...) {
+      code = 2;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 143);
+  fs::path file = exc_dir / "on_exception.ckpt";
+  ASSERT_TRUE(fs::exists(file));
+  EXPECT_EQ(checkpoint::load(file.string()).at("global_step").as_int(), 6);
+
+  TrainerOptions o = opts(3);
+  o.default_root_dir = (root / "resume").string();
+  o.callbacks = {std::make_shared<OnExceptionCheckpoint>(exc_dir.string())};
+  TinyAE resumed(hp());
+  auto tl2 = data.train_loader();
+  Trainer t(o);
+  t.fit(resumed, *tl2);  // finds on_exception.ckpt by itself, as Lightning
+  EXPECT_EQ(t.ckpt_path(), file.string());
+  expect_same_state(full, resumed, tf, t);
+  EXPECT_FALSE(fs::exists(file));  // deleted after the successful run
+}
+
+TEST_F(TrainerTest, OptionsAreValidated) {
+  TrainerOptions o = opts(1);
+  o.accumulate_grad_batches = 0;
+  EXPECT_THROW(Trainer{o}, Error);
+  TrainerOptions o2 = opts(1);
+  o2.enable_checkpointing = false;
+  o2.callbacks = {std::make_shared<ModelCheckpoint>()};
+  EXPECT_THROW(Trainer{o2}, Error);
+}

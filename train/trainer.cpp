@@ -1,0 +1,768 @@
+// The Trainer: fit/validate/test/predict loops, logging, checkpoint dump/restore and signals.
+// Loop order per training batch: training_step -> backward -> (every accumulate_grad_batches)
+// clip, optimizer step, zero_grad, step-interval schedulers -> on_train_batch_end hooks (step
+// checkpoints) -> logging -> signal check -> mid-epoch validation. At epoch end: epoch-interval
+// schedulers -> validation -> ReduceLROnPlateau -> on_train_epoch_end hooks (epoch checkpoints)
+// -> epoch counted complete. ReduceLROnPlateau steps before the epoch-end checkpoints (Lightning
+// steps it after them and loses that update on resume).
+#include "train/trainer.h"
+
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <sstream>
+
+#include "checkpoint/checkpoint.h"
+#include "runtime/autograd.h"
+#include "runtime/ops.h"
+#include "runtime/rng.h"
+#include "train/callbacks.h"
+#include "train/logger.h"
+#include "train/progress.h"
+
+namespace ember {
+
+namespace fs = std::filesystem;
+
+// --- small pieces ---------------------------------------------------------------------------------
+
+TrainingInterrupted::TrainingInterrupted(int sig)
+    : Error(str_cat("[Trainer] interrupted by ", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "a signal",
+                    " (signal ", sig, ")")),
+      signal_(sig) {}
+
+int64_t BatchLimit::resolve(int64_t available, const char* option) const {
+  if (is_count) {
+    EMBER_CHECK(count >= 0, "[Trainer] ", option, "=", count, " must be >= 0");
+    return std::min(count, available);
+  }
+  EMBER_CHECK(fraction >= 0.0 && fraction <= 1.0, "[Trainer] ", option, "=", fraction,
+              " must be a fraction in [0.0, 1.0] (or an int count of batches)");
+  return static_cast<int64_t>(std::floor(static_cast<double>(available) * fraction));
+}
+
+Value FitProgress::to_value() const {
+  ValueMap m;
+  m["epochs_started"] = epochs_started;
+  m["epochs_processed"] = epochs_processed;
+  m["epochs_completed"] = epochs_completed;
+  m["batches_completed"] = batches_completed;
+  m["total_batches"] = total_batches;
+  m["global_step"] = global_step;
+  m["accumulated"] = accumulated;
+  return Value(std::move(m));
+}
+
+FitProgress FitProgress::from_value(const Value& v, const std::string& path) {
+  FitProgress p;
+  auto get = [&](const char* key) -> int64_t {
+    EMBER_CHECK(v.is_map() && v.contains(key), "[Trainer] ", path, ": loops.fit_loop has no '", key, "'");
+    const Value& x = v.at(key);
+    EMBER_CHECK(x.is_int() && x.as_int() >= 0, "[Trainer] ", path, ": loops.fit_loop.", key,
+                " must be a non-negative int, got ", x.repr());
+    return x.as_int();
+  };
+  p.epochs_started = get("epochs_started");
+  p.epochs_processed = get("epochs_processed");
+  p.epochs_completed = get("epochs_completed");
+  p.batches_completed = get("batches_completed");
+  p.total_batches = get("total_batches");
+  p.global_step = get("global_step");
+  p.accumulated = get("accumulated");
+  return p;
+}
+
+namespace {
+
+std::atomic<int> g_signal{0};
+
+extern "C" void ember_trainer_signal_handler(int sig) { g_signal.store(sig); }
+
+// Installs SIGTERM/SIGINT handlers for the duration of fit(); restores the previous ones.
+class SignalScope {
+ public:
+  SignalScope() {
+    g_signal.store(0);
+    struct sigaction sa {};
+    sa.sa_handler = ember_trainer_signal_handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, &old_term_);
+    sigaction(SIGINT, &sa, &old_int_);
+  }
+  ~SignalScope() {
+    sigaction(SIGTERM, &old_term_, nullptr);
+    sigaction(SIGINT, &old_int_, nullptr);
+  }
+
+ private:
+  struct sigaction old_term_ {}, old_int_ {};
+};
+
+bool is_step_hook(const std::string& hook) {
+  return hook == "training_step" || hook == "on_train_batch_start" || hook == "on_train_batch_end";
+}
+
+std::string fmt_metric(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
+
+int64_t batch_size_of(const Batch& b) {
+  if (b.empty() || !b[0].defined() || b[0].dim() == 0) return 1;
+  return b[0].size(0);
+}
+
+}  // namespace
+
+// --- construction ---------------------------------------------------------------------------------
+
+Trainer::Trainer(TrainerOptions options) : opts_(std::move(options)) {
+  EMBER_CHECK(!opts_.max_epochs || *opts_.max_epochs >= -1, "[Trainer] max_epochs=", opts_.max_epochs.value_or(0),
+              " must be >= -1");
+  EMBER_CHECK(opts_.max_steps >= -1, "[Trainer] max_steps=", opts_.max_steps, " must be >= -1");
+  EMBER_CHECK(opts_.accumulate_grad_batches >= 1, "[Trainer] accumulate_grad_batches=", opts_.accumulate_grad_batches,
+              " must be >= 1");
+  EMBER_CHECK(opts_.check_val_every_n_epoch >= 0, "[Trainer] check_val_every_n_epoch=", opts_.check_val_every_n_epoch,
+              " must be >= 0");
+  EMBER_CHECK(opts_.num_sanity_val_steps >= -1, "[Trainer] num_sanity_val_steps=", opts_.num_sanity_val_steps,
+              " must be >= -1");
+  EMBER_CHECK(opts_.log_every_n_steps >= 0, "[Trainer] log_every_n_steps=", opts_.log_every_n_steps, " must be >= 0");
+  EMBER_CHECK(opts_.gradient_clip_algorithm == "norm" || opts_.gradient_clip_algorithm == "value",
+              "[Trainer] gradient_clip_algorithm='", opts_.gradient_clip_algorithm, "' must be 'norm' or 'value'");
+  EMBER_CHECK(!opts_.gradient_clip_val || *opts_.gradient_clip_val >= 0.0, "[Trainer] gradient_clip_val must be >= 0");
+  EMBER_CHECK(opts_.val_check_interval.is_count ? opts_.val_check_interval.count >= 1
+                                                 : opts_.val_check_interval.fraction > 0.0 &&
+                                                       opts_.val_check_interval.fraction <= 1.0,
+              "[Trainer] val_check_interval must be an int >= 1 or a fraction in (0.0, 1.0]");
+  callbacks_ = opts_.callbacks;
+  bool has_model_checkpoint = false;
+  for (auto& cb : callbacks_) {
+    EMBER_CHECK(cb != nullptr, "[Trainer] callbacks contains a null pointer");
+    if (dynamic_cast<ModelCheckpoint*>(cb.get())) has_model_checkpoint = true;
+  }
+  if (!opts_.enable_checkpointing) {
+    EMBER_CHECK(!has_model_checkpoint, "[Trainer] Trainer was configured with enable_checkpointing=false but found a "
+                                       "ModelCheckpoint in the callbacks list");
+  } else if (!has_model_checkpoint) {
+    // Unlike Lightning, an OnExceptionCheckpoint does not switch the automatic checkpoint off.
+    callbacks_.push_back(std::make_shared<ModelCheckpoint>());
+  }
+  bar_ = std::make_shared<ProgressBar>(opts_.enable_progress_bar);
+}
+
+Trainer::~Trainer() = default;
+
+int64_t Trainer::current_epoch() const { return progress_.epochs_completed; }
+
+void Trainer::print(const std::string& line) const {
+  if (bar_->enabled) bar_->message(line);
+}
+
+// --- logging --------------------------------------------------------------------------------------
+
+void Trainer::record_log(const std::string& name, const Metric& m, const LogOptions& opts) {
+  bool step_hook = is_step_hook(hook_);
+  bool on_step = opts.on_step.value_or(step_hook);
+  bool on_epoch = opts.on_epoch.value_or(!step_hook);
+  EMBER_CHECK(on_step || on_epoch, "[log] '", name, "' has on_step=false and on_epoch=false: it would never be logged");
+  if (sanity_checking_) return;
+  bool both = on_step && on_epoch;
+  if (on_step) {
+    callback_metrics_[name] = m;
+    if (both) callback_metrics_[name + "_step"] = m;
+    if (opts.logger && step_hook) pending_step_logs_[both ? name + "_step" : name] = m.value;
+  }
+  if (on_epoch) {
+    auto& acc = epoch_sums_[name];
+    double w = static_cast<double>(current_batch_size_);
+    acc.first += m.value * w;
+    acc.second += w;
+    epoch_meta_[name] = EpochMeta{both, opts.logger, m.is_int, hook_group_};
+    if (!step_hook && !on_step) {
+      // logged outside training batches (validation, epoch hooks): visible at once as the running mean
+      callback_metrics_[name] = Metric{static_cast<double>(static_cast<float>(acc.first / acc.second)), m.is_int};
+    }
+  }
+}
+
+// Turns epoch accumulators of one hook group ("train" or "val") into metrics.
+void Trainer::update_epoch_metrics(const std::string& group) {
+  std::map<std::string, double> to_log;
+  for (auto it = epoch_sums_.begin(); it != epoch_sums_.end();) {
+    auto meta = epoch_meta_.find(it->first);
+    if (meta == epoch_meta_.end() || meta->second.group != group) {
+      ++it;
+      continue;
+    }
+    double v = it->second.second > 0 ? it->second.first / it->second.second : 0.0;
+    Metric m{meta->second.is_int ? v : static_cast<double>(static_cast<float>(v)), false};
+    callback_metrics_[it->first] = m;
+    std::string key = meta->second.both ? it->first + "_epoch" : it->first;
+    if (meta->second.both) callback_metrics_[key] = m;
+    logged_metrics_[key] = m;
+    if (meta->second.logger) to_log[key] = m.value;
+    epoch_meta_.erase(meta);
+    it = epoch_sums_.erase(it);
+  }
+  if (!to_log.empty() && logger_ && !sanity_checking_) {
+    to_log["epoch"] = static_cast<double>(current_epoch());
+    logger_->log_metrics(to_log, progress_.global_step);
+  }
+}
+
+void Trainer::flush_step_logs(bool force) {
+  if (pending_step_logs_.empty()) return;
+  for (auto& [k, v] : pending_step_logs_) logged_metrics_[k] = Metric{v, false};
+  bool due = force || (opts_.log_every_n_steps > 0 && progress_.global_step % opts_.log_every_n_steps == 0);
+  if (logger_ && due) {
+    auto row = pending_step_logs_;
+    row["epoch"] = static_cast<double>(current_epoch());
+    logger_->log_metrics(row, progress_.global_step);
+  }
+  pending_step_logs_.clear();
+}
+
+// --- setup / teardown -----------------------------------------------------------------------------
+
+void Trainer::setup(LightningModule& model, const std::string& stage) {
+  model_ = &model;
+  model.attach(this);
+  stage_ = stage;
+  should_stop = false;
+  callback_metrics_.clear();
+  logged_metrics_.clear();
+  epoch_sums_.clear();
+  epoch_meta_.clear();
+  pending_step_logs_.clear();
+  validation_ran_ = false;
+  if (stage == "fit") {
+    if (opts_.logger) {
+      logger_ = std::make_shared<CSVLogger>(opts_.default_root_dir);
+      log_dir_ = logger_->log_dir();
+      logger_->log_hyperparams(model.hparams());
+    } else {
+      logger_.reset();
+      log_dir_.clear();
+    }
+  }
+  for (auto& cb : callbacks_) cb->setup(*this, model, stage);
+}
+
+void Trainer::teardown(const std::string& stage) {
+  for (auto& cb : callbacks_) cb->teardown(*this, *model_, stage);
+  if (logger_) logger_->flush();
+  stage_.clear();
+}
+
+// --- checkpoints ----------------------------------------------------------------------------------
+
+Value Trainer::dump_checkpoint(bool weights_only) {
+  EMBER_CHECK(model_ != nullptr, "[Trainer.save_checkpoint] saving a checkpoint is only possible if a model is attached "
+                                 "to the Trainer (call fit/validate/test first)");
+  ValueMap root;
+  root[checkpoint::kEpoch] = current_epoch();
+  root[checkpoint::kGlobalStep] = progress_.global_step;
+  root[checkpoint::kStateDict] = model_->state_dict_value();
+  root[checkpoint::kHyperParameters] = Value(model_->hparams().values());
+  ValueMap loops;
+  loops["fit_loop"] = progress_.to_value();
+  if (train_loader_) loops["train_dataloader"] = train_loader_->state_dict();
+  ValueMap sums;
+  for (auto& [k, v] : epoch_sums_) {
+    const EpochMeta& m = epoch_meta_.at(k);
+    sums[k] = Value(ValueMap{{"sum", v.first}, {"weight", v.second}, {"both", m.both}, {"logger", m.logger},
+                             {"is_int", m.is_int}, {"group", m.group}});
+  }
+  loops["epoch_accumulators"] = Value(std::move(sums));
+  ValueMap cm;
+  for (auto& [k, m] : callback_metrics_) cm[k] = Value(ValueMap{{"value", m.value}, {"is_int", m.is_int}});
+  loops["callback_metrics"] = Value(std::move(cm));
+  root[checkpoint::kLoops] = Value(std::move(loops));
+  ValueMap rng;
+  rng["default"] = Bytes{default_generator().get_state()};
+  root[checkpoint::kRngStates] = Value(std::move(rng));
+  if (!weights_only) {
+    ValueList opt_states, sched_states;
+    for (auto& o : optim_.optimizers) opt_states.push_back(o->state_dict());
+    for (auto& s : optim_.schedulers) sched_states.push_back(s.plateau ? s.plateau->state_dict() : s.scheduler->state_dict());
+    root[checkpoint::kOptimizerStates] = Value(std::move(opt_states));
+    root[checkpoint::kLrSchedulers] = Value(std::move(sched_states));
+    ValueMap cbs;
+    for (auto& cb : callbacks_) {
+      Value st = cb->state_dict();
+      if (!st.is_null()) cbs[cb->state_key()] = st;
+    }
+    root[checkpoint::kCallbacks] = Value(std::move(cbs));
+  }
+  Value extras;
+  model_->on_save_checkpoint(extras);
+  if (!extras.is_null()) root[checkpoint::kExtras] = extras;
+  Value out(std::move(root));
+  if (!weights_only)
+    for (auto& cb : callbacks_) cb->on_save_checkpoint(*this, *model_, out);
+  return out;
+}
+
+void Trainer::save_checkpoint(const std::string& path, bool weights_only) {
+  Value root = dump_checkpoint(weights_only);
+  fs::path parent = fs::path(path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+    EMBER_CHECK(!ec, "[Trainer.save_checkpoint] cannot create directory '", parent.string(), "': ", ec.message());
+  }
+  checkpoint::SaveOptions so;
+  so.weights_only = weights_only;
+  checkpoint::save(path, root, so);
+  saved_this_epoch_.push_back(path);
+}
+
+std::string Trainer::resolve_ckpt_path(const std::string& ckpt_path) const {
+  auto exception_files = [&] {
+    std::vector<std::string> out;
+    for (auto& cb : callbacks_)
+      if (auto* oe = dynamic_cast<OnExceptionCheckpoint*>(cb.get()))
+        if (fs::exists(oe->ckpt_path())) out.push_back(oe->ckpt_path());
+    return out;
+  };
+  if (ckpt_path.empty()) {
+    // As Lightning: with an OnExceptionCheckpoint, a file it left behind is resumed automatically.
+    auto files = exception_files();
+    return files.empty() ? std::string() : files.front();
+  }
+  if (ckpt_path == "best") {
+    for (auto& cb : callbacks_)
+      if (auto* mc = dynamic_cast<ModelCheckpoint*>(cb.get())) {
+        EMBER_CHECK(!mc->best_model_path().empty(), "[Trainer.fit] ckpt_path=\"best\" is set but the ModelCheckpoint has "
+                                                    "no best checkpoint yet");
+        return mc->best_model_path();
+      }
+    EMBER_THROW("[Trainer.fit] ckpt_path=\"best\" is set but no ModelCheckpoint is configured");
+  }
+  if (ckpt_path == "last") {
+    std::vector<std::string> candidates = exception_files();
+    for (auto& cb : callbacks_)
+      if (auto* mc = dynamic_cast<ModelCheckpoint*>(cb.get())) {
+        for (auto& c : mc->last_checkpoint_candidates(*this)) candidates.push_back(c);
+      }
+    std::string best;
+    fs::file_time_type best_t{};
+    for (auto& c : candidates) {
+      std::error_code ec;
+      auto t = fs::last_write_time(c, ec);
+      if (ec) continue;
+      if (best.empty() || t > best_t) {
+        best = c;
+        best_t = t;
+      }
+    }
+    if (best.empty())
+      print("[Trainer.fit] ckpt_path=\"last\" is set, but there is no last checkpoint available; training from scratch. "
+            "HINT: use ModelCheckpoint(save_last=true) or the same default_root_dir and ckpt dir");
+    return best;
+  }
+  EMBER_CHECK(fs::exists(ckpt_path), "[Trainer.fit] checkpoint file not found: ", ckpt_path);
+  return ckpt_path;
+}
+
+void Trainer::restore(const std::string& path, data::DataLoader& train_loader) {
+  checkpoint::Reader reader(path);
+  EMBER_CHECK(!reader.weights_only(), "[Trainer.fit] ", path,
+              " is a weights-only checkpoint: it holds no optimizer, scheduler or callback state and cannot resume "
+              "training (load it with load_from_checkpoint for inference, or resume from a full checkpoint)");
+  Value ck = checkpoint::load(path);
+  for (const char* key : {checkpoint::kStateDict, checkpoint::kLoops, checkpoint::kOptimizerStates,
+                          checkpoint::kLrSchedulers})
+    EMBER_CHECK(ck.contains(key), "[Trainer.fit] ", path, " has no '", key, "' section; it cannot resume training");
+  model_->on_load_checkpoint(ck.contains(checkpoint::kExtras) ? ck.at(checkpoint::kExtras) : Value());
+  model_->load_state_dict(ck.at(checkpoint::kStateDict), true);
+  // callbacks
+  const Value cbs = ck.contains(checkpoint::kCallbacks) ? ck.at(checkpoint::kCallbacks) : Value(ValueMap{});
+  for (auto& cb : callbacks_) {
+    cb->on_load_checkpoint(*this, *model_, ck);
+    if (cbs.is_map() && cbs.contains(cb->state_key())) cb->load_state_dict(cbs.at(cb->state_key()));
+  }
+  // optimizers and schedulers, by position (as Lightning), counts checked
+  const ValueList& os = ck.at(checkpoint::kOptimizerStates).as_list();
+  EMBER_CHECK(os.size() == optim_.optimizers.size(), "[Trainer.fit] ", path, " holds ", os.size(),
+              " optimizer states but configure_optimizers() returned ", optim_.optimizers.size(), " optimizers");
+  for (size_t i = 0; i < os.size(); ++i) optim_.optimizers[i]->load_state_dict(os[i]);
+  const ValueList& ss = ck.at(checkpoint::kLrSchedulers).as_list();
+  EMBER_CHECK(ss.size() == optim_.schedulers.size(), "[Trainer.fit] ", path, " holds ", ss.size(),
+              " LR scheduler states but configure_optimizers() returned ", optim_.schedulers.size(), " schedulers");
+  for (size_t i = 0; i < ss.size(); ++i) {
+    if (optim_.schedulers[i].plateau) optim_.schedulers[i].plateau->load_state_dict(ss[i]);
+    else optim_.schedulers[i].scheduler->load_state_dict(ss[i]);
+  }
+  // loops
+  const Value& loops = ck.at(checkpoint::kLoops);
+  EMBER_CHECK(loops.contains("fit_loop"), "[Trainer.fit] ", path, ": 'loops' has no 'fit_loop'");
+  progress_ = FitProgress::from_value(loops.at("fit_loop"), path);
+  if (loops.contains("train_dataloader")) train_loader.load_state_dict(loops.at("train_dataloader"));
+  epoch_sums_.clear();
+  epoch_meta_.clear();
+  if (loops.contains("epoch_accumulators"))
+    for (auto& [k, v] : loops.at("epoch_accumulators").as_map()) {
+      epoch_sums_[k] = {v.at("sum").as_double(), v.at("weight").as_double()};
+      epoch_meta_[k] = EpochMeta{v.at("both").as_bool(), v.at("logger").as_bool(), v.at("is_int").as_bool(),
+                                 v.at("group").as_string()};
+    }
+  if (loops.contains("callback_metrics"))
+    for (auto& [k, v] : loops.at("callback_metrics").as_map())
+      callback_metrics_[k] = Metric{v.at("value").as_double(), v.at("is_int").as_bool()};
+  if (ck.contains(checkpoint::kRngStates)) {
+    const Value& rng = ck.at(checkpoint::kRngStates);
+    if (rng.contains("default")) default_generator().set_state(rng.at("default").as_bytes().data);
+  }
+  // A file written after the epoch's batches (epoch-end checkpoint) resumes at the next epoch.
+  if (progress_.epochs_processed > progress_.epochs_completed) {
+    progress_.epochs_completed = progress_.epochs_processed;
+    progress_.batches_completed = 0;
+    progress_.accumulated = 0;
+  }
+  ckpt_path_ = path;
+}
+
+// --- fit ------------------------------------------------------------------------------------------
+
+void Trainer::fit(LightningModule& model, data::DataLoader& train_loader, data::DataLoader* val_loader,
+                  const std::string& ckpt_path) {
+  if (opts_.seed) manual_seed(*opts_.seed);
+  progress_ = FitProgress{};
+  ckpt_path_.clear();
+  train_loader_ = &train_loader;
+  setup(model, "fit");
+  SignalScope signals;
+  try {
+    std::string resolved = resolve_ckpt_path(ckpt_path);
+    optim_ = model.configure_optimizers();
+    EMBER_CHECK(!optim_.optimizers.empty(), "[Trainer.fit] configure_optimizers() returned no optimizer");
+    for (auto& s : optim_.schedulers) {
+      EMBER_CHECK((s.scheduler != nullptr) != (s.plateau != nullptr),
+                  "[Trainer.fit] a SchedulerConfig needs exactly one of scheduler or plateau");
+      EMBER_CHECK(s.interval == "epoch" || s.interval == "step", "[Trainer.fit] scheduler interval '", s.interval,
+                  "' must be 'epoch' or 'step'");
+      EMBER_CHECK(s.frequency >= 1, "[Trainer.fit] scheduler frequency must be >= 1, got ", s.frequency);
+      EMBER_CHECK(!s.plateau || !s.monitor.empty(), "[Trainer.fit] ReduceLROnPlateau needs SchedulerConfig::monitor");
+    }
+    num_train_batches_ = opts_.limit_train_batches.resolve(train_loader.len(), "limit_train_batches");
+    num_val_batches_ = val_loader ? opts_.limit_val_batches.resolve(val_loader->len(), "limit_val_batches") : 0;
+    max_epochs_ = opts_.max_epochs ? *opts_.max_epochs : (opts_.max_steps == -1 ? 1000 : -1);
+    if (!resolved.empty()) {
+      restore(resolved, train_loader);
+      EMBER_CHECK(max_epochs_ < 0 || progress_.epochs_completed <= max_epochs_, "[Trainer.fit] you restored a checkpoint with ",
+                  progress_.epochs_completed, " completed epochs (current_epoch=", progress_.epochs_completed,
+                  "), but Trainer(max_epochs=", max_epochs_, ") is lower");
+      print("Restored training state from " + resolved + " (epoch " + std::to_string(progress_.epochs_completed) +
+            ", global step " + std::to_string(progress_.global_step) + ")");
+    }
+    model.on_fit_start();
+    for (auto& cb : callbacks_) cb->on_fit_start(*this, model);
+    run_fit(train_loader, val_loader);
+    model.on_fit_end();
+    for (auto& cb : callbacks_) cb->on_fit_end(*this, model);
+  } catch (const std::exception& e) {
+    for (auto& cb : callbacks_) {
+      try {
+        cb->on_exception(*this, model, e);
+      } catch (const std::exception& inner) {
+        print(std::string("[Trainer] a callback failed while handling an exception: ") + inner.what());
+      }
+    }
+    if (logger_) logger_->flush();
+    train_loader_ = nullptr;
+    stage_.clear();
+    throw;
+  }
+  teardown("fit");
+  train_loader_ = nullptr;
+}
+
+void Trainer::run_fit(data::DataLoader& train_loader, data::DataLoader* val_loader) {
+  LightningModule& model = *model_;
+  if (val_loader && num_val_batches_ > 0 && opts_.num_sanity_val_steps != 0 && ckpt_path_.empty()) {
+    int64_t n = opts_.num_sanity_val_steps < 0 ? num_val_batches_ : std::min(opts_.num_sanity_val_steps, num_val_batches_);
+    run_validation(*val_loader, n, true);
+  }
+  model.train();
+  model.on_train_start();
+  for (auto& cb : callbacks_) cb->on_train_start(*this, model);
+  auto steps_done = [&] { return opts_.max_steps >= 0 && progress_.global_step >= opts_.max_steps; };
+  for (;;) {
+    if (max_epochs_ >= 0 && progress_.epochs_completed >= max_epochs_) break;
+    if (steps_done()) break;
+    if (should_stop && progress_.epochs_completed >= opts_.min_epochs.value_or(0)) break;
+    should_stop = false;
+    run_train_epoch(train_loader, val_loader);
+  }
+  flush_step_logs(true);
+  model.on_train_end();
+  for (auto& cb : callbacks_) cb->on_train_end(*this, model);
+}
+
+bool Trainer::should_validate_at_batch(int64_t batch_idx, bool last_batch) const {
+  if (num_val_batches_ == 0) return false;
+  int64_t n = opts_.check_val_every_n_epoch;
+  if (n > 0 && (current_epoch() + 1) % n != 0) return false;
+  const BatchLimit& v = opts_.val_check_interval;
+  if (!v.is_count && v.fraction == 1.0) return last_batch;
+  int64_t interval = v.is_count ? v.count : std::max<int64_t>(1, static_cast<int64_t>(num_train_batches_ * v.fraction));
+  return (batch_idx + 1) % interval == 0;
+}
+
+void Trainer::optimizer_step() {
+  auto params = model_->named_parameters();
+  if (opts_.gradient_clip_val && *opts_.gradient_clip_val > 0) {
+    if (opts_.gradient_clip_algorithm == "norm") optim::clip_grad_norm_(params, *opts_.gradient_clip_val);
+    else optim::clip_grad_value_(params, *opts_.gradient_clip_val);
+  }
+  for (auto& o : optim_.optimizers) {
+    o->step();
+    o->zero_grad(true);
+  }
+  progress_.global_step++;
+}
+
+void Trainer::step_schedulers(const std::string& interval, bool plateau) {
+  for (auto& s : optim_.schedulers) {
+    if (s.interval != interval || (s.plateau != nullptr) != plateau) continue;
+    int64_t count = interval == "step" ? progress_.global_step : progress_.epochs_processed;
+    if (count % s.frequency != 0) continue;
+    if (!s.plateau) {
+      s.scheduler->step();
+      continue;
+    }
+    auto it = callback_metrics_.find(s.monitor);
+    if (it == callback_metrics_.end()) {
+      std::string keys;
+      for (auto& [k, m] : callback_metrics_) keys += (keys.empty() ? "" : ", ") + k;
+      EMBER_CHECK(!s.strict, "[Trainer] ReduceLROnPlateau conditioned on metric '", s.monitor,
+                  "' which is not available. Available metrics are: [", keys, "]");
+      continue;
+    }
+    s.plateau->step(it->second.value);
+  }
+}
+
+void Trainer::check_signals() {
+  int sig = g_signal.load();
+  if (sig != 0) {
+    g_signal.store(0);
+    throw TrainingInterrupted(sig);
+  }
+}
+
+void Trainer::run_train_epoch(data::DataLoader& train_loader, data::DataLoader* val_loader) {
+  LightningModule& model = *model_;
+  model.train();
+  saved_this_epoch_.clear();
+  epoch_start_ = std::chrono::steady_clock::now();
+  epoch_samples_ = 0;
+  if (progress_.batches_completed == 0) {
+    progress_.epochs_started++;
+    hook_ = "on_train_epoch_start";
+    hook_group_ = "train";
+    model.on_train_epoch_start();
+    for (auto& cb : callbacks_) cb->on_train_epoch_start(*this, model);
+  }
+  bar_->start_epoch(current_epoch(), max_epochs_, num_train_batches_);
+  int64_t batch_idx = progress_.batches_completed;
+  bool stopped_by_steps = false;
+  if (batch_idx < num_train_batches_) {
+    for (auto it = train_loader.begin(); it != train_loader.end(); ++it) {
+      if (batch_idx >= num_train_batches_) break;
+      const Batch& batch = *it;
+      is_last_batch_ = batch_idx + 1 == num_train_batches_;
+      current_batch_size_ = batch_size_of(batch);
+      hook_group_ = "train";
+      hook_ = "on_train_batch_start";
+      model.on_train_batch_start(batch, batch_idx);
+      for (auto& cb : callbacks_) cb->on_train_batch_start(*this, model, batch, batch_idx);
+      hook_ = "training_step";
+      Tensor loss = model.training_step(batch, batch_idx);
+      EMBER_CHECK(loss.defined() && loss.numel() == 1, "[Trainer] training_step must return a one-element loss tensor, got ",
+                  loss.defined() ? loss.shape().str() : std::string("an undefined tensor"));
+      EMBER_CHECK(loss.requires_grad(), "[Trainer] the loss returned by training_step does not require grad (was it "
+                                        "computed under NoGradGuard or from detached tensors?)");
+      Tensor scaled = opts_.accumulate_grad_batches > 1 ? div(loss, static_cast<double>(opts_.accumulate_grad_batches)) : loss;
+      scaled.backward();
+      progress_.accumulated++;
+      if (progress_.accumulated == opts_.accumulate_grad_batches || is_last_batch_) {
+        optimizer_step();
+        progress_.accumulated = 0;
+        step_schedulers("step", false);
+        step_schedulers("step", true);
+      }
+      progress_.batches_completed = batch_idx + 1;
+      progress_.total_batches++;
+      epoch_samples_ += current_batch_size_;
+      Tensor loss_d = loss.detach();
+      hook_ = "on_train_batch_end";
+      model.on_train_batch_end(loss_d, batch, batch_idx);
+      for (auto& cb : callbacks_) cb->on_train_batch_end(*this, model, loss_d, batch, batch_idx);
+      flush_step_logs(false);
+      std::string shown = "loss=" + fmt_metric(loss_d.item_double());
+      bar_->update(batch_idx + 1, shown);
+      hook_.clear();
+      check_signals();
+      if (!is_last_batch_ && val_loader && should_validate_at_batch(batch_idx, false)) run_validation(*val_loader, num_val_batches_, false);
+      ++batch_idx;
+      if (opts_.max_steps >= 0 && progress_.global_step >= opts_.max_steps) {
+        stopped_by_steps = true;
+        break;
+      }
+    }
+  }
+  if (!stopped_by_steps && progress_.batches_completed < num_train_batches_) {
+    EMBER_THROW("[Trainer] the training loader ended after ", progress_.batches_completed, " batches but ",
+                num_train_batches_, " were expected");
+  }
+  // --- epoch end ---
+  progress_.epochs_processed++;
+  step_schedulers("epoch", false);
+  hook_group_ = "train";
+  update_epoch_metrics("train");
+  if (val_loader && should_validate_at_batch(num_train_batches_ - 1, true)) run_validation(*val_loader, num_val_batches_, false);
+  step_schedulers("epoch", true);
+  hook_ = "on_train_epoch_end";
+  hook_group_ = "train";
+  model.on_train_epoch_end();
+  update_epoch_metrics("train");
+  for (auto& cb : callbacks_) cb->on_train_epoch_end(*this, model);
+  hook_.clear();
+  // epoch summary
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start_).count();
+  std::ostringstream os;
+  os << "epoch " << current_epoch();
+  for (auto& [k, m] : callback_metrics_)
+    if (k.size() < 6 || k.substr(k.size() - 5) != "_step") os << "  " << k << "=" << fmt_metric(m.value);
+  if (secs > 0) os << "  samples/s=" << static_cast<int64_t>(static_cast<double>(epoch_samples_) / secs);
+  for (auto& p : saved_this_epoch_) os << "  saved " << p;
+  bar_->end_epoch(os.str());
+  progress_.epochs_completed++;
+  progress_.batches_completed = 0;
+  progress_.accumulated = 0;
+}
+
+void Trainer::run_validation(data::DataLoader& loader, int64_t max_batches, bool sanity) {
+  LightningModule& model = *model_;
+  bool was_training = model.is_training();
+  sanity_checking_ = sanity;
+  validating_ = true;
+  model.eval();
+  for (auto& cb : callbacks_) cb->on_validation_start(*this, model);
+  {
+    NoGradGuard ng;
+    hook_group_ = "val";
+    hook_ = "on_validation_epoch_start";
+    model.on_validation_epoch_start();
+    int64_t i = 0;
+    for (auto it = loader.begin(); it != loader.end(); ++it) {
+      if (i >= max_batches) break;
+      current_batch_size_ = batch_size_of(*it);
+      hook_ = "validation_step";
+      model.validation_step(*it, i);
+      ++i;
+    }
+    hook_ = "on_validation_epoch_end";
+    model.on_validation_epoch_end();
+  }
+  if (sanity) {
+    // Lightning discards what the sanity check logged.
+    for (auto it = epoch_meta_.begin(); it != epoch_meta_.end();) {
+      if (it->second.group == "val") {
+        epoch_sums_.erase(it->first);
+        it = epoch_meta_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  } else {
+    update_epoch_metrics("val");
+  }
+  for (auto& cb : callbacks_) cb->on_validation_epoch_end(*this, model);
+  for (auto& cb : callbacks_) cb->on_validation_end(*this, model);
+  if (!sanity) validation_ran_ = true;
+  hook_.clear();
+  hook_group_ = "train";
+  sanity_checking_ = false;
+  validating_ = false;
+  if (was_training) model.train();
+}
+
+// --- validate / test / predict ----------------------------------------------------------------------
+
+Metrics Trainer::run_eval_loop(LightningModule& model, data::DataLoader& loader, const std::string& stage,
+                               const std::string& ckpt_path) {
+  setup(model, stage);
+  if (!ckpt_path.empty()) {
+    std::string path = ckpt_path;
+    if (ckpt_path == "best" || ckpt_path == "last") path = resolve_ckpt_path(ckpt_path);
+    EMBER_CHECK(!path.empty() && fs::exists(path), "[Trainer.", stage, "] checkpoint file not found: ", ckpt_path);
+    Value ck = LightningModule::read_weights_checkpoint(path);
+    model.restore_weights(ck, path, LoadOptions{model.parameters().empty() ? kCPU : model.parameters()[0].device(), {}, true});
+  }
+  BatchLimit lim = stage == "test" ? opts_.limit_test_batches : opts_.limit_val_batches;
+  int64_t n = lim.resolve(loader.len(), stage == "test" ? "limit_test_batches" : "limit_val_batches");
+  bool was_training = model.is_training();
+  model.eval();
+  {
+    NoGradGuard ng;
+    hook_group_ = "val";
+    int64_t i = 0;
+    for (auto it = loader.begin(); it != loader.end(); ++it) {
+      if (i >= n) break;
+      current_batch_size_ = batch_size_of(*it);
+      hook_ = stage == "test" ? "test_step" : "validation_step";
+      if (stage == "test") model.test_step(*it, i);
+      else model.validation_step(*it, i);
+      ++i;
+    }
+    hook_ = stage == "test" ? "on_test_epoch_end" : "on_validation_epoch_end";
+    if (stage == "test") model.on_test_epoch_end();
+    else model.on_validation_epoch_end();
+  }
+  update_epoch_metrics("val");
+  hook_.clear();
+  if (was_training) model.train();
+  teardown(stage);
+  Metrics out;
+  for (auto& [k, m] : callback_metrics_) out[k] = m;
+  return out;
+}
+
+Metrics Trainer::validate(LightningModule& model, data::DataLoader& loader, const std::string& ckpt_path) {
+  return run_eval_loop(model, loader, "validate", ckpt_path);
+}
+
+Metrics Trainer::test(LightningModule& model, data::DataLoader& loader, const std::string& ckpt_path) {
+  return run_eval_loop(model, loader, "test", ckpt_path);
+}
+
+std::vector<Tensor> Trainer::predict(LightningModule& model, data::DataLoader& loader, const std::string& ckpt_path) {
+  setup(model, "predict");
+  if (!ckpt_path.empty()) {
+    Value ck = LightningModule::read_weights_checkpoint(ckpt_path);
+    model.restore_weights(ck, ckpt_path, LoadOptions{});
+  }
+  int64_t n = opts_.limit_predict_batches.resolve(loader.len(), "limit_predict_batches");
+  bool was_training = model.is_training();
+  model.eval();
+  std::vector<Tensor> out;
+  {
+    NoGradGuard ng;
+    int64_t i = 0;
+    for (auto it = loader.begin(); it != loader.end(); ++it) {
+      if (i >= n) break;
+      out.push_back(model.predict_step(*it, i));
+      ++i;
+    }
+  }
+  if (was_training) model.train();
+  teardown("predict");
+  return out;
+}
+
+}  // namespace ember

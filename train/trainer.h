@@ -1,0 +1,197 @@
+// Trainer: runs a LightningModule's fit / validate / test / predict loops with Lightning's
+// semantics (option names in snake_case), writes logs and checkpoints under
+// <default_root_dir>/ember_logs/version_N/, and saves/restores the complete training state:
+// weights, optimizers, schedulers, loop progress, RNG states, data-loader position and callbacks.
+// See README.md ("Resuming") for the epoch arithmetic.
+#pragma once
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/api.h"
+#include "runtime/device.h"
+#include "runtime/value.h"
+#include "train/callback.h"
+#include "train/data/dataloader.h"
+#include "train/lightning_module.h"
+
+namespace ember {
+
+class Logger;
+struct ProgressBar;
+
+// An int is a count of batches, a double a fraction of the loader (Lightning's int|float options).
+struct BatchLimit {
+  BatchLimit(int n) : count(n), is_count(true) {}              // NOLINT
+  BatchLimit(int64_t n) : count(n), is_count(true) {}          // NOLINT
+  BatchLimit(double f) : fraction(f), is_count(false) {}       // NOLINT
+  int64_t count = 0;
+  double fraction = 1.0;
+  bool is_count = false;
+  // Batches to use out of `available` (validates the value, naming `option`).
+  int64_t resolve(int64_t available, const char* option) const;
+};
+
+struct TrainerOptions {
+  std::string default_root_dir = ".";
+  std::optional<int64_t> max_epochs;        // none: 1000 when max_steps == -1, else unbounded
+  std::optional<int64_t> min_epochs;
+  int64_t max_steps = -1;
+  BatchLimit limit_train_batches = 1.0;
+  BatchLimit limit_val_batches = 1.0;
+  BatchLimit limit_test_batches = 1.0;
+  BatchLimit limit_predict_batches = 1.0;
+  int64_t check_val_every_n_epoch = 1;      // 0: only val_check_interval decides
+  BatchLimit val_check_interval = 1.0;      // fraction of an epoch, or every N training batches
+  int64_t num_sanity_val_steps = 2;         // -1: the whole validation loader
+  int64_t accumulate_grad_batches = 1;
+  std::optional<double> gradient_clip_val;
+  std::string gradient_clip_algorithm = "norm";  // "norm" or "value"
+  int64_t log_every_n_steps = 50;
+  bool enable_checkpointing = true;
+  bool enable_progress_bar = true;
+  std::vector<std::shared_ptr<Callback>> callbacks;
+  bool logger = true;                       // CSV logger in ember_logs/version_N
+  std::optional<uint64_t> seed;             // seeds the default generator and loader samplers
+  bool deterministic = true;                // Ember's CPU kernels are deterministic already
+  Device device = kCPU;
+};
+
+// A logged value as Lightning keeps it: floats are float32 unless logged from an f64 tensor.
+struct Metric {
+  double value = 0.0;
+  bool is_int = false;
+};
+using Metrics = std::map<std::string, Metric>;
+
+// Loop progress, saved under "loops" (Lightning's fit_loop counters, simplified).
+struct FitProgress {
+  int64_t epochs_started = 0;     // epochs begun (ready/started)
+  int64_t epochs_processed = 0;   // epochs whose batches all ran
+  int64_t epochs_completed = 0;   // epochs whose end hooks all ran
+  int64_t batches_completed = 0;  // batches done in the current epoch
+  int64_t total_batches = 0;      // batches done in all epochs
+  int64_t global_step = 0;        // optimizer steps
+  int64_t accumulated = 0;        // batches accumulated towards the next step
+  Value to_value() const;
+  static FitProgress from_value(const Value& v, const std::string& path);
+};
+
+class EMBER_API Trainer {
+ public:
+  explicit Trainer(TrainerOptions options = {});
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Trains. ckpt_path: "" (start fresh; or resume from an OnExceptionCheckpoint file if one
+  // exists), a file path, "last" or "best".
+  void fit(LightningModule& model, data::DataLoader& train_loader, data::DataLoader* val_loader = nullptr,
+           const std::string& ckpt_path = "");
+  // Runs validation once; returns the aggregated metrics. ckpt_path loads weights only.
+  Metrics validate(LightningModule& model, data::DataLoader& loader, const std::string& ckpt_path = "");
+  Metrics test(LightningModule& model, data::DataLoader& loader, const std::string& ckpt_path = "");
+  std::vector<Tensor> predict(LightningModule& model, data::DataLoader& loader, const std::string& ckpt_path = "");
+
+  // Writes a checkpoint of the attached model's state (atomic). weights_only leaves out optimizer,
+  // scheduler and callback state (such a file loads for inference but cannot resume training).
+  void save_checkpoint(const std::string& path, bool weights_only = false);
+  // The checkpoint contents save_checkpoint() writes.
+  Value dump_checkpoint(bool weights_only = false);
+
+  // --- state for callbacks and loggers ---------------------------------------------------------
+  const TrainerOptions& options() const { return opts_; }
+  int64_t current_epoch() const;       // Lightning's trainer.current_epoch
+  int64_t global_step() const { return progress_.global_step; }
+  const FitProgress& progress() const { return progress_; }
+  const Metrics& callback_metrics() const { return callback_metrics_; }
+  const Metrics& logged_metrics() const { return logged_metrics_; }
+  const std::string& default_root_dir() const { return opts_.default_root_dir; }
+  // ember_logs/version_N under default_root_dir ("" when the logger is disabled); set at setup.
+  const std::string& log_dir() const { return log_dir_; }
+  // The checkpoint this fit resumed from ("" if none).
+  const std::string& ckpt_path() const { return ckpt_path_; }
+  const std::string& stage() const { return stage_; }  // "fit", "validate", "test", "predict", ""
+  bool sanity_checking() const { return sanity_checking_; }
+  bool validating() const { return validating_; }
+  // True once a (non-sanity) validation ran in this fit.
+  bool validation_ran() const { return validation_ran_; }
+  bool should_stop = false;  // set by callbacks (EarlyStopping) to end fit after this epoch
+  int64_t num_training_batches() const { return num_train_batches_; }
+  int64_t num_val_batches() const { return num_val_batches_; }
+  bool is_last_batch() const { return is_last_batch_; }
+  LightningModule* model() const { return model_; }
+  const std::vector<std::shared_ptr<Callback>>& callbacks() const { return callbacks_; }
+  const OptimizerConfig& optimizer_config() const { return optim_; }
+  // A message line for the user (progress bar aware).
+  void print(const std::string& line) const;
+
+ private:
+  void setup(LightningModule& model, const std::string& stage);
+  void teardown(const std::string& stage);
+  std::string resolve_ckpt_path(const std::string& ckpt_path) const;
+  void restore(const std::string& path, data::DataLoader& train_loader);
+  void run_fit(data::DataLoader& train_loader, data::DataLoader* val_loader);
+  void run_train_epoch(data::DataLoader& train_loader, data::DataLoader* val_loader);
+  void run_validation(data::DataLoader& loader, int64_t max_batches, bool sanity);
+  void optimizer_step();
+  void step_schedulers(const std::string& interval, bool plateau);
+  void update_epoch_metrics(const std::string& hook_group);
+  bool should_validate_at_batch(int64_t batch_idx, bool last_batch) const;
+  Metrics run_eval_loop(LightningModule& model, data::DataLoader& loader, const std::string& stage,
+                        const std::string& ckpt_path);
+  void record_log(const std::string& name, const Metric& value, const LogOptions& opts);
+  void flush_step_logs(bool force);
+  void check_signals();
+  friend class LightningModule;
+
+  TrainerOptions opts_;
+  std::vector<std::shared_ptr<Callback>> callbacks_;
+  std::shared_ptr<Logger> logger_;
+  LightningModule* model_ = nullptr;
+  data::DataLoader* train_loader_ = nullptr;
+  OptimizerConfig optim_;
+  FitProgress progress_;
+  Metrics callback_metrics_, logged_metrics_;
+  // epoch aggregation: name -> (sum of value * batch size, sum of batch sizes), and how to report it
+  struct EpochMeta {
+    bool both = false;    // logged with on_step and on_epoch: reported as <name>_epoch
+    bool logger = true;
+    bool is_int = false;
+    std::string group;    // "train" or "val": which epoch end reports it
+  };
+  std::map<std::string, std::pair<double, double>> epoch_sums_;
+  std::map<std::string, EpochMeta> epoch_meta_;
+  std::map<std::string, double> pending_step_logs_;
+  std::vector<std::string> saved_this_epoch_;
+  std::string log_dir_, ckpt_path_, stage_, hook_, hook_group_ = "train";
+  int64_t current_batch_size_ = 1;
+  bool sanity_checking_ = false, validating_ = false, validation_ran_ = false, is_last_batch_ = false;
+  int64_t num_train_batches_ = 0, num_val_batches_ = 0;
+  int64_t max_epochs_ = 0;
+  std::shared_ptr<ProgressBar> bar_;
+  std::chrono::steady_clock::time_point epoch_start_;
+  int64_t epoch_samples_ = 0;
+};
+
+}  // namespace ember
+
+namespace ember {
+
+// Thrown out of fit() after SIGTERM/SIGINT arrived (checked after each training batch), once the
+// callbacks' on_exception ran (OnExceptionCheckpoint saves there). exit_code(): 143 for SIGTERM,
+// 130 for SIGINT, as a shell reports them.
+class EMBER_API TrainingInterrupted : public Error {
+ public:
+  explicit TrainingInterrupted(int signal);
+  int signal() const { return signal_; }
+  int exit_code() const { return 128 + signal_; }
+
+ private:
+  int signal_;
+};
+
+}  // namespace ember
