@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "checkpoint/limits.h"
+#include "runtime/api.h"
 #include "runtime/error.h"
 
 namespace ember::checkpoint::format {
@@ -36,9 +37,9 @@ inline constexpr uint64_t kMaxDeflateRatio = 1032;         // deflate cannot exp
 enum class DTypeCode : uint8_t { f32 = 0, f64 = 1, f16 = 2, bf16 = 3, i32 = 4, i64 = 5, u8 = 6, b8 = 7 };
 inline constexpr int kNumDTypeCodes = 8;
 // Bytes per element of a dtype code; 0 for an unknown code.
-size_t dtype_code_size(uint8_t code);
+EMBER_API size_t dtype_code_size(uint8_t code);
 // "f32", ... for a known code; "unknown" otherwise.
-const char* dtype_code_name(uint8_t code);
+EMBER_API const char* dtype_code_name(uint8_t code);
 
 enum class Codec : uint8_t { raw = 0, zlib = 1 };
 inline constexpr int kNumCodecs = 2;
@@ -92,26 +93,26 @@ struct Index {
 };
 
 // --- checksums and little-endian helpers ----------------------------------------------------
-uint32_t crc32(ByteSpan bytes, uint32_t crc = 0);
-void put_u16(std::vector<uint8_t>& out, uint16_t v);
-void put_u32(std::vector<uint8_t>& out, uint32_t v);
-void put_u64(std::vector<uint8_t>& out, uint64_t v);
-uint16_t get_u16(const uint8_t* p);
-uint32_t get_u32(const uint8_t* p);
-uint64_t get_u64(const uint8_t* p);
+EMBER_API uint32_t crc32(ByteSpan bytes, uint32_t crc = 0);
+EMBER_API void put_u16(std::vector<uint8_t>& out, uint16_t v);
+EMBER_API void put_u32(std::vector<uint8_t>& out, uint32_t v);
+EMBER_API void put_u64(std::vector<uint8_t>& out, uint64_t v);
+EMBER_API uint16_t get_u16(const uint8_t* p);
+EMBER_API uint32_t get_u32(const uint8_t* p);
+EMBER_API uint64_t get_u64(const uint8_t* p);
 // True when s is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
-bool valid_utf8(std::string_view s);
+EMBER_API bool valid_utf8(std::string_view s);
 // Why s cannot be a section name, tensor name or map key ("" when it can).
-std::string name_problem(std::string_view s, uint32_t max_bytes, bool allow_empty);
+EMBER_API std::string name_problem(std::string_view s, uint32_t max_bytes, bool allow_empty);
 // Rounds v up to a multiple of the power of two a (v is at most 2^63).
 inline uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
 // --- fixed-size records ----------------------------------------------------------------------
-std::array<uint8_t, kHeaderSize> encode_header(const Header& h);
-std::array<uint8_t, kFooterSize> encode_footer(const Footer& f);
+EMBER_API std::array<uint8_t, kHeaderSize> encode_header(const Header& h);
+EMBER_API std::array<uint8_t, kFooterSize> encode_footer(const Footer& f);
 // Validate and decode; `file` names the file in error messages.
-Header decode_header(ByteSpan bytes, const std::string& file);
-Footer decode_footer(ByteSpan bytes, const Header& header, uint64_t file_size, const Limits& limits,
+EMBER_API Header decode_header(ByteSpan bytes, const std::string& file);
+EMBER_API Footer decode_footer(ByteSpan bytes, const Header& header, uint64_t file_size, const Limits& limits,
                      const std::string& file);
 
 // --- metadata values -------------------------------------------------------------------------
@@ -137,11 +138,11 @@ class Visitor {
 // Decodes one section's value: checks tags, lengths, depth, UTF-8, key order, and that every
 // tensor reference names a tensor of the section whose name equals the reference's dotted path,
 // each exactly once. Calls the visitor as it goes.
-void decode_section_value(ByteSpan index, const Index& idx, uint32_t section, const Limits& limits,
+EMBER_API void decode_section_value(ByteSpan index, const Index& idx, uint32_t section, const Limits& limits,
                           Visitor& visitor, const std::string& file);
 
 // Appends encoded values (used by the writer).
-class ValueEncoder {
+class EMBER_API ValueEncoder {
  public:
   explicit ValueEncoder(std::vector<uint8_t>& out) : out_(out) {}
   void null();
@@ -166,21 +167,21 @@ struct SectionSource {
   std::vector<uint8_t> meta;
   std::vector<TensorEntry> tensors;  // sorted by name
 };
-std::vector<uint8_t> encode_index(const std::vector<SectionSource>& sections);
+EMBER_API std::vector<uint8_t> encode_index(const std::vector<SectionSource>& sections);
 
 // Decodes and validates the index bytes: structure, names, dtypes, codecs, shapes (overflow-safe),
 // payload ranges, the packing rule (no overlap, no hidden gaps), and every section's metadata.
-Index decode_index(ByteSpan index, const Header& header, const Footer& footer, const Limits& limits,
+EMBER_API Index decode_index(ByteSpan index, const Header& header, const Footer& footer, const Limits& limits,
                    const std::string& file);
 
 // --- payloads --------------------------------------------------------------------------------
 // Checks a tensor's stored bytes against its CRC and, for zlib, inflates them into `raw`
 // (exactly raw_len bytes). Also checks that bool tensors hold only 0 and 1. `raw` may be empty for
 // a zlib tensor when only verification is wanted (it then inflates through a small buffer).
-void check_payload(const TensorEntry& t, const std::string& section, ByteSpan stored, uint8_t* raw,
+EMBER_API void check_payload(const TensorEntry& t, const std::string& section, ByteSpan stored, uint8_t* raw,
                    const std::string& file);
 // Checks that `padding` (the bytes between payloads) is all zero.
-void check_padding(ByteSpan padding, uint64_t at, const std::string& file);
+EMBER_API void check_padding(ByteSpan padding, uint64_t at, const std::string& file);
 
 // A whole file in memory: header, footer and index validated (for tests and the fuzzer).
 struct ParsedFile {
@@ -189,8 +190,8 @@ struct ParsedFile {
   Index index;
   ByteSpan index_bytes;
 };
-ParsedFile parse_file(ByteSpan file_bytes, const Limits& limits, const std::string& file);
+EMBER_API ParsedFile parse_file(ByteSpan file_bytes, const Limits& limits, const std::string& file);
 // Every payload's checksum and decoding plus all padding bytes of an in-memory file.
-void verify_payloads(ByteSpan file_bytes, const Footer& footer, const Index& index, const std::string& file);
+EMBER_API void verify_payloads(ByteSpan file_bytes, const Footer& footer, const Index& index, const std::string& file);
 
 }  // namespace ember::checkpoint::format

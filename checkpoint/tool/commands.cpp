@@ -154,17 +154,19 @@ int inspect(const std::string& path, bool as_json, std::ostream& out) {
     out << j.dump(2) << "\n";
     return 0;
   }
-  out << "file:           " << path << "\n";
-  out << "format:         " << version << " (Ember " << version_of(r) << ")"
-      << (r.weights_only() ? ", weights only" : "") << "\n";
-  out << "size:           " << r.file_size() << " bytes (" << human_bytes(r.file_size()) << "; tensor data "
-      << human_bytes(data) << ", index " << human_bytes(r.index_bytes()) << ", alignment "
-      << (uint64_t{1} << r.align_log2()) << ")\n";
+  auto label = [&](const std::string& name) -> std::ostream& {
+    return out << std::left << std::setw(18) << (name + ":");
+  };
+  label("file") << path << "\n";
+  label("format") << version << " (Ember " << version_of(r) << ")" << (r.weights_only() ? ", weights only" : "")
+                  << "\n";
+  label("size") << r.file_size() << " bytes (" << human_bytes(r.file_size()) << "; tensor data " << human_bytes(data)
+                << ", index " << human_bytes(r.index_bytes()) << ", alignment " << (uint64_t{1} << r.align_log2())
+                << ")\n";
   for (const char* c : {ck::kEpoch, ck::kGlobalStep})
-    if (r.has_section(c)) out << std::left << std::setw(16) << (std::string(c) + ":") << r.skeleton(c).repr() << "\n";
+    if (r.has_section(c)) label(c) << r.skeleton(c).repr() << "\n";
   for (const char* name : {ck::kHyperParameters, ck::kLoops})
-    if (r.has_section(name))
-      out << std::left << std::setw(16) << (std::string(name) + ":") << brief(r, name, r.skeleton(name)) << "\n";
+    if (r.has_section(name)) label(name) << brief(r, name, r.skeleton(name)) << "\n";
   out << "\nsections:\n";
   out << "  " << std::left << std::setw(22) << "name" << std::right << std::setw(8) << "tensors" << std::setw(14)
       << "loaded" << std::setw(14) << "stored" << std::setw(12) << "metadata" << "\n";
