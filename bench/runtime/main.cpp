@@ -1,5 +1,5 @@
-// ember-bench-runtime: CPU GEMM throughput of our blocked AVX2/FMA kernel and of Eigen (square
-// sizes, 1 and 2 threads), and the time of one training step of an MLP autoencoder built from
+// ember-bench-runtime: CPU GEMM throughput of our blocked AVX-512 / AVX2 kernels and of Eigen
+// (square sizes, 1 and 2 threads), and the time of one training step of an MLP autoencoder built from
 // ember ops. Prints tables of medians; numbers vary with the machine and its load.
 //   usage: ember-bench-runtime [--gemm-only | --mlp-only] [--reps N]
 #include <algorithm>
@@ -68,10 +68,11 @@ Timing time_per_call(int reps, Fn&& fn) {
   return {median(wall), median(cpu)};
 }
 
+// Every backend this CPU can run.
 std::vector<GemmBackend> backends() {
   std::vector<GemmBackend> b;
-  if (ember::kernels::gemm_blocked_available()) b.push_back(GemmBackend::Blocked);
-  b.push_back(GemmBackend::Eigen);
+  for (GemmBackend g : {GemmBackend::Avx512, GemmBackend::Avx2, GemmBackend::Eigen})
+    if (ember::kernels::gemm_backend_available(g)) b.push_back(g);
   return b;
 }
 
@@ -217,10 +218,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::printf("ember-bench-runtime: blocked AVX2/FMA kernel %s; default backend f32 %s, f64 %s\n",
-              ember::kernels::gemm_blocked_available() ? "available" : "not available (no AVX2+FMA)",
-              ember::kernels::gemm_backend_name(ember::kernels::gemm_backend_in_use(false)),
-              ember::kernels::gemm_backend_name(ember::kernels::gemm_backend_in_use(true)));
+  std::printf("ember-bench-runtime: default GEMM backend %s\n",
+              ember::kernels::gemm_backend_name(ember::kernels::gemm_backend_in_use()));
   try {
     if (gemm) {
       bench_gemm<float>("sgemm", reps);

@@ -1,6 +1,7 @@
 // Tests for the CPU GEMM (kernels/cpu/gemm.h) and kernels::bmm_cpu: results against a naive
-// float64 triple loop over many shapes, transposes, row strides and alpha/beta, for both backends
-// (blocked AVX2 where the CPU has it, and Eigen), and bitwise equality between 1 and 2 threads.
+// float64 triple loop over many shapes, transposes, row strides and alpha/beta, for every backend
+// the CPU runs (blocked AVX-512 / AVX2, Eigen), and bitwise equality between 1 and 2 threads and
+// between the AVX2 and AVX-512 kernels.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -33,9 +34,11 @@ class GemmSettingsGuard {
   int threads_;
 };
 
+// Every backend this CPU can run.
 std::vector<GemmBackend> backends() {
-  std::vector<GemmBackend> b{GemmBackend::Eigen};
-  if (gemm_blocked_available()) b.push_back(GemmBackend::Blocked);
+  std::vector<GemmBackend> b;
+  for (GemmBackend g : {GemmBackend::Avx512, GemmBackend::Avx2, GemmBackend::Eigen})
+    if (gemm_backend_available(g)) b.push_back(g);
   return b;
 }
 
@@ -260,13 +263,41 @@ TEST(Gemm, ThreadCountDoesNotChangeBitsFloat) { check_thread_invariance<float>()
 
 TEST(Gemm, ThreadCountDoesNotChangeBitsDouble) { check_thread_invariance<double>(); }
 
+// Both blocked kernels run the same per-element arithmetic (same K blocking, same FMA chain), so
+// they must agree bit for bit, including partial tiles and K past one block.
+TEST(Gemm, Avx2AndAvx512KernelsAgreeBitwise) {
+  if (!gemm_backend_available(GemmBackend::Avx512)) GTEST_SKIP() << "CPU lacks AVX-512";
+  GemmSettingsGuard guard;
+  for (const Problem& p : std::vector<Problem>{{false, false, 37, 75, 300, 1, 2, 3, 1, 0},
+                                               {true, true, 100, 19, 513, 0, 0, 0, -0.5, 1},
+                                               {false, true, 13, 50, 7, 0, 0, 0, 2, 0.25}}) {
+    Operands<float> f(p, 3);
+    Operands<double> d(p, 3);
+    set_gemm_backend(GemmBackend::Avx2);
+    std::vector<float> f2 = f.run(p);
+    std::vector<double> d2 = d.run(p);
+    set_gemm_backend(GemmBackend::Avx512);
+    std::vector<float> f512 = f.run(p);
+    std::vector<double> d512 = d.run(p);
+    EXPECT_EQ(std::memcmp(f2.data(), f512.data(), f2.size() * sizeof(float)), 0) << describe(p);
+    EXPECT_EQ(std::memcmp(d2.data(), d512.data(), d2.size() * sizeof(double)), 0) << describe(p);
+  }
+}
+
 TEST(Gemm, BackendSelection) {
   GemmSettingsGuard guard;
-  EXPECT_EQ(gemm_backend_in_use(false), gemm_blocked_available() ? GemmBackend::Blocked : GemmBackend::Eigen);
+  const GemmBackend best = gemm_backend_available(GemmBackend::Avx512) ? GemmBackend::Avx512
+                           : gemm_backend_available(GemmBackend::Avx2) ? GemmBackend::Avx2
+                                                                       : GemmBackend::Eigen;
+  EXPECT_EQ(gemm_backend_in_use(), best);
   set_gemm_backend(GemmBackend::Eigen);
-  EXPECT_EQ(gemm_backend_in_use(false), GemmBackend::Eigen);
-  EXPECT_EQ(gemm_backend_in_use(true), GemmBackend::Eigen);
-  EXPECT_STREQ(gemm_backend_name(GemmBackend::Blocked), "blocked-avx2");
+  EXPECT_EQ(gemm_backend_in_use(), GemmBackend::Eigen);
+  set_gemm_backend(GemmBackend::Auto);
+  EXPECT_EQ(gemm_backend_in_use(), best);
+  EXPECT_STREQ(gemm_backend_name(GemmBackend::Avx2), "blocked-avx2");
+  if (!gemm_backend_available(GemmBackend::Avx512)) {
+    EXPECT_THROW(set_gemm_backend(GemmBackend::Avx512), Error);
+  }
 }
 
 // --- bmm_cpu ------------------------------------------------------------------------------------
