@@ -4,7 +4,12 @@
 // split M or N only, never K, so each element's arithmetic is the same for any thread count.
 #include "kernels/cpu/gemm.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#define EMBER_GEMM_X86 1
 #include <immintrin.h>
+#else
+#define EMBER_GEMM_X86 0  // other architectures use Eigen
+#endif
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -30,11 +35,15 @@ constexpr int64_t kMinChunkWork = int64_t{1} << 20;
 std::atomic<GemmBackend> g_backend{GemmBackend::Auto};
 
 bool cpu_supports(GemmBackend b) {
+#if EMBER_GEMM_X86
   static const bool avx2 = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   }();
   static const bool avx512 = avx2 && __builtin_cpu_supports("avx512f");
+#else
+  const bool avx2 = false, avx512 = false;
+#endif
   switch (b) {
     case GemmBackend::Avx512: return avx512;
     case GemmBackend::Avx2: return avx2;
@@ -73,6 +82,7 @@ thread_local PackBuffer t_pack_a;
 thread_local PackBuffer t_pack_b;
 
 // --- blocked kernels ------------------------------------------------------------------------
+#if EMBER_GEMM_X86
 
 // K block depth; shared by every ISA so that their results agree bit for bit.
 constexpr int64_t kGemmKC = 256;
@@ -145,6 +155,7 @@ namespace avx512 {
 #include "kernels/cpu/gemm_blocked.inc"
 #undef EMBER_GEMM_TARGET
 }  // namespace avx512
+#endif  // EMBER_GEMM_X86
 
 // --- Eigen path -------------------------------------------------------------------------------
 
@@ -200,9 +211,9 @@ void gemm_eigen(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, cons
 
 // --- dispatch ---------------------------------------------------------------------------------
 
-// Measured with ember-bench-runtime (bench/runtime): per CPU second, on a Zen 5 EPYC, sgemm
-// 512^3 runs ~110-120 GFLOP/s with the AVX2 kernel and ~47 with Eigen (built without -march, so
-// SSE2); dgemm ~57 vs ~23. The AVX-512 kernel is faster still where the CPU has it.
+// Measured with ember-bench-runtime (bench/runtime), GFLOP per CPU second for 512^3 on an AMD
+// EPYC with AVX-512: sgemm 240 (AVX-512 kernel), 125 (AVX2 kernel), 49 (Eigen, which without
+// -march is SSE2; with -march=native ~185); dgemm 115 / 61 / 24. So: our kernels wherever they run.
 GemmBackend resolve_backend() {
   const GemmBackend b = g_backend.load(std::memory_order_relaxed);
   if (b != GemmBackend::Auto) return b;
@@ -223,16 +234,17 @@ void gemm_impl(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const
     }
     return;
   }
-  constexpr bool f32 = std::is_same_v<T, float>;
   switch (resolve_backend()) {
+#if EMBER_GEMM_X86
     case GemmBackend::Avx512:
-      using S512 = std::conditional_t<f32, Avx512F32, Avx512F64>;
+      using S512 = std::conditional_t<std::is_same_v<T, float>, Avx512F32, Avx512F64>;
       avx512::gemm<S512>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
       return;
     case GemmBackend::Avx2:
-      using S2 = std::conditional_t<f32, Avx2F32, Avx2F64>;
+      using S2 = std::conditional_t<std::is_same_v<T, float>, Avx2F32, Avx2F64>;
       avx2::gemm<S2>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
       return;
+#endif
     default:
       gemm_eigen<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
