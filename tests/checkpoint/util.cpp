@@ -45,6 +45,11 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
 std::string open_error(const std::string& dir, const std::vector<uint8_t>& bytes, const checkpoint::ReadOptions& opt) {
   std::string path = dir + "/case.ckpt";
   write_bytes(path, bytes);
+  // EMBER_CKPT_DUMP_CORPUS=DIR saves every case (to refresh the fuzzer's seed corpus).
+  if (const char* dump = std::getenv("EMBER_CKPT_DUMP_CORPUS"); dump && *dump && bytes.size() <= 65536) {
+    static int counter = 0;
+    write_bytes(str_cat(dump, "/case-", counter++, ".ckpt"), bytes);
+  }
   try {
     checkpoint::Reader r(path, opt);
     r.verify_all();
