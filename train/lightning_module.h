@@ -2,6 +2,7 @@
 // configure_optimizers, ...), logs metrics with Lightning's log() defaults, keeps hyperparameters,
 // and can rebuild itself from a checkpoint with load_from_checkpoint<Model>(path).
 #pragma once
+#include <concepts>
 #include <map>
 #include <memory>
 #include <optional>
@@ -38,9 +39,13 @@ struct OptimizerConfig {
   std::vector<std::shared_ptr<optim::Optimizer>> optimizers;
   std::vector<SchedulerConfig> schedulers;
   OptimizerConfig() = default;
-  OptimizerConfig(std::shared_ptr<optim::Optimizer> opt) : optimizers{std::move(opt)} {}  // NOLINT
-  OptimizerConfig(std::shared_ptr<optim::Optimizer> opt, SchedulerConfig sched)
-      : optimizers{std::move(opt)}, schedulers{std::move(sched)} {}
+  // One optimizer (so `return std::make_shared<optim::Adam>(...);` works), optionally with a scheduler.
+  template <typename O>
+    requires std::derived_from<O, optim::Optimizer>
+  OptimizerConfig(std::shared_ptr<O> opt) : optimizers{std::move(opt)} {}  // NOLINT
+  template <typename O>
+    requires std::derived_from<O, optim::Optimizer>
+  OptimizerConfig(std::shared_ptr<O> opt, SchedulerConfig sched) : optimizers{std::move(opt)}, schedulers{std::move(sched)} {}
 };
 
 // log() flags; unset ones take Lightning's default for the hook that logs: on_step=true,
