@@ -134,7 +134,9 @@ struct SGDOptions {
 // torch.optim.SGD: momentum with dampening, Nesterov, L2 weight decay, maximize.
 class EMBER_API SGD : public Optimizer {
  public:
+  // One group holding `params`, with these options.
   SGD(NamedParams params, SGDOptions options);
+  // Several groups; options a group does not set come from `options`.
   SGD(std::vector<ParamGroup> groups, SGDOptions options);
 
  protected:
@@ -164,7 +166,9 @@ struct AdamWOptions {
 // torch.optim.Adam (AMSGrad, L2 weight decay, maximize).
 class EMBER_API Adam : public Optimizer {
  public:
+  // One group holding `params`, with these options.
   Adam(NamedParams params, AdamOptions options = {});
+  // Several groups; options a group does not set come from `options`.
   Adam(std::vector<ParamGroup> groups, AdamOptions options = {});
 
  protected:
@@ -180,7 +184,9 @@ class EMBER_API Adam : public Optimizer {
 // torch.optim.AdamW: Adam with decoupled weight decay.
 class EMBER_API AdamW : public Adam {
  public:
+  // One group holding `params`, with these options.
   AdamW(NamedParams params, AdamWOptions options = {});
+  // Several groups; options a group does not set come from `options`.
   AdamW(std::vector<ParamGroup> groups, AdamWOptions options = {});
 };
 
@@ -198,7 +204,9 @@ struct RMSpropOptions {
 // torch.optim.RMSprop (centered, momentum, L2 weight decay, maximize).
 class EMBER_API RMSprop : public Optimizer {
  public:
+  // One group holding `params`, with these options.
   RMSprop(NamedParams params, RMSpropOptions options = {});
+  // Several groups; options a group does not set come from `options`.
   RMSprop(std::vector<ParamGroup> groups, RMSpropOptions options = {});
 
  protected:
@@ -221,7 +229,9 @@ struct AdagradOptions {
 // state ("step" 0 and "sum" filled with initial_accumulator_value) exists from construction.
 class EMBER_API Adagrad : public Optimizer {
  public:
+  // One group holding `params`, with these options.
   Adagrad(NamedParams params, AdagradOptions options = {});
+  // Several groups; options a group does not set come from `options`.
   Adagrad(std::vector<ParamGroup> groups, AdagradOptions options = {});
 
  protected:

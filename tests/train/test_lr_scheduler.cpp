@@ -21,9 +21,10 @@ using test::Fixture;
 
 constexpr int kSteps = 50;
 
+// Loaded once and never destroyed: tensors must not outlive the allocator at exit.
 const Fixture& fixture() {
-  static const Fixture f = test::load_fixture("fixtures/sched_lr.txt");
-  return f;
+  static const auto* f = new Fixture(test::load_fixture("fixtures/sched_lr.txt"));
+  return *f;
 }
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }

@@ -26,10 +26,11 @@ using test::Fixture;
 const std::vector<std::string> kParams{"a", "b", "c"};
 constexpr int kSteps = 10;
 
+// Loaded once per file and never destroyed: tensors must not outlive the allocator at exit.
 const Fixture& fixture(const std::string& file) {
-  static std::map<std::string, Fixture> cache;
-  auto it = cache.find(file);
-  if (it == cache.end()) it = cache.emplace(file, test::load_fixture("fixtures/" + file)).first;
+  static auto* cache = new std::map<std::string, Fixture>();
+  auto it = cache->find(file);
+  if (it == cache->end()) it = cache->emplace(file, test::load_fixture("fixtures/" + file)).first;
   return it->second;
 }
 
