@@ -1,7 +1,8 @@
 // ember-bench-runtime: CPU GEMM throughput of our blocked AVX-512 / AVX2 kernels and of Eigen
 // (square sizes, 1 and 2 threads), and the time of one training step of an MLP autoencoder built from
 // ember ops. Prints tables of medians; numbers vary with the machine and its load.
-//   usage: ember-bench-runtime [--gemm-only | --mlp-only] [--reps N]
+//   usage: ember-bench-runtime [--gemm-only | --mlp-only] [--backend blocked-avx512|blocked-avx2|eigen]
+//                              [--reps N]
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -68,11 +69,15 @@ Timing time_per_call(int reps, Fn&& fn) {
   return {median(wall), median(cpu)};
 }
 
-// Every backend this CPU can run.
+std::string g_only_backend;  // --backend NAME: time just this one
+
+// Every backend this CPU can run (or the one named with --backend).
 std::vector<GemmBackend> backends() {
   std::vector<GemmBackend> b;
   for (GemmBackend g : {GemmBackend::Avx512, GemmBackend::Avx2, GemmBackend::Eigen})
-    if (ember::kernels::gemm_backend_available(g)) b.push_back(g);
+    if (ember::kernels::gemm_backend_available(g) &&
+        (g_only_backend.empty() || g_only_backend == ember::kernels::gemm_backend_name(g)))
+      b.push_back(g);
   return b;
 }
 
@@ -116,7 +121,8 @@ void bench_gemm(const char* name, int reps) {
 }
 
 // 784-512-128-32-128-512-784 autoencoder: ReLU between layers, sigmoid output, MSE against the
-// input, backward, then plain SGD (p -= lr * grad) with in-place ops under NoGradGuard.
+// input, backward, then plain SGD (p -= lr * grad) with in-place ops under NoGradGuard. The
+// printed loss is that of the last timed step (every row runs the same steps from the same start).
 struct Mlp {
   std::vector<ember::Tensor> weights, biases;
 
@@ -167,7 +173,7 @@ void bench_mlp(int reps) {
   std::printf("\nMLP 784-512-128-32-128-512-784, batch %lld, f32: one SGD step (forward, backward, update)\n",
               static_cast<long long>(batch));
   std::printf("%-14s %8s %10s %12s %14s %12s\n", "gemm backend", "threads", "wall ms", "CPU ms", "GEMM GFLOP/s",
-              "final loss");
+              "loss");
   ember::Generator gen(3);
   ember::Tensor x = ember::rand({batch, widths.front()}, {}, &gen);
   const std::vector<GemmBackend> bs = backends();
@@ -211,15 +217,21 @@ int main(int argc, char** argv) {
       mlp = false;
     } else if (!std::strcmp(argv[i], "--mlp-only")) {
       gemm = false;
+    } else if (!std::strcmp(argv[i], "--backend") && i + 1 < argc) {
+      g_only_backend = argv[++i];
     } else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else {
-      std::fprintf(stderr, "usage: %s [--gemm-only | --mlp-only] [--reps N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--gemm-only | --mlp-only] [--backend NAME] [--reps N]\n", argv[0]);
       return 2;
     }
   }
   std::printf("ember-bench-runtime: default GEMM backend %s\n",
               ember::kernels::gemm_backend_name(ember::kernels::gemm_backend_in_use()));
+  if (backends().empty()) {
+    std::fprintf(stderr, "error: no backend named '%s' runs on this CPU\n", g_only_backend.c_str());
+    return 2;
+  }
   try {
     if (gemm) {
       bench_gemm<float>("sgemm", reps);
