@@ -34,10 +34,11 @@ struct Cache {
   uint64_t cached_bytes = 0;
 };
 
+// Never destroyed: tensors held in statics are freed during exit, after function-local statics die.
 Cache& cache_for(Device d) {
-  static Cache cpu;
-  static Cache cuda[16];
-  if (d.is_cpu()) return cpu;
+  static Cache* cpu = new Cache;
+  static Cache* cuda = new Cache[16];
+  if (d.is_cpu()) return *cpu;
   EMBER_CHECK(d.index >= 0 && d.index < 16, "[allocator] CUDA device index ", d.index, " out of range");
   return cuda[d.index];
 }
