@@ -423,7 +423,13 @@ bool ModelCheckpoint::should_remove(const Trainer& trainer, const std::string& p
                                     const std::string& current) const {
   if (previous == current) return false;
   fs::path prev = abs_norm(previous);
-  if (!trainer.ckpt_path().empty() && prev == abs_norm(trainer.ckpt_path())) return false;
+  // the file being resumed from, however it was spelled (relative, through symlinks)
+  auto canonical = [](const std::string& p) {
+    std::error_code ec;
+    fs::path c = fs::weakly_canonical(fs::absolute(fs::path(p)), ec);
+    return ec ? abs_norm(p) : c;
+  };
+  if (!trainer.ckpt_path().empty() && canonical(previous) == canonical(trainer.ckpt_path())) return false;
   fs::path dir = abs_norm(dirpath_);
   for (fs::path p = prev.parent_path(); !p.empty(); p = p.parent_path()) {
     if (p == dir) return true;

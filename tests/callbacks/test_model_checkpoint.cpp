@@ -460,6 +460,28 @@ TEST(ModelCheckpointTriggers, MissingMonitorAfterValidationIsAnError) {
   EXPECT_EQ(files_in(dir), S({}));
 }
 
+TEST(ModelCheckpointTriggers, MissingMonitorRaisesAtTheFirstValidationEnd) {
+  // Lightning's val_loop._has_run is already true in on_validation_end of the first real validation,
+  // so a monitor that validation did not log is an error there, not one validation later.
+  std::string dir = scratch_dir();
+  ScriptedModel model({0.5});
+  auto mc = std::make_shared<ModelCheckpoint>(
+      ModelCheckpointOptions{.dirpath = dir, .monitor = "val_acc", .save_on_train_epoch_end = false});
+  std::string err = error_of([&] { run_fit(model, dir, {mc}, {.max_epochs = 1}); });
+  EXPECT_EQ(err.rfind("[ModelCheckpoint] `ModelCheckpoint(monitor='val_acc')` could not find the monitored key", 0), 0u)
+      << err;
+}
+
+TEST(ModelCheckpointTriggers, SaveWeightsOnly) {
+  std::string dir = scratch_dir();
+  ScriptedModel model;
+  auto mc = std::make_shared<ModelCheckpoint>(
+      ModelCheckpointOptions{.dirpath = dir, .save_last = true, .save_weights_only = true});
+  run_fit(model, dir, {mc}, {.max_epochs = 1, .with_val = false});
+  EXPECT_TRUE(checkpoint::Reader(dir + "/epoch=0-step=2.ckpt").weights_only());
+  EXPECT_TRUE(checkpoint::Reader(dir + "/last.ckpt").weights_only());
+}
+
 // --- resume and state -------------------------------------------------------------------------------------
 
 TEST(ModelCheckpointResume, ResumedFileIsNeverDeleted) {
@@ -475,6 +497,27 @@ TEST(ModelCheckpointResume, ResumedFileIsNeverDeleted) {
   EXPECT_EQ(t->global_step(), 8);
   // epoch=2's file replaced the resumed best (kept: it is ckpt_path), epoch=3's replaced epoch=2's
   EXPECT_EQ(files_in(dir), S({"epoch=1-step=4.ckpt", "epoch=3-step=8.ckpt"}));
+}
+
+TEST(ModelCheckpointResume, ResumedFileIsProtectedWhenGivenThroughARelativeSymlinkedPath) {
+  std::string root = scratch_dir();
+  std::string dir = root + "/real";
+  {
+    ScriptedModel model;
+    run_fit(model, root, {std::make_shared<ModelCheckpoint>(ModelCheckpointOptions{.dirpath = dir})},
+            {.max_epochs = 2, .with_val = false});
+  }
+  fs::create_directory_symlink("real", root + "/alias");
+  fs::path cwd = fs::current_path();
+  fs::current_path(root);
+  ScriptedModel model;
+  auto mc = std::make_shared<ModelCheckpoint>(ModelCheckpointOptions{.dirpath = dir});
+  std::string err = error_of([&] {
+    run_fit(model, root, {mc}, {.max_epochs = 3, .with_val = false, .ckpt_path = "alias/epoch=1-step=4.ckpt"});
+  });
+  fs::current_path(cwd);
+  EXPECT_EQ(err, "no error");
+  EXPECT_EQ(files_in(dir), S({"epoch=1-step=4.ckpt", "epoch=2-step=6.ckpt"}));
 }
 
 TEST(ModelCheckpointResume, FilesOutsideDirpathAreNeverDeletedAndStateIsNotReloaded) {
