@@ -125,10 +125,6 @@ const char* dtype_code_name(uint8_t code) {
   return code < kNumDTypeCodes ? names[code] : "unknown";
 }
 
-uint32_t crc32(ByteSpan bytes, uint32_t crc) {
-  return static_cast<uint32_t>(::crc32_z(crc, bytes.data(), bytes.size()));
-}
-
 void put_u16(std::vector<uint8_t>& out, uint16_t v) {
   for (int i = 0; i < 2; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
 }

@@ -1,7 +1,7 @@
 // The byte layout of an Ember checkpoint (docs/checkpoint-format.md) as encoders and validating
-// decoders over memory spans. Internal to the checkpoint module: no tensors, no files, only bytes,
-// so that the libFuzzer target can build it alone. Every decoder throws ember::Error and never
-// allocates more than the bytes it was given justify.
+// decoders over memory spans: no tensors, no files, only bytes, so that the libFuzzer target can
+// build it alone. Used by the reader, the writer and the tests; not a stable API. Every decoder
+// throws ember::Error and never allocates more than the bytes it was given justify.
 #pragma once
 #include <array>
 #include <cstddef>
@@ -93,6 +93,8 @@ struct Index {
 };
 
 // --- checksums and little-endian helpers ----------------------------------------------------
+// CRC-32 as zlib computes it (crc32.cpp: PCLMULQDQ folding where the CPU has it); chains like
+// zlib: crc32(b, crc32(a)) is the CRC of a followed by b.
 EMBER_API uint32_t crc32(ByteSpan bytes, uint32_t crc = 0);
 EMBER_API void put_u16(std::vector<uint8_t>& out, uint16_t v);
 EMBER_API void put_u32(std::vector<uint8_t>& out, uint32_t v);

@@ -121,7 +121,7 @@ struct Reader::State {
     bool check = opt.verify != Verify::none;
     loaded.fetch_add(e.stored_len, std::memory_order_relaxed);
     Tensor t;
-    if (e.raw_len == 0) {
+    if (e.stored_len == 0) {
       if (check) fmt::check_payload(e, section, {}, nullptr, path);
       t = empty(info.shape, info.dtype);
     } else if (map && e.codec == fmt::Codec::raw) {
@@ -134,7 +134,7 @@ struct Reader::State {
       t = from_blob(p, info.shape, info.dtype, kCPU, [keep](void*) {});
     } else {
       t = empty(info.shape, info.dtype);
-      auto* out = static_cast<uint8_t*>(t.data_ptr());
+      auto* out = e.raw_len ? static_cast<uint8_t*>(t.data_ptr()) : nullptr;
       if (e.codec == fmt::Codec::raw) {
         posix::pread_all(file, out, e.stored_len, e.offset);
         if (check) fmt::check_payload(e, section, fmt::ByteSpan(out, e.stored_len), nullptr, path);

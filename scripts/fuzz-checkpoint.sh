@@ -16,7 +16,7 @@ build=${EMBER_FUZZ_BUILD_DIR:-$root/build/fuzz}
 cxx=${EMBER_FUZZ_CXX:-clang++}
 fuzz_dir=$root/tests/checkpoint/fuzz
 bin=$build/fuzz_checkpoint_reader
-srcs=("$root/checkpoint/format.cpp" "$fuzz_dir/fuzz_reader.cpp")
+srcs=("$root/checkpoint/format.cpp" "$root/checkpoint/crc32.cpp" "$fuzz_dir/fuzz_reader.cpp")
 deps=("${srcs[@]}" "$root/checkpoint/format.h" "$root/checkpoint/limits.h" "$root/runtime/error.h" "$0")
 
 mkdir -p "$build"

@@ -37,6 +37,25 @@ TEST(Format, Utf8Rules) {
   EXPECT_EQ(fmt::name_problem("\x7f", 1024, false), "contains control byte 127 at position 0");
 }
 
+TEST(Format, Crc32MatchesZlibForEveryLengthAndAlignment) {
+  std::vector<uint8_t> buf(1 << 16);
+  uint64_t s = 0x243F6A8885A308D3ull;
+  for (auto& b : buf) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    b = static_cast<uint8_t>(s);
+  }
+  for (size_t len : {0, 1, 15, 16, 63, 64, 65, 79, 80, 127, 128, 1000, 4096, 65000})
+    for (size_t off : {0, 1, 7, 15}) {
+      uint32_t init = static_cast<uint32_t>(len * 2654435761u + off);
+      uint32_t expected = static_cast<uint32_t>(::crc32_z(init, buf.data() + off, len));
+      EXPECT_EQ(fmt::crc32(fmt::ByteSpan(buf.data() + off, len), init), expected) << len << " at " << off;
+    }
+  // Chaining: the CRC of a then b equals the CRC of the concatenation.
+  uint32_t ab = fmt::crc32(fmt::ByteSpan(buf.data() + 100, 3000), fmt::crc32(fmt::ByteSpan(buf.data(), 100)));
+  EXPECT_EQ(ab, fmt::crc32(fmt::ByteSpan(buf.data(), 3100)));
+  EXPECT_EQ(fmt::crc32(fmt::ByteSpan(reinterpret_cast<const uint8_t*>("123456789"), 9)), 0xCBF43926u);
+}
+
 TEST(Format, HeaderAndFooterRoundTrip) {
   fmt::Header h;
   h.align_log2 = 12;

@@ -440,6 +440,17 @@ TEST_F(Hostile, ZlibCorruptStream) {
   EXPECT_TRUE(rejects(zlib_file(z), "corrupt zlib stream"));
 }
 
+TEST_F(Hostile, ZlibStreamOfAnEmptyTensorLoads) {
+  raw::File f = zlib_file(deflate_bytes({}), 0);
+  EXPECT_EQ(open_error(dir_.path(), f.build()), "");
+  for (bool mmap : {true, false}) {
+    Tensor t = ck::Reader(dir_.file("case.ckpt"), {.mmap = mmap}).load_tensor("state_dict", "z");
+    EXPECT_EQ(t.numel(), 0);
+    EXPECT_EQ(t.shape(), Shape({0}));
+  }
+  EXPECT_TRUE(rejects(zlib_file(deflate_bytes({1}), 0), "inflates to more than the 0 bytes"));
+}
+
 TEST_F(Hostile, ZlibImpossibleRatioIsRefusedBeforeAllocating) {
   EXPECT_TRUE(rejects(zlib_file(Bytes(16, 0), uint64_t{1} << 40),
                       "16 zlib bytes cannot inflate to the 4398046511104 bytes its shape declares"));
