@@ -156,6 +156,14 @@ Trainer::~Trainer() = default;
 
 int64_t Trainer::current_epoch() const { return progress_.epochs_completed; }
 
+Batch Trainer::to_device(const Batch& batch) const {
+  if (opts_.device.is_cpu()) return batch;
+  Batch out;
+  out.reserve(batch.size());
+  for (const Tensor& t : batch) out.push_back(t.defined() ? t.to(opts_.device) : t);
+  return out;
+}
+
 void Trainer::print(const std::string& line) const {
   if (bar_->enabled) bar_->message(line);
 }
@@ -168,6 +176,7 @@ void Trainer::record_log(const std::string& name, const Metric& m, const LogOpti
   bool on_epoch = opts.on_epoch.value_or(!step_hook);
   EMBER_CHECK(on_step || on_epoch, "[log] '", name, "' has on_step=false and on_epoch=false: it would never be logged");
   if (sanity_checking_) return;
+  if (opts.prog_bar) prog_bar_names_.insert(name);
   bool both = on_step && on_epoch;
   if (on_step) {
     callback_metrics_[name] = m;
@@ -433,6 +442,7 @@ void Trainer::fit(LightningModule& model, data::DataLoader& train_loader, data::
   progress_ = FitProgress{};
   ckpt_path_.clear();
   train_loader_ = &train_loader;
+  model.to(opts_.device);
   setup(model, "fit");
   SignalScope signals;
   try {
@@ -573,7 +583,7 @@ void Trainer::run_train_epoch(data::DataLoader& train_loader, data::DataLoader* 
   if (batch_idx < num_train_batches_) {
     for (auto it = train_loader.begin(); it != train_loader.end(); ++it) {
       if (batch_idx >= num_train_batches_) break;
-      const Batch& batch = *it;
+      const Batch batch = to_device(*it);
       is_last_batch_ = batch_idx + 1 == num_train_batches_;
       current_batch_size_ = batch_size_of(batch);
       hook_group_ = "train";
@@ -604,6 +614,9 @@ void Trainer::run_train_epoch(data::DataLoader& train_loader, data::DataLoader* 
       for (auto& cb : callbacks_) cb->on_train_batch_end(*this, model, loss_d, batch, batch_idx);
       flush_step_logs(false);
       std::string shown = "loss=" + fmt_metric(loss_d.item_double());
+      for (const std::string& name : prog_bar_names_)
+        if (auto m = callback_metrics_.find(name); m != callback_metrics_.end())
+          shown += " " + name + "=" + fmt_metric(m->second.value);
       bar_->update(batch_idx + 1, shown);
       hook_.clear();
       check_signals();
@@ -661,9 +674,10 @@ void Trainer::run_validation(data::DataLoader& loader, int64_t max_batches, bool
     int64_t i = 0;
     for (auto it = loader.begin(); it != loader.end(); ++it) {
       if (i >= max_batches) break;
-      current_batch_size_ = batch_size_of(*it);
+      Batch batch = to_device(*it);
+      current_batch_size_ = batch_size_of(batch);
       hook_ = "validation_step";
-      model.validation_step(*it, i);
+      model.validation_step(batch, i);
       ++i;
     }
     hook_ = "on_validation_epoch_end";
@@ -696,13 +710,14 @@ void Trainer::run_validation(data::DataLoader& loader, int64_t max_batches, bool
 
 Metrics Trainer::run_eval_loop(LightningModule& model, data::DataLoader& loader, const std::string& stage,
                                const std::string& ckpt_path) {
+  model.to(opts_.device);
   setup(model, stage);
   if (!ckpt_path.empty()) {
     std::string path = ckpt_path;
     if (ckpt_path == "best" || ckpt_path == "last") path = resolve_ckpt_path(ckpt_path);
     EMBER_CHECK(!path.empty() && fs::exists(path), "[Trainer.", stage, "] checkpoint file not found: ", ckpt_path);
     Value ck = LightningModule::read_weights_checkpoint(path);
-    model.restore_weights(ck, path, LoadOptions{model.parameters().empty() ? kCPU : model.parameters()[0].device(), {}, true});
+    model.restore_weights(ck, path, LoadOptions{opts_.device, {}, true});
   }
   BatchLimit lim = stage == "test" ? opts_.limit_test_batches : opts_.limit_val_batches;
   int64_t n = lim.resolve(loader.len(), stage == "test" ? "limit_test_batches" : "limit_val_batches");
@@ -714,10 +729,11 @@ Metrics Trainer::run_eval_loop(LightningModule& model, data::DataLoader& loader,
     int64_t i = 0;
     for (auto it = loader.begin(); it != loader.end(); ++it) {
       if (i >= n) break;
-      current_batch_size_ = batch_size_of(*it);
+      Batch batch = to_device(*it);
+      current_batch_size_ = batch_size_of(batch);
       hook_ = stage == "test" ? "test_step" : "validation_step";
-      if (stage == "test") model.test_step(*it, i);
-      else model.validation_step(*it, i);
+      if (stage == "test") model.test_step(batch, i);
+      else model.validation_step(batch, i);
       ++i;
     }
     hook_ = stage == "test" ? "on_test_epoch_end" : "on_validation_epoch_end";
@@ -742,10 +758,11 @@ Metrics Trainer::test(LightningModule& model, data::DataLoader& loader, const st
 }
 
 std::vector<Tensor> Trainer::predict(LightningModule& model, data::DataLoader& loader, const std::string& ckpt_path) {
+  model.to(opts_.device);
   setup(model, "predict");
   if (!ckpt_path.empty()) {
     Value ck = LightningModule::read_weights_checkpoint(ckpt_path);
-    model.restore_weights(ck, ckpt_path, LoadOptions{});
+    model.restore_weights(ck, ckpt_path, LoadOptions{opts_.device, {}, true});
   }
   int64_t n = opts_.limit_predict_batches.resolve(loader.len(), "limit_predict_batches");
   bool was_training = model.is_training();
@@ -756,7 +773,7 @@ std::vector<Tensor> Trainer::predict(LightningModule& model, data::DataLoader& l
     int64_t i = 0;
     for (auto it = loader.begin(); it != loader.end(); ++it) {
       if (i >= n) break;
-      out.push_back(model.predict_step(*it, i));
+      out.push_back(model.predict_step(to_device(*it), i));
       ++i;
     }
   }

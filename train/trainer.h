@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -146,6 +147,7 @@ class EMBER_API Trainer {
   void record_log(const std::string& name, const Metric& value, const LogOptions& opts);
   void flush_step_logs(bool force);
   void check_signals();
+  Batch to_device(const Batch& batch) const;
   friend class LightningModule;
 
   TrainerOptions opts_;
@@ -167,6 +169,7 @@ class EMBER_API Trainer {
   std::map<std::string, EpochMeta> epoch_meta_;
   std::map<std::string, double> pending_step_logs_;
   std::vector<std::string> saved_this_epoch_;
+  std::set<std::string> prog_bar_names_;
   std::string log_dir_, ckpt_path_, stage_, hook_, hook_group_ = "train";
   int64_t current_batch_size_ = 1;
   bool sanity_checking_ = false, validating_ = false, validation_ran_ = false, is_last_batch_ = false;
