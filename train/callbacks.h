@@ -210,7 +210,9 @@ struct LearningRateMonitorOptions {
 
 // Logs every optimizer's learning rate as "lr-<Optimizer>" (a scheduler's `name` if set; "-1", "-2"
 // for further optimizers of one type; "/pg1", "/pg2" or the group's "name" for several parameter
-// groups), through the module's log() with logger=true.
+// groups), through the module's log() with logger=true: at the start of every epoch ("epoch"
+// schedulers, float32 epoch metric) and of every training batch whose logs reach the logger
+// ("step" schedulers, float64 step metric). Optimizers without a scheduler are logged at both.
 class EMBER_API LearningRateMonitor : public Callback {
  public:
   explicit LearningRateMonitor(LearningRateMonitorOptions options = {});
@@ -221,7 +223,7 @@ class EMBER_API LearningRateMonitor : public Callback {
   void on_train_batch_start(Trainer& trainer, LightningModule& module, const Batch& batch, int64_t batch_idx) override;
   void on_train_epoch_start(Trainer& trainer, LightningModule& module) override;
 
-  // Every value logged so far, by name.
+  // Every learning rate logged so far, by name (step values only every log_every_n_steps steps).
   const std::map<std::string, std::vector<double>>& lrs() const { return lrs_; }
   // The names logged for `trainer`'s optimizers (in Lightning's order).
   std::vector<std::string> names(const Trainer& trainer) const;

@@ -95,6 +95,10 @@ void LearningRateMonitor::on_train_start(Trainer& trainer, LightningModule&) {
 
 void LearningRateMonitor::on_train_batch_start(Trainer& trainer, LightningModule& module, const Batch&, int64_t) {
   if (opts_.logging_interval && *opts_.logging_interval == "epoch") return;
+  // only on the steps whose logs reach the logger (Lightning's should_update_logs)
+  int64_t every = trainer.options().log_every_n_steps;
+  bool update = (every > 0 && (trainer.global_step() + 1) % every == 0) || trainer.should_stop;
+  if (!update) return;
   log_stats(trainer, module, opts_.logging_interval ? "any" : "step", true);
 }
 

@@ -119,6 +119,7 @@ struct RunOptions {
   int64_t num_sanity_val_steps = 0;
   int64_t check_val_every_n_epoch = 1;
   std::string ckpt_path;
+  BatchLimit val_check_interval = 1.0;
 };
 
 // Runs fit with the given callbacks; returns the trainer (for inspection).
@@ -131,6 +132,7 @@ inline std::unique_ptr<Trainer> run_fit(ScriptedModel& model, const std::string&
   o.enable_progress_bar = false;
   o.num_sanity_val_steps = ro.num_sanity_val_steps;
   o.check_val_every_n_epoch = ro.check_val_every_n_epoch;
+  o.val_check_interval = ro.val_check_interval;
   o.callbacks = std::move(callbacks);
   auto trainer = std::make_unique<Trainer>(o);
   auto train = make_loader(ro.batches);

@@ -86,6 +86,25 @@ class TwoGroupModel : public ScriptedModel {
   Tensor b_;
 };
 
+TEST(LearningRateMonitor, StepValuesOnlyOnLoggingSteps) {
+  std::string root = scratch_dir();
+  ScriptedModel model;
+  model.step_lr = "step";
+  auto lrm = std::make_shared<LearningRateMonitor>();
+  TrainerOptions o;
+  o.default_root_dir = root;
+  o.max_epochs = 3;
+  o.enable_progress_bar = false;
+  o.log_every_n_steps = 2;
+  o.enable_checkpointing = false;
+  o.callbacks = {lrm};
+  Trainer t(o);
+  auto train = make_loader(2);
+  t.fit(model, *train);
+  // batch starts before steps 2, 4, 6 (lr after 1, 3, 5 halvings)
+  EXPECT_EQ(lrm->lrs().at("lr-SGD"), (std::vector<double>{0.05, 0.0125, 0.003125}));
+}
+
 TEST(LearningRateMonitor, ParameterGroupNamesAndMomentum) {
   std::string root = scratch_dir();
   TwoGroupModel model;

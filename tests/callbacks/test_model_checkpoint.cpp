@@ -422,6 +422,15 @@ TEST(ModelCheckpointTriggers, TimeIntervalZeroSavesEveryBatch) {
   EXPECT_EQ(files_in(dir), S({"epoch=0-step=1.ckpt", "epoch=0-step=2.ckpt", "epoch=1-step=3.ckpt", "epoch=1-step=4.ckpt"}));
 }
 
+TEST(ModelCheckpointTriggers, SavesAfterEveryValidationWhenValidatingWithinEpochs) {
+  // val_check_interval=0.5: the epoch trigger moves to validation end, which runs twice per epoch
+  std::string dir = scratch_dir();
+  ScriptedModel model;
+  auto mc = std::make_shared<ModelCheckpoint>(ModelCheckpointOptions{.dirpath = dir, .save_top_k = -1});
+  run_fit(model, dir, {mc}, {.max_epochs = 2, .val_check_interval = 0.5});
+  EXPECT_EQ(files_in(dir), S({"epoch=0-step=1.ckpt", "epoch=0-step=2.ckpt", "epoch=1-step=3.ckpt", "epoch=1-step=4.ckpt"}));
+}
+
 TEST(ModelCheckpointTriggers, NoSavesDuringSanityCheckAndOncePerStep) {
   std::string dir = scratch_dir();
   ScriptedModel model({0.5, 0.4});
