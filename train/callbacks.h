@@ -62,33 +62,49 @@ class EMBER_API ModelCheckpoint : public Callback {
   // "ModelCheckpoint{'monitor': 'val_loss', 'mode': 'min', 'every_n_train_steps': 0,
   // 'every_n_epochs': 1, 'train_time_interval': None}"
   std::string state_key() const override;
+  // {monitor, best_model_score, best_model_path, current_score, dirpath, best_k_models {path: score},
+  // best_k_models_order [paths] (Ember: the dict's insertion order), kth_best_model_path, kth_value,
+  // last_model_path}
   Value state_dict() const override;
   // Restores the ranking when the saved dirpath equals the current one; best_model_path always.
   void load_state_dict(const Value& state) override;
   bool is_checkpoint_callback() const override { return true; }
 
+  // Resolves dirpath; for "fit", warns when it is not empty and resets the per-run bookkeeping.
   void setup(Trainer& trainer, LightningModule& module, const std::string& stage) override;
+  // Starts the train_time_interval clock.
   void on_train_start(Trainer& trainer, LightningModule& module) override;
+  // every_n_train_steps / train_time_interval saves (deferred to validation end while the monitor is
+  // missing, or when validation follows this last batch and saves happen at validation end).
   void on_train_batch_end(Trainer& trainer, LightningModule& module, const Tensor& loss, const Batch& batch,
                           int64_t batch_idx) override;
+  // every_n_epochs saves and `last`, when saves happen at train epoch end (Lightning's rule: no
+  // validation, or validation exactly once per epoch, unless save_on_train_epoch_end says otherwise).
   void on_train_epoch_end(Trainer& trainer, LightningModule& module) override;
+  // Deferred step saves, else every_n_epochs saves and `last`, when saves happen at validation end.
   void on_validation_end(Trainer& trainer, LightningModule& module) override;
+  // Writes `last` when save_last is set and this run saved nothing.
   void on_train_end(Trainer& trainer, LightningModule& module) override;
 
   // --- results and state -------------------------------------------------------------------------
   // The directory checkpoints go to: the given dirpath (made absolute), else set at setup to
   // <log_dir>/checkpoints, or <default_root_dir>/checkpoints when the logger is off.
   const std::string& dirpath() const { return dirpath_; }
+  // Best ranked file (monitor set) or the latest save (no monitor); "" before any save.
   const std::string& best_model_path() const { return best_model_path_; }
   std::optional<double> best_model_score() const { return best_model_score_; }
+  // Score of the latest ranked save (not restored on resume, as Lightning).
   std::optional<double> current_score() const { return current_score_; }
   // Ranked files and their scores, in insertion order (NaN scores stored as the worst value).
   const std::vector<std::pair<std::string, double>>& best_k_models() const { return best_k_models_; }
+  // The ranked file evicted next, and its score (+inf / -inf until k files are ranked).
   const std::string& kth_best_model_path() const { return kth_best_model_path_; }
   double kth_value() const { return kth_value_; }
+  // The file `last` was written to most recently ("" if none).
   const std::string& last_model_path() const { return last_model_path_; }
   const ModelCheckpointOptions& options() const { return opts_; }
   const std::optional<std::string>& monitor() const { return opts_.monitor; }
+  // Resolved triggers (Lightning: every_n_epochs=1 when no trigger is given, else unset ones are 0).
   int64_t every_n_epochs() const { return every_n_epochs_; }
   int64_t every_n_train_steps() const { return every_n_train_steps_; }
 
@@ -165,6 +181,7 @@ struct EarlyStoppingOptions {
 // Stops training (trainer.should_stop) when the monitored metric stops improving.
 class EMBER_API EarlyStopping : public Callback {
  public:
+  // Throws on an empty monitor or a mode other than "min" / "max" (Lightning's message).
   explicit EarlyStopping(EarlyStoppingOptions options);
   // EarlyStopping("val_loss") with the other options at their defaults.
   explicit EarlyStopping(const char* monitor) : EarlyStopping(EarlyStoppingOptions{.monitor = monitor}) {}
@@ -173,14 +190,21 @@ class EMBER_API EarlyStopping : public Callback {
   std::string state_key() const override;
   // {wait_count, stopped_epoch, best_score, patience}
   Value state_dict() const override;
+  // Restores all four (patience too, as Lightning).
   void load_state_dict(const Value& state) override;
 
+  // Resolves check_on_train_epoch_end: validation every epoch, once per epoch.
   void setup(Trainer& trainer, LightningModule& module, const std::string& stage) override;
+  // The check, when it runs at train epoch end (never during the sanity check or outside fit).
   void on_train_epoch_end(Trainer& trainer, LightningModule& module) override;
+  // The check, when it runs at validation end.
   void on_validation_end(Trainer& trainer, LightningModule& module) override;
 
+  // Checks in a row without improvement.
   int64_t wait_count() const { return wait_count_; }
+  // current_epoch when a check stopped training (0 if none did).
   int64_t stopped_epoch() const { return stopped_epoch_; }
+  // Best value so far (+inf / -inf before the first check).
   double best_score() const { return best_score_; }
   int64_t patience() const { return patience_; }
   // Why the last check stopped training or improved ("" when neither).
