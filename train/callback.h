@@ -22,7 +22,8 @@ class EMBER_API Callback {
   // State to checkpoint; null means nothing to save.
   virtual Value state_dict() const { return Value(); }
   virtual void load_state_dict(const Value& /*state*/) {}
-  // True for ModelCheckpoint and OnExceptionCheckpoint (they replace the automatic checkpoint).
+  // True for ModelCheckpoint and OnExceptionCheckpoint. (Only a ModelCheckpoint replaces the
+  // automatic checkpoint; unlike Lightning, an OnExceptionCheckpoint does not.)
   virtual bool is_checkpoint_callback() const { return false; }
 
   // stage: "fit", "validate", "test" or "predict". Called before any restore.

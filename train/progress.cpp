@@ -56,7 +56,8 @@ void ProgressBar::end_epoch(const std::string& summary) {
 }
 
 void ProgressBar::message(const std::string& line) {
-  if (tty && drawn) std::fprintf(stderr, "\r\033[K");
+  // Messages (warnings, restore notices) print even when the bar itself is disabled.
+  if (enabled && tty && drawn) std::fprintf(stderr, "\r\033[K");
   std::fprintf(stderr, "%s\n", line.c_str());
   std::fflush(stderr);
   drawn = false;

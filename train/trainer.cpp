@@ -164,9 +164,7 @@ Batch Trainer::to_device(const Batch& batch) const {
   return out;
 }
 
-void Trainer::print(const std::string& line) const {
-  if (bar_->enabled) bar_->message(line);
-}
+void Trainer::print(const std::string& line) const { bar_->message(line); }
 
 // --- logging --------------------------------------------------------------------------------------
 
@@ -696,9 +694,9 @@ void Trainer::run_validation(data::DataLoader& loader, int64_t max_batches, bool
   } else {
     update_epoch_metrics("val");
   }
+  if (!sanity) validation_ran_ = true;  // already true in on_validation_end, as Lightning
   for (auto& cb : callbacks_) cb->on_validation_epoch_end(*this, model);
   for (auto& cb : callbacks_) cb->on_validation_end(*this, model);
-  if (!sanity) validation_ran_ = true;
   hook_.clear();
   hook_group_ = "train";
   sanity_checking_ = false;

@@ -127,7 +127,8 @@ class EMBER_API Trainer {
   LightningModule* model() const { return model_; }
   const std::vector<std::shared_ptr<Callback>>& callbacks() const { return callbacks_; }
   const OptimizerConfig& optimizer_config() const { return optim_; }
-  // A message line for the user (progress bar aware).
+  // A message line for the user on stderr (warnings, restore notices); printed even with
+  // enable_progress_bar=false, without breaking a bar being drawn.
   void print(const std::string& line) const;
 
  private:
