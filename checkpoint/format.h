@@ -180,8 +180,9 @@ EMBER_API Index decode_index(ByteSpan index, const Header& header, const Footer&
 // Checks a tensor's stored bytes against its CRC and, for zlib, inflates them into `raw`
 // (exactly raw_len bytes). Also checks that bool tensors hold only 0 and 1. `raw` may be empty for
 // a zlib tensor when only verification is wanted (it then inflates through a small buffer).
+// `computed_crc`, when given, is the caller's CRC of `stored` (e.g. computed in parallel).
 EMBER_API void check_payload(const TensorEntry& t, const std::string& section, ByteSpan stored, uint8_t* raw,
-                   const std::string& file);
+                             const std::string& file, const uint32_t* computed_crc = nullptr);
 // Checks that `padding` (the bytes between payloads) is all zero.
 EMBER_API void check_padding(ByteSpan padding, uint64_t at, const std::string& file);
 

@@ -1,6 +1,7 @@
 // The checkpoint reader: validates header, footer and index at open (reading only those), then
 // loads tensors on demand from a private mapping or with pread, verifying their checksums.
 #include <fcntl.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -9,6 +10,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/format.h"
 #include "checkpoint/posix_file.h"
+#include "runtime/parallel.h"
 
 namespace ember::checkpoint {
 
@@ -78,6 +80,29 @@ class ValueBuilder : public fmt::Visitor {
   Value result_;
 };
 
+// CRC of mapped bytes: large ranges are split into 8 MiB chunks that are mapped in and summed on
+// the thread pool, then combined (the result equals a sequential CRC).
+uint32_t mapped_crc(const posix::Mapping& m, uint64_t offset, uint64_t n) {
+  constexpr uint64_t kChunk = uint64_t{8} << 20;
+  if (n <= 2 * kChunk || get_num_threads() == 1) {
+    m.will_need(offset, n);
+    return fmt::crc32(fmt::ByteSpan(m.data() + offset, static_cast<size_t>(n)));
+  }
+  const int64_t chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
+  std::vector<uint32_t> crcs(static_cast<size_t>(chunks));
+  auto len = [&](int64_t i) { return std::min(kChunk, n - static_cast<uint64_t>(i) * kChunk); };
+  parallel_for(0, chunks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      uint64_t off = offset + static_cast<uint64_t>(i) * kChunk;
+      m.will_need(off, len(i));
+      crcs[static_cast<size_t>(i)] = fmt::crc32(fmt::ByteSpan(m.data() + off, static_cast<size_t>(len(i))));
+    }
+  });
+  uLong crc = crcs[0];
+  for (int64_t i = 1; i < chunks; ++i) crc = crc32_combine(crc, crcs[static_cast<size_t>(i)], static_cast<z_off_t>(len(i)));
+  return static_cast<uint32_t>(crc);
+}
+
 }  // namespace
 
 struct Reader::State {
@@ -127,8 +152,8 @@ struct Reader::State {
     } else if (map && e.codec == fmt::Codec::raw) {
       uint8_t* p = map->data() + e.offset;
       if (check) {
-        map->will_need(e.offset, e.stored_len);
-        fmt::check_payload(e, section, fmt::ByteSpan(p, e.stored_len), nullptr, path);
+        uint32_t crc = mapped_crc(*map, e.offset, e.stored_len);
+        fmt::check_payload(e, section, fmt::ByteSpan(p, e.stored_len), nullptr, path, &crc);
       }
       std::shared_ptr<posix::Mapping> keep = map;
       t = from_blob(p, info.shape, info.dtype, kCPU, [keep](void*) {});

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the checkpoint reader's libFuzzer target (tests/checkpoint/fuzz/fuzz_reader.cpp) with
 # Debian's clang under ASan + UBSan, then fuzzes it for a bounded time starting from the committed
-# seed corpus. Exits non-zero when the build fails or the fuzzer finds a crash, leak, timeout or
-# sanitizer report (the reproducer is left in the build directory).
+# seed corpus. Exits non-zero when the build fails or the fuzzer finds a crash, leak, timeout,
+# sanitizer report or any single allocation of 64 MiB or more (inputs are at most 64 KiB, so such
+# an allocation could only come from a declared length); the reproducer stays in the build dir.
 #
 #   scripts/fuzz-checkpoint.sh [SECONDS]
 #     SECONDS                 fuzzing time (default: $EMBER_FUZZ_SECONDS, else 60)
@@ -39,7 +40,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0:a
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 echo "[fuzz] fuzzing the checkpoint reader for ${secs}s ($(ls "$work" | wc -l) seeds)"
 set +e
-"$bin" "$work" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+"$bin" "$work" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=64 -max_len=65536 \
   -dict="$fuzz_dir/checkpoint.dict" -artifact_prefix="$build/" -print_final_stats=1 2> "$build/fuzz.log"
 rc=$?
 set -e

@@ -1,7 +1,9 @@
 // The hostile-input corpus: each test builds one malformed file (tests/checkpoint/raw_builder.h)
 // and asserts the specific error the reader gives, one rule of docs/checkpoint-format.md at a time.
 // Every error must start with "[checkpoint] '<file>'" and nothing may crash or over-allocate.
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -537,6 +539,62 @@ TEST_F(Hostile, TensorReferences) {
   sd.meta = raw::map_v({{"a", raw::list_v({raw::tensor_v(0)})}, {"a.0", raw::tensor_v(0)}, {"w", raw::tensor_v(1)}});
   sd.tensors[0].name = "a.0";
   EXPECT_TRUE(rejects(f, "tensor 'a.0' is referenced twice"));
+}
+
+// --- declared sizes never become allocations -------------------------------------------------
+// Opens files that declare huge lengths in a child process whose address space is capped at
+// 256 MiB above its current size: an allocation sized from a declaration would fail with
+// std::bad_alloc (exit 3) instead of the expected ember::Error.
+TEST_F(Hostile, HugeDeclarationsAreRefusedWithoutAllocating) {
+  std::vector<raw::File> files;
+  raw::File f = raw::valid_file();
+  f.index_length = uint64_t{1} << 40;
+  files.push_back(f);
+  f = raw::valid_file();
+  f.tensor_count = 1u << 20;
+  files.push_back(f);
+  f = raw::valid_file();
+  section(f, "hyper_parameters").meta = {6, 0, 0, 0, 0x40};  // list of 2^30 items
+  files.push_back(f);
+  f = raw::valid_file();
+  section(f, "hyper_parameters").meta = {5, 0xF0, 0xFF, 0xFF, 0xFF};  // bytes of 4 GiB
+  files.push_back(f);
+  f = raw::valid_file();
+  tensor(f, "w").dims = {uint64_t{1} << 60};
+  files.push_back(f);
+  files.push_back(zlib_file(Bytes(16, 0), uint64_t{1} << 40));
+  std::vector<std::string> paths;
+  for (size_t i = 0; i < files.size(); ++i) {
+    paths.push_back(dir_.file("huge" + std::to_string(i) + ".ckpt"));
+    write_bytes(paths.back(), files[i].build());
+  }
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    long pages = 0;
+    if (FILE* statm = std::fopen("/proc/self/statm", "r")) {
+      if (std::fscanf(statm, "%ld", &pages) != 1) pages = 0;
+      std::fclose(statm);
+    }
+    rlim_t cap = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + (rlim_t{256} << 20);
+    struct rlimit rl{cap, cap};
+    if (pages == 0 || ::setrlimit(RLIMIT_AS, &rl) != 0) ::_exit(4);
+    for (auto& p : paths) {
+      try {
+        ck::Reader r(p, {.verify = ck::Verify::all});
+        r.load();
+        ::_exit(1);  // accepted
+      } catch (const Error&) {
+      } catch (const std::bad_alloc&) {
+        ::_exit(3);
+      }
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: a file was accepted, 3: an allocation failed, 4: no rlimit";
 }
 
 // --- the file changing under the reader, and non-files -----------------------------------------

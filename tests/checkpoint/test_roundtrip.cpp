@@ -123,6 +123,34 @@ TEST(RoundTripTensors, NonContiguousTensorsAreStoredInLogicalOrder) {
   EXPECT_TRUE(bit_equal(t, transposed.contiguous()));
 }
 
+TEST(RoundTripTensors, LargeTensorChecksumsAreSplitAcrossThreads) {
+  // 40 MiB: above the 16 MiB at which mapped CRCs are computed in 8 MiB chunks and combined.
+  ScratchDir dir;
+  std::string path = dir.file("big.ckpt");
+  const int64_t n = 10 << 20;
+  std::vector<float> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<float>(i % 1000) * 0.5f;
+  ck::save(path, Value(ValueMap{{ck::kStateDict, Value(ValueMap{{"w", Value(tensor_of<float>({n}, v))}})}}));
+  for (bool mmap : {true, false}) {
+    Tensor w = ck::Reader(path, {.mmap = mmap}).load_tensor(ck::kStateDict, "w");
+    EXPECT_EQ(w.to_vector<float>(), v);
+  }
+  uint64_t off = ck::Reader(path).tensor_info(ck::kStateDict, "w").offset + (uint64_t{25} << 20);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(off));
+    f.put(static_cast<char>(0x7F));
+  }
+  for (bool mmap : {true, false}) {
+    try {
+      ck::Reader(path, {.mmap = mmap}).load_tensor(ck::kStateDict, "w");
+      ADD_FAILURE() << "a flipped byte in the fourth 8 MiB chunk went unnoticed";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("tensor 'state_dict/w': checksum mismatch"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(RoundTripTensors, MmapTensorsAreCopyOnWrite) {
   ScratchDir dir;
   std::string path = dir.file("cow.ckpt");
