@@ -114,3 +114,11 @@ void random_cpu(RandomDist dist, uint64_t seed, uint64_t offset, double a, doubl
 void random_cuda(RandomDist dist, uint64_t seed, uint64_t offset, double a, double b, const Tensor& out);
 
 }  // namespace ember::kernels
+
+namespace ember::kernels {
+
+// --- pinned host memory (CUDA builds; page-locked, cached, falls back to plain memory without a device)
+void* cuda_host_alloc(size_t nbytes);
+void cuda_host_free(void* p);
+
+}  // namespace ember::kernels

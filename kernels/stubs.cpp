@@ -1,26 +1,26 @@
-// CUDA entry points that this build does not provide throw a clear error. In a CPU-only build
-// that is all of them; in a CUDA build, device management lives in kernels/cuda/device.cu and
-// the op kernels listed below still lack a CUDA implementation.
+// The CUDA entry points of a CPU-only build (EMBER_CUDA=OFF or no toolkit found): the device
+// queries report no device and every kernel throws a clear error. A CUDA build defines all of
+// them in kernels/cuda/ and compiles nothing here.
 #include "ember/config.h"
 #include "kernels/kernels.h"
 
+#if !EMBER_WITH_CUDA
 namespace ember::kernels {
 
 namespace {
 [[noreturn]] void no_cuda(const char* what) {
-  if (EMBER_WITH_CUDA) EMBER_THROW("[", what, "] has no CUDA kernel in this build of Ember yet; run it on device cpu");
   EMBER_THROW("[", what, "] this build of Ember has no CUDA backend (configured with EMBER_CUDA=OFF or no CUDA "
               "toolkit found); use device cpu");
 }
 }  // namespace
 
-#if !EMBER_WITH_CUDA
 int cuda_device_count() { return 0; }
 void* cuda_malloc(int, size_t) { no_cuda("cuda_malloc"); }
 void cuda_free(int, void*) {}
 void cuda_memcpy(void*, Device, const void*, Device, size_t) { no_cuda("to(device)"); }
 void cuda_synchronize(int) { no_cuda("synchronize"); }
-#endif
+void* cuda_host_alloc(size_t) { no_cuda("cuda_host_alloc"); }
+void cuda_host_free(void*) {}
 
 #define EMBER_CUDA_STUB(name, ...) \
   void name##_cuda(__VA_ARGS__) { no_cuda(#name); }
@@ -48,3 +48,4 @@ EMBER_CUDA_STUB(random, RandomDist, uint64_t, uint64_t, double, double, const Te
 #undef EMBER_CUDA_STUB
 
 }  // namespace ember::kernels
+#endif  // !EMBER_WITH_CUDA
