@@ -130,7 +130,11 @@ class EMBER_API Writer {
 };
 
 // An open checkpoint: header, footer and index validated at construction (O(index size)); tensor
-// data is read on demand.
+// data is read on demand. Const methods may be called from several threads. With mmap (the
+// default) tensors alias the file's pages until written to; another process truncating the file
+// in place would make them fault (SIGBUS), which Ember's own writer never does (it renames).
+// The reader checks the format, not the meaning: whether optimizer moments match the model's
+// shapes, or a learning rate is finite, is for the code that restores the state (the trainer).
 class EMBER_API Reader {
  public:
   explicit Reader(std::string path, ReadOptions options = {});

@@ -20,6 +20,10 @@ bin=$build/fuzz_checkpoint_reader
 srcs=("$root/checkpoint/format.cpp" "$root/checkpoint/crc32.cpp" "$fuzz_dir/fuzz_reader.cpp")
 deps=("${srcs[@]}" "$root/checkpoint/format.h" "$root/checkpoint/limits.h" "$root/runtime/error.h" "$0")
 
+if ! command -v "$cxx" > /dev/null; then
+  echo "[fuzz] $cxx not found (apt-get install clang)" >&2
+  exit 2
+fi
 mkdir -p "$build"
 stale=0
 [[ -x $bin ]] || stale=1
