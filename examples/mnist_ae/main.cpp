@@ -249,9 +249,11 @@ void adopt_checkpoint_hparams(FitArgs& a, const Given& g, const std::string& pat
   take(g.limit_val, "limit_val_batches", [&](const Value& v) { a.limit_val_batches = limit_text(v); });
 }
 
+// Batches for a model on `device` (pinned host memory when it is a GPU).
 std::shared_ptr<data::DataLoader> make_loader(std::shared_ptr<data::TensorDataset> ds, int64_t batch_size, bool shuffle,
-                                              uint64_t seed) {
-  return std::make_shared<data::DataLoader>(ds, data::DataLoaderOptions{.batch_size = batch_size, .shuffle = shuffle, .seed = seed});
+                                              uint64_t seed, Device device) {
+  return std::make_shared<data::DataLoader>(
+      ds, data::DataLoaderOptions{.batch_size = batch_size, .shuffle = shuffle, .seed = seed, .device = device});
 }
 
 // The first `count` test images and the model's reconstructions of them, as a PNG grid.
@@ -344,8 +346,8 @@ int run_fit(FitArgs a, const Given& g) {
   const std::string dir = data_dir(a.common);
   auto train_ds = data::load_mnist_dataset(dir, data::Split::Train, model_layout(a.model));
   auto val_ds = data::load_mnist_dataset(dir, data::Split::Test, model_layout(a.model));
-  auto train_loader = make_loader(train_ds, a.batch_size, true, a.seed);
-  auto val_loader = make_loader(val_ds, a.batch_size, false, a.seed);
+  auto train_loader = make_loader(train_ds, a.batch_size, true, a.seed, device);
+  auto val_loader = make_loader(val_ds, a.batch_size, false, a.seed, device);
 
   // 3. the module and its hyperparameters
   const int64_t steps_per_epoch = limit_train.resolve(train_loader->len(), "--limit-train-batches");
@@ -457,7 +459,8 @@ int run_validate(const EvalArgs& a) {
   const HParams& hp = module->hparams();
   const std::string model = hp.get<std::string>("model");
   auto val_ds = data::load_mnist_dataset(data_dir(a.common), data::Split::Test, model_layout(model));
-  auto loader = make_loader(val_ds, hp.get_or<int64_t>("batch_size", default_batch_size(model)), false, 0);
+  auto loader = make_loader(val_ds, hp.get_or<int64_t>("batch_size", default_batch_size(model)), false, 0,
+                            module->parameters().front().device());
   TrainerOptions opts;
   opts.logger = false;
   opts.enable_checkpointing = false;
