@@ -128,12 +128,14 @@ void Mapping::will_need(uint64_t offset, uint64_t n) const {
   if (!addr_ || n == 0) return;
   uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   uint64_t start = offset & ~(page - 1);
-  // Map the pages in one call (much cheaper than a page fault per 4 KiB when they are cached);
-  // kernels before 5.14 lack MADV_POPULATE_READ and get the plain read-ahead hint.
-#ifdef MADV_POPULATE_READ
-  if (::madvise(data() + start, static_cast<size_t>(offset + n - start), MADV_POPULATE_READ) == 0) return;
-#endif
+  // Read-ahead is started for the whole range first, so that uncached pages arrive in large
+  // requests rather than one fault at a time; then the pages are mapped in one call (much cheaper
+  // than a page fault per 4 KiB). Kernels before 5.14 lack MADV_POPULATE_READ and fault them in as
+  // the CRC reads them.
   ::madvise(data() + start, static_cast<size_t>(offset + n - start), MADV_WILLNEED);
+#ifdef MADV_POPULATE_READ
+  ::madvise(data() + start, static_cast<size_t>(offset + n - start), MADV_POPULATE_READ);
+#endif
 }
 
 }  // namespace ember::checkpoint::posix
