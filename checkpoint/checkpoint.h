@@ -75,7 +75,10 @@ enum class Verify : uint8_t {
 
 struct ReadOptions {
   Verify verify = Verify::loaded;
-  bool mmap = true;      // raw tensors alias a private (copy-on-write) mapping; false: pread copies
+  // false: tensors are read with pread into new memory (robust, and as fast when verifying).
+  // true: raw tensors alias a private copy-on-write mapping of the file: zero-copy and lazy (with
+  // Verify::none nothing is read until touched), at the price noted at Reader.
+  bool mmap = false;
   Device device = kCPU;  // where load()/section()/load_tensor() put tensors
   std::vector<std::string> sections{};  // load(): only these sections (empty: all)
   bool weights_only = false;          // load(): every section except training_sections()
@@ -130,9 +133,10 @@ class EMBER_API Writer {
 };
 
 // An open checkpoint: header, footer and index validated at construction (O(index size)); tensor
-// data is read on demand. Const methods may be called from several threads. With mmap (the
-// default) tensors alias the file's pages until written to; another process truncating the file
-// in place would make them fault (SIGBUS), which Ember's own writer never does (it renames).
+// data is read on demand. Const methods may be called from several threads. With
+// ReadOptions::mmap, tensors alias the file's pages until written to; another process truncating
+// the file in place would make them fault (SIGBUS), which Ember's own writer never does (it
+// renames); without it, such a truncation is reported as "file changed while reading".
 // The reader checks the format, not the meaning: whether optimizer moments match the model's
 // shapes, or a learning rate is finite, is for the code that restores the state (the trainer).
 class EMBER_API Reader {

@@ -208,12 +208,12 @@ int main(int argc, char** argv) {
     ::close(fd);
   });
   rows.push_back({"load  raw pread of all tensors", raw_load, total_bytes, 0});
-  double w_mmap = median_time(reps, before_ckpt, [&] { Value v = ck::load(ckpt, {.weights_only = true}); });
+  double w_pread = median_time(reps, before_ckpt, [&] { Value v = ck::load(ckpt, {.weights_only = true}); });
+  rows.push_back({"load  ember open + weights only (pread, CRC; default)", w_pread, weight_bytes, 0});
+  double w_mmap = median_time(reps, before_ckpt, [&] { Value v = ck::load(ckpt, {.mmap = true, .weights_only = true}); });
   rows.push_back({"load  ember open + weights only (mmap, CRC)", w_mmap, weight_bytes, 0});
-  double w_pread = median_time(reps, before_ckpt, [&] { Value v = ck::load(ckpt, {.mmap = false, .weights_only = true}); });
-  rows.push_back({"load  ember open + weights only (pread, CRC)", w_pread, weight_bytes, 0});
   double w_nocrc = median_time(reps, before_ckpt, [&] {
-    Value v = ck::load(ckpt, {.verify = ck::Verify::none, .weights_only = true});
+    Value v = ck::load(ckpt, {.verify = ck::Verify::none, .mmap = true, .weights_only = true});
     double s = 0;  // touch one float per page so that the data is really read
     for (auto& [k, t] : v.at(ck::kStateDict).as_map()) {
       const float* p = t.as_tensor().data_ptr<float>();
@@ -222,10 +222,10 @@ int main(int argc, char** argv) {
     if (s == 12345.678) std::puts("");
   });
   rows.push_back({"load  ember open + weights only (mmap, no CRC, touched)", w_nocrc, weight_bytes, 0});
-  double full_mmap = median_time(reps, before_ckpt, [&] { Value v = ck::load(ckpt); });
+  double full_pread = median_time(reps, before_ckpt, [&] { Value v = ck::load(ckpt); });
+  rows.push_back({"load  ember full state (pread, CRC; default)", full_pread, total_bytes, 0});
+  double full_mmap = median_time(reps, before_ckpt, [&] { Value v = ck::load(ckpt, {.mmap = true}); });
   rows.push_back({"load  ember full state (mmap, CRC)", full_mmap, total_bytes, 0});
-  double full_pread = median_time(reps, before_ckpt, [&] { Value v = ck::load(ckpt, {.mmap = false}); });
-  rows.push_back({"load  ember full state (pread, CRC)", full_pread, total_bytes, 0});
   double open_only = median_time(reps, before_ckpt, [&] { ck::Reader r(ckpt); });
   rows.push_back({"open  ember Reader (header + index only)", open_only, 0, 0});
 
@@ -259,9 +259,11 @@ int main(int argc, char** argv) {
               overhead <= allowed ? "PASS" : "FAIL");
   if (!torch.empty()) {
     double tl = torch["load_full_s"], tw = torch["load_weights_s"];
-    std::printf("  weights load >= 5x faster than torch::load:   full-state file %.1fx, weights-only file %.1fx  %s\n",
-                tl / w_mmap, tw / w_mmap, tw / w_mmap >= 5 ? "PASS" : (tl / w_mmap >= 5 ? "PASS (full file)" : "FAIL"));
-    std::printf("  (full state: ember %.3f s vs torch::load %.3f s = %.1fx)\n", full_mmap, tl, tl / full_mmap);
+    std::printf("  weights load >= 5x faster than torch::load:   vs the full-state file %.1fx  %s\n", tl / w_pread,
+                tl / w_pread >= 5 ? "PASS" : "FAIL");
+    std::printf("  (vs a torch file holding only the weights %.1fx; full state: ember %.3f s vs torch::load %.3f s = "
+                "%.1fx)\n",
+                tw / w_pread, full_pread, tl, tl / full_pread);
   } else {
     std::printf("  torch::load comparison: not built (LibTorch not found; apt-get install libtorch-dev)\n");
   }
