@@ -6,10 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <optional>
+#include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
