@@ -86,6 +86,7 @@ struct Row {
 std::map<std::string, double> run_torch(const std::string& dir, double scale, int reps, bool cold) {
   std::map<std::string, double> r;
 #ifdef EMBER_BENCH_TORCH_HELPER
+  if (::access(EMBER_BENCH_TORCH_HELPER, X_OK) != 0) return r;
   std::string cmd = std::string(EMBER_BENCH_TORCH_HELPER) + " " + dir + " " + std::to_string(scale) + " " +
                     std::to_string(reps) + (cold ? " cold" : " warm");
   FILE* p = ::popen(cmd.c_str(), "r");
@@ -265,7 +266,8 @@ int main(int argc, char** argv) {
                 "%.1fx)\n",
                 tw / w_pread, full_pread, tl, tl / full_pread);
   } else {
-    std::printf("  torch::load comparison: not built (LibTorch not found; apt-get install libtorch-dev)\n");
+    std::printf("  torch::load comparison: not run (build the target ember_bench_checkpoint_torch; it needs LibTorch,\n"
+                "  e.g. apt-get install libtorch-dev)\n");
   }
   for (const char* f : {"raw.bin", "state.ckpt", "torch_full.pt", "torch_weights.pt"}) ::unlink((dir + "/" + f).c_str());
   ::rmdir(dir.c_str());
