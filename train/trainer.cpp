@@ -443,6 +443,9 @@ void Trainer::fit(LightningModule& model, data::DataLoader& train_loader, data::
   model.to(opts_.device);
   setup(model, "fit");
   SignalScope signals;
+  // on_exception runs only for failures once training is under way: an error while setting up or
+  // restoring must not make an OnExceptionCheckpoint overwrite a good file with half-restored state.
+  bool loop_started = false;
   try {
     std::string resolved = resolve_ckpt_path(ckpt_path);
     optim_ = model.configure_optimizers();
@@ -468,11 +471,13 @@ void Trainer::fit(LightningModule& model, data::DataLoader& train_loader, data::
     }
     model.on_fit_start();
     for (auto& cb : callbacks_) cb->on_fit_start(*this, model);
+    loop_started = true;
     run_fit(train_loader, val_loader);
     model.on_fit_end();
     for (auto& cb : callbacks_) cb->on_fit_end(*this, model);
   } catch (const std::exception& e) {
     for (auto& cb : callbacks_) {
+      if (!loop_started) break;
       try {
         cb->on_exception(*this, model, e);
       } catch (const std::exception& inner) {
