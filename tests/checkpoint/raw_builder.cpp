@@ -97,7 +97,8 @@ Bytes File::build() const {
       uint64_t off = t.offset ? *t.offset : align(pos);
       offsets[s].push_back(off);
       if (off + t.payload.size() > out.size() && off < (uint64_t{1} << 32)) out.resize(off + t.payload.size(), padding_byte);
-      if (off < (uint64_t{1} << 32)) std::memcpy(out.data() + off, t.payload.data(), t.payload.size());
+      if (off < (uint64_t{1} << 32) && !t.payload.empty())
+        std::memcpy(out.data() + off, t.payload.data(), t.payload.size());
       if (off < (uint64_t{1} << 32)) pos = std::max<uint64_t>(pos, off + t.payload.size());
     }
   }
