@@ -122,3 +122,28 @@ void* cuda_host_alloc(size_t nbytes);
 void cuda_host_free(void* p);
 
 }  // namespace ember::kernels
+
+namespace ember::kernels {
+
+// --- fused optimizer updates (CUDA; the CPU's are the loops in train/optim_update.cpp) ----------
+// One elementwise pass per parameter with the CPU loop's rounded operations in its order, so a
+// CUDA step equals the CPU's bit for bit. p, g and the state are contiguous tensors of p's dtype
+// (f32/f64) on one CUDA device.
+struct SgdUpdate {
+  double lr, momentum, dampening, weight_decay;
+  bool nesterov, maximize;
+  bool init;  // first step with momentum: buf = d (buf allocated, uninitialised)
+};
+void sgd_update_cuda(const Tensor& p, const Tensor& g, const Tensor& buf, const SgdUpdate& u);
+struct AdamUpdate {
+  double lr, beta1, beta2, eps, weight_decay;
+  double step_size;              // lr / (1 - beta1^step)
+  double bias_correction2_sqrt;  // sqrt(1 - beta2^step)
+  bool amsgrad, maximize;
+  bool decoupled;  // AdamW: p *= 1 - lr * weight_decay instead of the L2 term
+};
+// vmax undefined unless amsgrad.
+void adam_update_cuda(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const Tensor& vmax,
+                      const AdamUpdate& u);
+
+}  // namespace ember::kernels

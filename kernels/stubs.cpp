@@ -46,6 +46,10 @@ EMBER_CUDA_STUB(nll_loss, const Tensor&, const Tensor&, const Tensor&, int64_t, 
 EMBER_CUDA_STUB(nll_loss_backward, const Tensor&, const Tensor&, const Tensor&, int64_t, const Tensor&)
 EMBER_CUDA_STUB(random, RandomDist, uint64_t, uint64_t, double, double, const Tensor&)
 #undef EMBER_CUDA_STUB
+void sgd_update_cuda(const Tensor&, const Tensor&, const Tensor&, const SgdUpdate&) { no_cuda("SGD"); }
+void adam_update_cuda(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const AdamUpdate&) {
+  no_cuda("Adam");
+}
 
 }  // namespace ember::kernels
 #endif  // !EMBER_WITH_CUDA

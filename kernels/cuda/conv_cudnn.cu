@@ -12,6 +12,7 @@
 #include <cudnn.h>
 
 #include <array>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -138,7 +139,6 @@ bool acceptable(const Perf& perf, DType dt) {
 
 template <typename Perf>
 void pick(Choice& c, const Perf* perf, int returned, DType dt) {
-  c.tried = true;
   for (int r = 0; r < returned; ++r) {
     if (!acceptable(perf[r], dt)) continue;
     c.ok = true;
@@ -158,38 +158,36 @@ void choose(Plan& p, ConvPass pass, DType dt, cudnnHandle_t h) {
       conv, dt == DType::f32 && !allow_tf32() ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH));
   int returned = 0;
   const bool bench = benchmark_mode();
+  c.tried = true;
+  // A query that fails (a dtype or geometry this cuDNN build does not cover) leaves c.ok false, so
+  // the direct kernels take the pass.
+  cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
   switch (pass) {
     case ConvPass::Forward: {
       cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-      if (bench)
-        EMBER_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, p.x, p.w, conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                               &returned, perf));
-      else
-        EMBER_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, conv, p.y,
-                                                                 CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf));
-      pick(c, perf, returned, dt);
+      st = bench ? cudnnFindConvolutionForwardAlgorithm(h, p.x, p.w, conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+                                                        &returned, perf)
+                 : cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+                                                          &returned, perf);
+      if (st == CUDNN_STATUS_SUCCESS) pick(c, perf, returned, dt);
       break;
     }
     case ConvPass::BackwardData: {
       cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-      if (bench)
-        EMBER_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, p.w, p.y, conv, p.x,
-                                                                    CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf));
-      else
-        EMBER_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-            h, p.w, p.y, conv, p.x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf));
-      pick(c, perf, returned, dt);
+      st = bench ? cudnnFindConvolutionBackwardDataAlgorithm(h, p.w, p.y, conv, p.x,
+                                                             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf)
+                 : cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, conv, p.x,
+                                                               CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf);
+      if (st == CUDNN_STATUS_SUCCESS) pick(c, perf, returned, dt);
       break;
     }
     case ConvPass::BackwardFilter: {
       cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-      if (bench)
-        EMBER_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(
-            h, p.x, p.y, conv, p.w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf));
-      else
-        EMBER_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-            h, p.x, p.y, conv, p.w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf));
-      pick(c, perf, returned, dt);
+      st = bench ? cudnnFindConvolutionBackwardFilterAlgorithm(h, p.x, p.y, conv, p.w,
+                                                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf)
+                 : cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, conv, p.w,
+                                                                 CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf);
+      if (st == CUDNN_STATUS_SUCCESS) pick(c, perf, returned, dt);
       break;
     }
   }
@@ -231,23 +229,38 @@ bool cudnn_conv2d(ConvPass pass, const kernels::ConvGeom& g, const Tensor& x, co
   const double ad = 1.0, bd = 0.0;
   const void* alpha = dt == DType::f32 ? static_cast<const void*>(&af) : static_cast<const void*>(&ad);
   const void* beta = dt == DType::f32 ? static_cast<const void*>(&bf) : static_cast<const void*>(&bd);
+  cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
+  const char* call = "";
   switch (pass) {
     case ConvPass::Forward:
-      EMBER_CUDNN_CHECK(cudnnConvolutionForward(h, alpha, plan->x, x.data_ptr(), plan->w, w.data_ptr(), conv,
-                                                static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.get(),
-                                                c.workspace, beta, plan->y, y.data_ptr()));
+      call = "cudnnConvolutionForward";
+      st = cudnnConvolutionForward(h, alpha, plan->x, x.data_ptr(), plan->w, w.data_ptr(), conv,
+                                   static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.get(), c.workspace, beta,
+                                   plan->y, y.data_ptr());
       break;
     case ConvPass::BackwardData:
-      EMBER_CUDNN_CHECK(cudnnConvolutionBackwardData(h, alpha, plan->w, w.data_ptr(), plan->y, y.data_ptr(), conv,
-                                                     static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws.get(),
-                                                     c.workspace, beta, plan->x, x.data_ptr()));
+      call = "cudnnConvolutionBackwardData";
+      st = cudnnConvolutionBackwardData(h, alpha, plan->w, w.data_ptr(), plan->y, y.data_ptr(), conv,
+                                        static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws.get(), c.workspace, beta,
+                                        plan->x, x.data_ptr());
       break;
     case ConvPass::BackwardFilter:
-      EMBER_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, alpha, plan->x, x.data_ptr(), plan->y, y.data_ptr(), conv,
-                                                       static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo), ws.get(),
-                                                       c.workspace, beta, plan->w, w.data_ptr()));
+      call = "cudnnConvolutionBackwardFilter";
+      st = cudnnConvolutionBackwardFilter(h, alpha, plan->x, x.data_ptr(), plan->y, y.data_ptr(), conv,
+                                          static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo), ws.get(), c.workspace,
+                                          beta, plan->w, w.data_ptr());
       break;
   }
+  if (st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM) {
+    // An algorithm the heuristics offered but that refuses to run: remember, say so once, and use
+    // the direct kernels for this shape from now on.
+    std::fprintf(stderr, "[cudnn] %s refused algorithm %d (%s); using Ember's direct kernels for this shape\n", call,
+                 c.algo, cudnnGetErrorString(st));
+    std::lock_guard<std::mutex> lk(g_mu);
+    plans()[make_key(dev, dt, g)]->choice[static_cast<int>(pass)].ok = false;
+    return false;
+  }
+  check_cudnn(st, call);
   return true;
 }
 

@@ -4,6 +4,7 @@
 // and a Trainer run checkpointed on one device resumes on the other.
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "checkpoint/checkpoint.h"
+#include "kernels/kernels.h"
 #include "nn/nn.h"
 #include "runtime/autograd.h"
 #include "runtime/device.h"
@@ -72,6 +74,51 @@ TEST(CudaTraining, OptimizerStepsEqualTheCpu) {
       std::vector<Tensor> c = run_steps(make, dt, kCPU, 6), g = run_steps(make, dt, kGPU, 6);
       const double rtol = dt == DType::f32 ? 1e-5 : 1e-12, atol = dt == DType::f32 ? 1e-6 : 1e-14;
       for (size_t i = 0; i < c.size(); ++i) EXPECT_TRUE(test::allclose(g[i], c[i], rtol, atol)) << "param " << i;
+    }
+  }
+}
+
+// The fused CUDA update kernels (kernels::sgd_update_cuda / adam_update_cuda) against the CPU
+// optimizers' fused loops: bit for bit, several steps, every option that changes the math.
+TEST(CudaTraining, FusedUpdateKernelsEqualTheCpuOptimizersBitForBit) {
+  REQUIRE_CUDA();
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (int variant = 0; variant < 3; ++variant) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " variant " + std::to_string(variant));
+      Generator g(21);
+      Tensor p0 = rand({37, 11}, dt, &g);
+      std::vector<Tensor> grads;
+      for (int s = 0; s < 4; ++s) grads.push_back(randn({37, 11}, dt, &g));
+      // Adam / AdamW on the CPU
+      const bool decoupled = variant == 1, amsgrad = variant == 2;
+      const double lr = 1e-2, wd = variant == 0 ? 0.0 : 0.05;
+      optim::NamedParams cp{{"p", p0.clone().requires_grad_(true)}};
+      std::unique_ptr<optim::Optimizer> opt;
+      if (decoupled) opt = std::make_unique<optim::AdamW>(cp, optim::AdamWOptions{.lr = lr, .weight_decay = wd});
+      else opt = std::make_unique<optim::Adam>(cp, optim::AdamOptions{.lr = lr, .weight_decay = wd, .amsgrad = amsgrad});
+      // the same on the device through the kernel
+      Tensor gp = p0.to(kGPU), m = zeros_like(gp), v = zeros_like(gp), vm = amsgrad ? zeros_like(gp) : Tensor();
+      for (int s = 0; s < 4; ++s) {
+        cp[0].second.set_grad(grads[static_cast<size_t>(s)]);
+        opt->step();
+        const double step = s + 1.0;
+        kernels::AdamUpdate u{lr, 0.9, 0.999, 1e-8, wd, lr / (1.0 - std::pow(0.9, step)),
+                              std::sqrt(1.0 - std::pow(0.999, step)), amsgrad, false, decoupled};
+        kernels::adam_update_cuda(gp, grads[static_cast<size_t>(s)].to(kGPU), m, v, vm, u);
+      }
+      EXPECT_TRUE(test::bit_equal(gp.to(kCPU), cp[0].second.detach()));
+      // SGD with momentum (Nesterov in variant 1, dampening in 2) and weight decay
+      optim::NamedParams sp{{"p", p0.clone().requires_grad_(true)}};
+      optim::SGD sgd(sp, optim::SGDOptions{.lr = 0.1, .momentum = 0.9, .dampening = variant == 2 ? 0.3 : 0.0,
+                                           .weight_decay = wd, .nesterov = variant == 1});
+      Tensor sgp = p0.to(kGPU), buf = empty_like(sgp);
+      for (int s = 0; s < 4; ++s) {
+        sp[0].second.set_grad(grads[static_cast<size_t>(s)]);
+        sgd.step();
+        kernels::SgdUpdate u{0.1, 0.9, variant == 2 ? 0.3 : 0.0, wd, variant == 1, false, s == 0};
+        kernels::sgd_update_cuda(sgp, grads[static_cast<size_t>(s)].to(kGPU), buf, u);
+      }
+      EXPECT_TRUE(test::bit_equal(sgp.to(kCPU), sp[0].second.detach()));
     }
   }
 }
