@@ -84,18 +84,6 @@ float Event::elapsed_ms(const Event& end) const {
   return ms;
 }
 
-int sm_count() {
-  static int counts[kMaxDevices] = {};
-  int cur = 0;
-  EMBER_CUDA_CHECK(cudaGetDevice(&cur));
-  if (counts[cur] == 0) {
-    int n = 0;
-    EMBER_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, cur));
-    counts[cur] = n;
-  }
-  return counts[cur];
-}
-
 Scratch::Scratch(int device, size_t nbytes) : dev_(cuda_device(device)), n_(nbytes) {
   if (n_ > 0) p_ = device_alloc(dev_, n_);
 }

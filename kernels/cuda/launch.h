@@ -74,9 +74,6 @@ class Event {
   cudaEvent_t ev_ = nullptr;
 };
 
-// Number of multiprocessors of the current device.
-int sm_count();
-
 // Scratch device memory from the caching allocator for the duration of a scope. Safe to free as
 // soon as the work using it is enqueued (see the stream rule at the top of this file).
 class Scratch {
