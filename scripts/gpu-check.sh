@@ -1,132 +1,150 @@
 #!/usr/bin/env bash
 # The GPU check in one command: builds Ember for sm_90 with the CUDA backend, runs the CUDA test
-# binary, a compute-sanitizer memcheck pass over a short subset (kernels, parity of the heavy ops, a
-# small training run), and the GPU benchmarks (Ember, and PyTorch eager when a python3 with torch
-# is present), then prints a short summary table last. Exit status 0 only if every step passed.
-#   usage: scripts/gpu-check.sh                    the check (on the machine with the GPU)
-#          scripts/gpu-check.sh --fetch-sanitizer  (on a networked machine, before) puts PyPI's
-#              compute-sanitizer matching nvcc's version under $BUILD_DIR/tools/, for machines that
-#              lack one and cannot download: carry that folder to the GPU machine
+# binary, a compute-sanitizer memcheck pass over a short subset (Ember's kernels, a small training
+# run), and the GPU benchmarks (Ember, and PyTorch eager when a python3 with torch is present), then
+# prints a short summary table last. Exit status 0 only if every step that could run passed.
+#   usage: scripts/gpu-check.sh
 #   env:   BUILD_DIR (default build-gpu), JOBS (default nproc), STEPS (default
-#          "build,tests,memcheck,bench": the steps to run, e.g. "tests,bench" to reuse a build),
-#          BENCH_STEPS (timed training steps per model, default 300), MEMCHECK_TIMEOUT (s, default 300)
+#          "build,tests,memcheck,bench"; e.g. STEPS=build on a machine without a GPU prepares
+#          $BUILD_DIR/bin to carry to one whose image cannot build Ember), BENCH_STEPS (timed
+#          training steps per model, default 300), MEMCHECK_TIMEOUT (seconds, default 300)
+# When the build fails (an image without GTest or Eigen, say) and $BUILD_DIR/bin already holds
+# ember_tests_cuda and ember-bench-cuda, those are used. CUDA libraries that the binaries cannot
+# find on the system (cuDNN, cuBLAS) are looked up in the python3 packages of the nvidia namespace.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build="${BUILD_DIR:-build-gpu}"
+bin="$build/bin"
 jobs="${JOBS:-$(nproc)}"
-steps="${BENCH_STEPS:-300}"
+bench_steps="${BENCH_STEPS:-300}"
+steps=",${STEPS:-build,tests,memcheck,bench},"
 logs="$build/gpu-check-logs"
-steps_to_run=",${STEPS:-build,tests,memcheck,bench},"
 status=0
 declare -a rows
 
 now() { date +%s; }
-want() { [[ "$steps_to_run" == *",$1,"* ]]; }
-row() { rows+=("$(printf '%-22s %-8s %s' "$1" "$2" "$3")"); }
+want() { [[ "$steps" == *",$1,"* ]]; }
+row() { rows+=("$(printf '%-20s %-5s %s' "$1" "$2" "$3")"); }
+summary() {
+  printf '\n== gpu-check summary ==\n'
+  printf '%s\n' "${rows[@]}"
+  if [ -s "$logs/bench.log" ]; then
+    printf '\n%-6s %16s %16s %12s\n' model "ember samples/s" "torch samples/s" "ember/torch"
+    for m in lit mlp conv; do
+      e=$(awk -v m="$m" '$1 == "RESULT" && $2 == "ember" && $3 == m {print $4}' "$logs/bench.log")
+      t=$(awk -v m="$m" '$1 == "RESULT" && $2 == "torch" && $3 == m {print $4}' "$logs/bench.log")
+      r=$(awk -v e="${e:-0}" -v t="${t:-0}" 'BEGIN { if (e > 0 && t > 0) printf "%.2f", e / t; else print "-" }')
+      printf '%-6s %16s %16s %12s\n' "$m" "${e:--}" "${t:--}" "$r"
+    done
+  fi
+}
 
 mkdir -p "$logs"
+: >"$logs/bench.log"
 
-if [ "${1:-}" = "--fetch-sanitizer" ]; then
-  cuda_ver=$(nvcc --version | grep -Eo 'release [0-9]+\.[0-9]+' | grep -Eo '[0-9]+\.[0-9]+')
-  rm -rf "$build/tools/sanitizer" && mkdir -p "$build/tools/sanitizer"
-  python3 -m pip download --no-deps "nvidia-cuda-sanitizer-api==${cuda_ver}.*" -d "$build/tools" &&
-    python3 -m zipfile -e "$build"/tools/nvidia_cuda_sanitizer_api-*.whl "$build/tools/sanitizer" &&
-    rm -f "$build"/tools/nvidia_cuda_sanitizer_api-*.whl &&
-    chmod +x "$build"/tools/sanitizer/nvidia/*/bin/compute-sanitizer &&
-    ls "$build"/tools/sanitizer/nvidia/*/bin/compute-sanitizer
-  exit $?
-fi
+# Directories of the python3 nvidia packages (cuDNN, cuBLAS wheels) that hold shared libraries.
+nvidia_lib_dirs() {
+  local root
+  root=$(python3 -c 'import nvidia, os; print(list(nvidia.__path__)[0])' 2>/dev/null) || return 0
+  find "$root" -name 'lib*.so*' -printf '%h\n' 2>/dev/null | sort -u | paste -sd: -
+}
 
 # --- build ------------------------------------------------------------------------------------
-t0=$(now)
 if want build; then
+  t0=$(now)
+  extra=()
+  cuda_home="${CUDA_HOME:-/usr/local/cuda}"
+  if [ ! -e "$cuda_home/include/cudnn.h" ] && ! ls /usr/include/cudnn.h /usr/include/*/cudnn.h >/dev/null 2>&1; then
+    root=$(python3 -c 'import nvidia, os; print(list(nvidia.__path__)[0])' 2>/dev/null || true)
+    inc=$( [ -n "$root" ] && find "$root" -name cudnn.h -printf '%h\n' 2>/dev/null | head -n 1)
+    lib=$( [ -n "$root" ] && find "$root" -name 'libcudnn.so*' 2>/dev/null | sort | head -n 1)
+    [ -n "$inc" ] && [ -n "$lib" ] && extra+=("-DEMBER_CUDNN_INCLUDE=$inc" "-DEMBER_CUDNN_LIB=$lib")
+  fi
   if cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DEMBER_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-       >"$logs/configure.log" 2>&1 &&
+       -DEMBER_BUILD_EXAMPLES=OFF "${extra[@]}" >"$logs/configure.log" 2>&1 &&
      cmake --build "$build" -j"$jobs" --target ember_tests_cuda ember-bench-cuda >"$logs/build.log" 2>&1; then
-    row "build (sm_90)" ok "$(( $(now) - t0 )) s"
+    row "build (sm_90)" ok "$(grep -m1 -E '^-- Ember: CUDA' "$logs/configure.log" | sed 's/^-- Ember: //') ($(( $(now) - t0 )) s)"
+  elif [ -x "$bin/ember_tests_cuda" ] && [ -x "$bin/ember-bench-cuda" ]; then
+    tail -n 15 "$logs/configure.log" "$logs/build.log" 2>/dev/null
+    row "build (sm_90)" n/a "could not build here (see $logs); using the binaries already in $bin"
   else
     tail -n 60 "$logs/configure.log" "$logs/build.log" 2>/dev/null
     row "build (sm_90)" FAIL "see $logs/build.log"
-    printf '\n== gpu-check summary ==\n'
-    printf '%s\n' "${rows[@]}"
+    summary
     exit 1
   fi
-else
-  row "build (sm_90)" skipped "using $build"
 fi
-bin="$build/bin"
+
+# Libraries the binaries cannot find on the system: try the python3 nvidia packages.
+if [ -x "$bin/ember_tests_cuda" ] && ldd "$bin/ember_tests_cuda" | grep -q 'not found'; then
+  export LD_LIBRARY_PATH="$(nvidia_lib_dirs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  ldd "$bin/ember_tests_cuda" | grep 'not found' && echo "gpu-check: some libraries are still missing"
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/GPU: /'
 
 # --- tests ------------------------------------------------------------------------------------
 if want tests; then
-t0=$(now)
-"$bin/ember_tests_cuda" --gtest_brief=1 2>&1 | tee "$logs/tests.log" | tail -n 40
-test_rc=${PIPESTATUS[0]}
-passed=$(grep -Eo '\[  PASSED  \] [0-9]+' "$logs/tests.log" | grep -Eo '[0-9]+$' || echo 0)
-failed=$(grep -Eo '\[  FAILED  \] [0-9]+ test' "$logs/tests.log" | grep -Eo '[0-9]+' || echo 0)
-skipped=$(grep -Eo '\[  SKIPPED \] [0-9]+ test' "$logs/tests.log" | grep -Eo '[0-9]+' || echo 0)
-if [ "$test_rc" = 0 ] && [ "${skipped:-0}" = 0 ]; then
-  row "ember_tests_cuda" ok "${passed} passed, 0 failed, 0 skipped ($(( $(now) - t0 )) s)"
-else
-  status=1
-  row "ember_tests_cuda" FAIL "${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped (rc $test_rc)"
-fi
+  t0=$(now)
+  "$bin/ember_tests_cuda" --gtest_brief=1 >"$logs/tests.log" 2>&1
+  rc=$?
+  tail -n 40 "$logs/tests.log"
+  passed=$(grep -Eo '\[  PASSED  \] [0-9]+' "$logs/tests.log" | grep -Eo '[0-9]+$' || echo 0)
+  failed=$(grep -Eo '\[  FAILED  \] [0-9]+ test' "$logs/tests.log" | grep -Eo '[0-9]+' || echo 0)
+  skipped=$(grep -Eo '\[  SKIPPED \] [0-9]+ test' "$logs/tests.log" | grep -Eo '[0-9]+' || echo 0)
+  if [ "$rc" = 0 ] && [ "${skipped:-0}" = 0 ]; then
+    row "ember_tests_cuda" ok "${passed} passed, 0 failed, 0 skipped ($(( $(now) - t0 )) s)"
+  else
+    status=1
+    row "ember_tests_cuda" FAIL "${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped (rc $rc)"
+  fi
 fi
 
 # --- memcheck of a short subset ---------------------------------------------------------------
 if want memcheck; then
-sanitizer=$(command -v compute-sanitizer || ls "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer" \
-  "$build"/tools/sanitizer/nvidia/*/bin/compute-sanitizer 2>/dev/null | head -n 1)
-# Ember's own kernels, lightly through cuBLAS/cuDNN (instrumenting their kernels is slow), and a short
-# training run (20 Adam steps of a small MLP).
-subset='CudaKernels.IndexAdd*:CudaKernels.Pooling*:CudaKernels.MaxPrefers*:CudaKernels.SerialReductions*'
-subset+=':CudaKernels.NllLoss*:CudaKernels.DirectConvolution*:CudaKernels.CopyConverts*:CudaRng.DrawsEqual*'
-subset+=':CudaTraining.SmallModel*:CudaTraining.FusedUpdate*'
-for op in add where softmax log_softmax sum max_dim argmax max_pool2d avg_pool2d cross_entropy index_select dropout; do
-  subset+=":Registry/CudaParity.ForwardAndBackwardMatchCpu/$op"
-done
-t0=$(now)
-if [ -n "$sanitizer" ] && [ -x "$sanitizer" ]; then
-  timeout "${MEMCHECK_TIMEOUT:-300}" "$sanitizer" --tool memcheck --error-exitcode 86 --leak-check no \
-    "$bin/ember_tests_cuda" --gtest_brief=1 --gtest_filter="$subset" >"$logs/memcheck.log" 2>&1
-  mc_rc=$?
-  summary=$(grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -n 1)
-  if [ "$mc_rc" = 0 ]; then
-    row "memcheck (subset)" ok "${summary:-no summary} ($(( $(now) - t0 )) s)"
+  # Ember's own kernels, cuBLAS/cuDNN only lightly (instrumenting their kernels is slow), and a
+  # short training run (20 Adam steps of a small MLP).
+  subset='CudaKernels.IndexAdd*:CudaKernels.Pooling*:CudaKernels.MaxPrefers*:CudaKernels.SerialReductions*'
+  subset+=':CudaKernels.NllLoss*:CudaKernels.DirectConvolution*:CudaKernels.CopyConverts*:CudaRng.DrawsEqual*'
+  subset+=':CudaTraining.SmallModel*:CudaTraining.FusedUpdate*'
+  for op in add where softmax log_softmax sum max_dim argmax max_pool2d avg_pool2d cross_entropy index_select dropout; do
+    subset+=":Registry/CudaParity.ForwardAndBackwardMatchCpu/$op"
+  done
+  sanitizer=$(command -v compute-sanitizer || ls "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer" 2>/dev/null)
+  t0=$(now)
+  if [ -n "$sanitizer" ] && [ -x "$sanitizer" ]; then
+    timeout "${MEMCHECK_TIMEOUT:-300}" "$sanitizer" --tool memcheck --error-exitcode 86 --leak-check no \
+      "$bin/ember_tests_cuda" --gtest_brief=1 --gtest_filter="$subset" >"$logs/memcheck.log" 2>&1
+    rc=$?
+    errors=$(grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -n 1 | sed 's/^=* *//')
+    if [ "$rc" = 0 ]; then
+      row "memcheck (subset)" ok "${errors:-no summary} ($(( $(now) - t0 )) s)"
+    elif grep -q 'Device not supported' "$logs/memcheck.log"; then
+      row "memcheck (subset)" n/a "compute-sanitizer does not support this machine's runtime (see $logs/memcheck.log)"
+    else
+      status=1
+      tail -n 40 "$logs/memcheck.log"
+      row "memcheck (subset)" FAIL "rc $rc${errors:+, $errors} (124: timeout; see $logs/memcheck.log)"
+    fi
   else
     status=1
-    tail -n 40 "$logs/memcheck.log"
-    row "memcheck (subset)" FAIL "rc $mc_rc ${summary} (see $logs/memcheck.log)"
+    row "memcheck (subset)" FAIL "compute-sanitizer not found"
   fi
-else
-  status=1
-  row "memcheck (subset)" FAIL "compute-sanitizer not found (scripts/gpu-check.sh --fetch-sanitizer)"
-fi
 fi
 
 # --- benchmarks -------------------------------------------------------------------------------
-touch "$logs/bench.log"
 if want bench; then
-t0=$(now)
-EMBER_BENCH_TORCH_SCRIPT="$(pwd)/bench/cuda/torch_models.py" "$bin/ember-bench-cuda" --steps "$steps" 2>&1 |
-  tee "$logs/bench.log"
-bench_rc=${PIPESTATUS[0]}
-if [ "$bench_rc" = 0 ]; then
-  row "benchmarks" ok "$(( $(now) - t0 )) s"
-else
-  status=1
-  row "benchmarks" FAIL "rc $bench_rc"
-fi
+  t0=$(now)
+  EMBER_BENCH_TORCH_SCRIPT="$(pwd)/bench/cuda/torch_models.py" "$bin/ember-bench-cuda" --steps "$bench_steps" \
+    >"$logs/bench.log" 2>&1
+  rc=$?
+  cat "$logs/bench.log"
+  if [ "$rc" = 0 ]; then
+    row "benchmarks" ok "$(( $(now) - t0 )) s"
+  else
+    status=1
+    row "benchmarks" FAIL "rc $rc"
+  fi
 fi
 
-# --- summary (last) ---------------------------------------------------------------------------
-printf '\n== gpu-check summary ==\n'
-printf '%s\n' "${rows[@]}"
-printf '\n%-6s %16s %16s %12s\n' model "ember samples/s" "torch samples/s" "ember/torch"
-for m in lit mlp conv; do
-  e=$(awk -v m="$m" '$1 == "RESULT" && $2 == "ember" && $3 == m {print $4}' "$logs/bench.log")
-  t=$(awk -v m="$m" '$1 == "RESULT" && $2 == "torch" && $3 == m {print $4}' "$logs/bench.log")
-  ratio=$(awk -v e="${e:-0}" -v t="${t:-0}" 'BEGIN { if (e > 0 && t > 0) printf "%.2f", e / t; else print "-" }')
-  printf '%-6s %16s %16s %12s\n' "$m" "${e:--}" "${t:--}" "$ratio"
-done
+summary
 exit $status
