@@ -250,7 +250,7 @@ TEST_F(CudaCheckpoint, TrainerResumesAcrossDevices) {
     auto l1 = loader();
     Trainer t1(trainer_opts(root / "run", 2, first));
     t1.fit(m1, *l1);
-    const std::string ckpt = (root / "run" / "two_epochs.ckpt").string();
+    const std::string ckpt = (dir / (cuda_first ? "two_epochs_cuda.ckpt" : "two_epochs_cpu.ckpt")).string();
     t1.save_checkpoint(ckpt);
     TinyAE m2;
     auto l2 = loader();
