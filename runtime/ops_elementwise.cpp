@@ -121,40 +121,29 @@ Tensor pow(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor maximum(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_raw(BinaryOp::Max, "maximum", a, b);
+namespace {
+// maximum / minimum: the gradient goes to the winning input; ties split it equally (as torch).
+Tensor extremum(bool is_max, const Tensor& a, const Tensor& b) {
+  const char* name = is_max ? "maximum" : "minimum";
+  Tensor out = binary_raw(is_max ? BinaryOp::Max : BinaryOp::Min, name, a, b);
   if (autograd::any_requires_grad({&a, &b})) {
     Shape sa = a.shape(), sb = b.shape();
     SavedTensor sva(a), svb(b);
-    autograd::record("maximum", {a, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
-      Tensor x = sva.get("maximum"), y = svb.get("maximum");
-      // ties split the gradient equally (as torch)
+    autograd::record(name, {a, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+      Tensor x = sva.get(name), y = svb.get(name);
       Tensor half = mul(g, 0.5);
       Tensor z = zeros_like(g);
-      Tensor ga = where(eq(x, y), half, where(gt(x, y), g, z));
-      Tensor gb = where(eq(x, y), half, where(lt(x, y), g, z));
-      return {sum_to(ga, sa), sum_to(gb, sb)};
+      Tensor a_wins = is_max ? gt(x, y) : lt(x, y), b_wins = is_max ? lt(x, y) : gt(x, y);
+      Tensor tie = eq(x, y);
+      return {sum_to(where(tie, half, where(a_wins, g, z)), sa), sum_to(where(tie, half, where(b_wins, g, z)), sb)};
     });
   }
   return out;
 }
+}  // namespace
 
-Tensor minimum(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_raw(BinaryOp::Min, "minimum", a, b);
-  if (autograd::any_requires_grad({&a, &b})) {
-    Shape sa = a.shape(), sb = b.shape();
-    SavedTensor sva(a), svb(b);
-    autograd::record("minimum", {a, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
-      Tensor x = sva.get("minimum"), y = svb.get("minimum");
-      Tensor half = mul(g, 0.5);
-      Tensor z = zeros_like(g);
-      Tensor ga = where(eq(x, y), half, where(lt(x, y), g, z));
-      Tensor gb = where(eq(x, y), half, where(gt(x, y), g, z));
-      return {sum_to(ga, sa), sum_to(gb, sb)};
-    });
-  }
-  return out;
-}
+Tensor maximum(const Tensor& a, const Tensor& b) { return extremum(true, a, b); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return extremum(false, a, b); }
 
 // --- comparisons ------------------------------------------------------------------------------
 
