@@ -3,6 +3,7 @@
 // load time). Every CUDA status becomes an ember::Error naming the call that failed.
 #include <cuda_runtime.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -225,7 +226,11 @@ void cuda_host_free(void* p) {
   HostCache& c = host_cache();
   std::lock_guard<std::mutex> lk(c.mu);
   auto it = c.live.find(p);
-  EMBER_CHECK(it != c.live.end(), "[cuda] cuda_host_free: pointer ", p, " was not allocated by cuda_host_alloc");
+  if (it == c.live.end()) {
+    // Called from storage deleters (destructors), so this reports instead of throwing.
+    std::fprintf(stderr, "[cuda] cuda_host_free: pointer %p was not allocated by cuda_host_alloc; ignored\n", p);
+    return;
+  }
   auto [n, pinned] = it->second;
   c.live.erase(it);
   if (!pinned) {

@@ -409,7 +409,7 @@ TEST(CudaPinnedMemory, HostAllocatorIsRegisteredAndCachesBlocks) {
     EXPECT_EQ(q, p) << "a freed pinned block of the same class is reused";
   }
   kernels::cuda_host_free(q);
-  EXPECT_THROW(kernels::cuda_host_free(reinterpret_cast<void*>(0x1234)), Error);
+  kernels::cuda_host_free(nullptr);  // a no-op, as free()
 }
 
 TEST(CudaPinnedMemory, DataLoaderBatchesForCudaMatchPlainOnes) {
