@@ -1,5 +1,6 @@
 // CPU reductions (sum with a double accumulator for f32, max with argmax) and (log_)softmax.
 // Each output element is reduced serially, so results do not depend on the thread count.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -7,6 +8,47 @@
 #include "kernels/kernels.h"
 
 namespace ember::kernels {
+
+namespace {
+
+// Sum of a contiguous tensor viewed as (A, K, B) over A and B (the reduced dims are a leading and
+// a trailing block around the kept ones). Each output is summed in the general loop's order (row
+// major over the reduced index: a, then b) in a double, so results are bit-identical to it and do
+// not depend on the thread count; threads split the K outputs only.
+template <typename T>
+void sum_outer_inner(const T* xp, T* op, int64_t A, int64_t K, int64_t B) {
+  if (B == 1 && K > 1) {
+    // Rows of K: add whole rows into a block of accumulators (vectorises over the outputs).
+    constexpr int64_t kBlock = 256;
+    int64_t grain = std::max<int64_t>(kBlock / 4, 16384 / std::max<int64_t>(A, 1));
+    parallel_for(0, K, grain, [&](int64_t ob, int64_t oe) {
+      double acc[kBlock];
+      for (int64_t cb = ob; cb < oe; cb += kBlock) {
+        const int64_t w = std::min(kBlock, oe - cb);
+        for (int64_t j = 0; j < w; ++j) acc[j] = 0;
+        for (int64_t k = 0; k < A; ++k) {
+          const T* row = xp + k * K + cb;
+          for (int64_t j = 0; j < w; ++j) acc[j] += static_cast<double>(row[j]);
+        }
+        for (int64_t j = 0; j < w; ++j) op[cb + j] = static_cast<T>(acc[j]);
+      }
+    });
+    return;
+  }
+  int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(A * B, 1));
+  parallel_for(0, K, grain, [&](int64_t ob, int64_t oe) {
+    for (int64_t o = ob; o < oe; ++o) {
+      double acc = 0;
+      for (int64_t a = 0; a < A; ++a) {
+        const T* p = xp + (a * K + o) * B;
+        for (int64_t b = 0; b < B; ++b) acc += static_cast<double>(p[b]);
+      }
+      op[o] = static_cast<T>(acc);
+    }
+  });
+}
+
+}  // namespace
 
 void reduce_cpu(ReduceOp op, const Tensor& x, const std::vector<int>& dims, const Tensor& out, const Tensor& indices) {
   // Split x's dims into kept (outer) and reduced (inner) groups.
@@ -26,6 +68,23 @@ void reduce_cpu(ReduceOp op, const Tensor& x, const std::vector<int>& dims, cons
   int64_t n_out = 1, n_red = 1;
   for (int i = 0; i < nk; ++i) n_out *= kshape[i];
   for (int i = 0; i < nr; ++i) n_red *= rshape[i];
+  // Fast path: a sum of a contiguous tensor over a leading and/or trailing block of dims (a bias
+  // gradient over the batch, or over batch and pixels; a full sum), read in memory order instead
+  // of with an index walk per element.
+  if (op == ReduceOp::Sum && nr > 0 && x.is_contiguous()) {
+    int d = 0, rank = x.dim();
+    int64_t A = 1, K = 1, B = 1;
+    for (; d < rank && reduced[d]; ++d) A *= x.shape()[d];
+    for (; d < rank && !reduced[d]; ++d) K *= x.shape()[d];
+    for (; d < rank && reduced[d]; ++d) B *= x.shape()[d];
+    if (d == rank) {
+      dispatch_floating(x.dtype(), "reduce", [&](auto tag) {
+        using T = decltype(tag);
+        sum_outer_inner(static_cast<const T*>(x.data_ptr()), static_cast<T*>(out.data_ptr()), A, K, B);
+      });
+      return;
+    }
+  }
   dispatch_floating(x.dtype(), "reduce", [&](auto tag) {
     using T = decltype(tag);
     using Acc = double;
