@@ -1,10 +1,12 @@
 // The update rules of SGD, Adam/AdamW, RMSprop and Adagrad: torch 1.13's _single_tensor_* math.
 // Contiguous f32/f64 CPU tensors take one fused elementwise loop per parameter that performs the
 // same rounded operations in the same order as torch's chain of in-place ops (scalars converted to
-// the parameter dtype first, as ATen does); everything else takes the generic tensor-op path.
+// the parameter dtype first, as ATen does); contiguous CUDA tensors take the same loop as one CUDA
+// kernel (SGD, Adam/AdamW); everything else takes the generic tensor-op path.
 #include <cmath>
 #include <initializer_list>
 
+#include "kernels/kernels.h"
 #include "runtime/autograd.h"
 #include "runtime/ops.h"
 #include "runtime/parallel.h"
@@ -20,6 +22,16 @@ bool fusable(const Tensor& p, std::initializer_list<Tensor> others) {
   if (!p.device().is_cpu() || !is_compute_floating(p.dtype()) || !p.is_contiguous()) return false;
   for (const Tensor& t : others) {
     if (t.defined() && (!t.device().is_cpu() || t.dtype() != p.dtype() || !t.is_contiguous())) return false;
+  }
+  return true;
+}
+
+// True when p and every defined tensor in `others` are contiguous tensors of p's f32/f64 dtype on
+// p's CUDA device (the fused CUDA update kernels' contract).
+bool cuda_fusable(const Tensor& p, std::initializer_list<Tensor> others) {
+  if (!p.device().is_cuda() || !is_compute_floating(p.dtype()) || !p.is_contiguous()) return false;
+  for (const Tensor& t : others) {
+    if (t.defined() && (t.device() != p.device() || t.dtype() != p.dtype() || !t.is_contiguous())) return false;
   }
   return true;
 }
@@ -90,6 +102,12 @@ void SGD::step_group(ParamGroup& group) {
           }
         });
       });
+      p.bump_version();
+      if (buf.defined()) buf.bump_version();
+    } else if (cuda_fusable(p, {g, buf})) {
+      const bool init = momentum != 0.0 && !buf.defined();
+      if (init) buf = empty(p.shape(), TensorOptions(p.dtype()).with_device(p.device()));
+      kernels::sgd_update_cuda(p, g, buf, {lr, momentum, dampening, wd, nesterov, maximize, init});
       p.bump_version();
       if (buf.defined()) buf.bump_version();
     } else {
@@ -167,6 +185,12 @@ void Adam::step_group(ParamGroup& group) {
           }
         });
       });
+      for (Tensor* t : {&p, &m, &v, &vmax}) {
+        if (t->defined()) t->bump_version();
+      }
+    } else if (cuda_fusable(p, {g, m, v, vmax})) {
+      kernels::adam_update_cuda(p, g, m, v, vmax,
+                                {lr, beta1, beta2, eps, wd, step_size, bias_correction2_sqrt, amsgrad, maximize, decoupled});
       for (Tensor* t : {&p, &m, &v, &vmax}) {
         if (t->defined()) t->bump_version();
       }
