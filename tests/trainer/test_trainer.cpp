@@ -305,6 +305,43 @@ TEST_F(TrainerTest, LastAndBestResolve) {
   t2.fit(r, *tl2, vl.get(), "last");
   EXPECT_EQ(t2.ckpt_path(), (root / "ck" / "last.ckpt").string());
   EXPECT_EQ(t2.global_step(), 32);
+
+  // "best": the restored ModelCheckpoint's best_model_path (its state comes back with the dirpath)
+  std::string best = mc2->best_model_path();
+  ASSERT_FALSE(best.empty());
+  double best_score = *mc2->best_model_score();
+  TrainerOptions o3 = opts(6);
+  auto mc3 = std::make_shared<ModelCheckpoint>(
+      ModelCheckpointOptions{.dirpath = (root / "ck").string(), .monitor = "val_loss", .save_last = true});
+  o3.callbacks = {mc3};
+  TinyAE r3(hp());
+  auto tl3 = data.train_loader();
+  Trainer t3(o3);
+  t3.fit(r3, *tl3, vl.get(), "last");  // restores mc3's state, so "best" is known for the next fit
+  TinyAE r4(hp());
+  auto tl4 = data.train_loader();
+  TrainerOptions o4 = opts(8);
+  o4.callbacks = {mc3};
+  Trainer t4(o4);
+  std::string expect_best = mc3->best_model_path();
+  t4.fit(r4, *tl4, vl.get(), "best");
+  EXPECT_EQ(t4.ckpt_path(), expect_best);
+  EXPECT_LE(*mc3->best_model_score(), best_score);
+  Value ck = checkpoint::load(expect_best);
+  EXPECT_EQ(t4.global_step(), 64);
+  EXPECT_GT(ck.at("global_step").as_int(), 0);
+
+  // no ModelCheckpoint configured: "best" is an error naming the problem
+  TrainerOptions o5 = opts(1);
+  o5.enable_checkpointing = false;
+  TinyAE r5(hp());
+  Trainer t5(o5);
+  try {
+    t5.fit(r5, *tl4, nullptr, "best");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no ModelCheckpoint"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(TrainerTest, SigtermMidEpochLeavesResumableCheckpoint) {
