@@ -2,6 +2,7 @@
 // docs/checkpoint-format.md). Every length read from a file is checked against the bytes that
 // remain before it is used; sizes are multiplied and added with overflow checks.
 #include "checkpoint/format.h"
+#include "checkpoint/checkpoint.h"
 
 #include <zlib.h>
 
@@ -9,6 +10,16 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+
+namespace ember::checkpoint {
+
+// Here rather than in writer.cpp: the reader needs it too, and inference programs link no writer.
+const std::vector<std::string>& training_sections() {
+  static const std::vector<std::string> names = {kOptimizerStates, kLrSchedulers, kCallbacks, kRngStates};
+  return names;
+}
+
+}  // namespace ember::checkpoint
 
 namespace ember::checkpoint::format {
 

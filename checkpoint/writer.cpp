@@ -21,11 +21,6 @@ namespace ember::checkpoint {
 
 namespace fmt = format;
 
-const std::vector<std::string>& training_sections() {
-  static const std::vector<std::string> names = {kOptimizerStates, kLrSchedulers, kCallbacks, kRngStates};
-  return names;
-}
-
 namespace {
 
 constexpr size_t kChunk = size_t{1} << 20;  // CRC a chunk while it is in cache, then write it
