@@ -1,12 +1,14 @@
 // ember_bench_train: one epoch of Fashion-MNIST (60k images in memory) training one of the
 // example autoencoders (lit, mlp, conv; examples/common/models.h) with Adam and MSE, then a no-grad
 // pass over the 10k test images. Prints one "RESULT key=value ..." line for scripts/bench-train.sh.
-// Usage: ember_bench_train --model lit|mlp|conv --threads N [--data DIR] [--trivial]
+// Usage: ember_bench_train --model lit|mlp|conv --threads N [--data DIR] [--trivial] [--gemm N]
+// (--gemm N: GFLOP/s of an N x N x N matmul instead of training)
 #define BENCH_DEFINE_MALLOC
 #include "bench/train_throughput/measure.h"
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -35,11 +37,30 @@ int trivial() {
   return 0;
 }
 
+// sgemm roof for the GFLOP/s row: GFLOP/s of an (n, n) x (n, n) f32 matmul, best of 5 rounds of
+// enough products to take about 0.2 s each.
+double gemm_gflops(int64_t n) {
+  Tensor a = randn({n, n}), b = randn({n, n});
+  Tensor c = matmul(a, b);
+  const double flop = 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n);
+  int reps = 1;
+  for (auto t0 = Clock::now(); seconds_since(t0) < 0.05; ++reps) c = matmul(a, b);
+  reps = std::max(1, reps * 4);
+  double best = 0;
+  for (int round = 0; round < 5; ++round) {
+    auto t0 = Clock::now();
+    for (int i = 0; i < reps; ++i) c = matmul(a, b);
+    best = std::max(best, flop * reps / seconds_since(t0) / 1e9);
+  }
+  return best;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string model = "lit", dir;
   int threads = 1;
+  int64_t gemm_n = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--trivial") return trivial();
@@ -50,6 +71,7 @@ int main(int argc, char** argv) {
     if (a == "--model") model = argv[++i];
     else if (a == "--threads") threads = std::atoi(argv[++i]);
     else if (a == "--data") dir = argv[++i];
+    else if (a == "--gemm") gemm_n = std::atoll(argv[++i]);
     else {
       std::fprintf(stderr, "ember_bench_train: unknown option %s\n", a.c_str());
       return 2;
@@ -58,6 +80,10 @@ int main(int argc, char** argv) {
   try {
     set_num_threads(threads);
     manual_seed(0);
+    if (gemm_n > 0) {
+      std::printf("RESULT fw=ember model=sgemm threads=%d gflops=%.1f\n", threads, gemm_gflops(gemm_n));
+      return 0;
+    }
     if (dir.empty()) dir = data::default_data_dir();
     data::ImageLayout layout = examples::model_layout(model);
     auto train = data::load_mnist_dataset(dir, data::Split::Train, layout);

@@ -2,7 +2,7 @@
 // autoencoders as examples/common/models.h (torch::nn, default init), Adam(lr 1e-3), MSE, one
 // shuffled epoch of the 60k Fashion-MNIST images in memory (randperm + index_select per batch),
 // then a no-grad pass over the 10k test images. Prints one "RESULT ..." line like ember_bench_train.
-// Usage: ember_bench_train_torch --model lit|mlp|conv --threads N [--data DIR] [--trivial]
+// Usage: ember_bench_train_torch --model lit|mlp|conv --threads N [--data DIR] [--trivial] [--gemm N]
 #define BENCH_DEFINE_MALLOC
 #include "bench/train_throughput/measure.h"
 
@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <stdexcept>
@@ -58,12 +59,30 @@ nn::Sequential build(const std::string& m) {
   throw std::runtime_error("[bench] unknown model '" + m + "' (expected lit, mlp or conv)");
 }
 
+// sgemm roof (torch::mm, i.e. the BLAS it loaded): best of 5 rounds, as ember_bench_train --gemm.
+double gemm_gflops(int64_t n) {
+  torch::Tensor a = torch::randn({n, n}), b = torch::randn({n, n});
+  torch::Tensor c = torch::mm(a, b);
+  const double flop = 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n);
+  int reps = 1;
+  for (auto t0 = Clock::now(); seconds_since(t0) < 0.05; ++reps) c = torch::mm(a, b);
+  reps = std::max(1, reps * 4);
+  double best = 0;
+  for (int round = 0; round < 5; ++round) {
+    auto t0 = Clock::now();
+    for (int i = 0; i < reps; ++i) c = torch::mm(a, b);
+    best = std::max(best, flop * reps / seconds_since(t0) / 1e9);
+  }
+  return best;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string model = "lit", dir = "/usr/share/datasets/fashion-mnist";
   if (const char* e = std::getenv("EMBER_DATA"); e && *e) dir = e;
   int threads = 1;
+  int64_t gemm_n = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--trivial") {
@@ -78,6 +97,7 @@ int main(int argc, char** argv) {
     if (a == "--model") model = argv[++i];
     else if (a == "--threads") threads = std::atoi(argv[++i]);
     else if (a == "--data") dir = argv[++i];
+    else if (a == "--gemm") gemm_n = std::atoll(argv[++i]);
     else {
       std::fprintf(stderr, "ember_bench_train_torch: unknown option %s\n", a.c_str());
       return 2;
@@ -86,6 +106,10 @@ int main(int argc, char** argv) {
   try {
     torch::set_num_threads(threads);
     torch::manual_seed(0);
+    if (gemm_n > 0) {
+      std::printf("RESULT fw=torch model=sgemm threads=%d gflops=%.1f\n", threads, gemm_gflops(gemm_n));
+      return 0;
+    }
     bool nchw = model == "conv";
     torch::Tensor train = load_images(dir + "/train-images-idx3-ubyte.gz", nchw);
     torch::Tensor test = load_images(dir + "/t10k-images-idx3-ubyte.gz", nchw);
