@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Ember needs, only those missing. Usage: scripts/setup.sh [test|run|bench]
 # "run" (default): build + example data; "test": also GoogleTest, clang/libFuzzer; "bench": also LibTorch.
+# Installs with --no-install-recommends, so every package a step needs is named here.
 set -euo pipefail
 mode="${1:-run}"
 pkgs=(build-essential cmake zlib1g-dev libeigen3-dev libcli11-dev nlohmann-json3-dev libpng-dev dataset-fashion-mnist)
 case "$mode" in
   run) ;;
-  test) pkgs+=(libgtest-dev clang) ;;
+  test) pkgs+=(libgtest-dev clang libclang-rt-dev) ;;  # libclang-rt-dev: libFuzzer + sanitizer runtimes
   bench) pkgs+=(libbenchmark-dev libtorch-dev libopenblas0-openmp) ;;
   *) echo "usage: scripts/setup.sh [run|test|bench]" >&2; exit 2 ;;
 esac
