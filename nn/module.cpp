@@ -118,17 +118,19 @@ void Module::collect_modules(const std::string& prefix, std::vector<std::pair<st
   for (const auto& [name, child] : children_) child->collect_modules(join_name(prefix, name), out);
 }
 
-NamedTensors Module::named_parameters(bool recurse) const {
+NamedTensors Module::named_slots(std::vector<Slot> Module::*slots, bool recurse) const {
   std::vector<std::pair<std::string, const Module*>> mods;
   if (recurse) collect_modules("", mods);
   else mods.emplace_back("", this);
   NamedTensors out;
-  std::set<const TensorImpl*> seen;
+  std::set<const TensorImpl*> seen;  // a tensor shared by two modules is listed once
   for (const auto& [prefix, m] : mods)
-    for (const Slot& s : m->params_)
+    for (const Slot& s : m->*slots)
       if (seen.insert(s.tensor.impl_ptr().get()).second) out.emplace_back(join_name(prefix, s.name), s.tensor);
   return out;
 }
+
+NamedTensors Module::named_parameters(bool recurse) const { return named_slots(&Module::params_, recurse); }
 
 std::vector<Tensor> Module::parameters(bool recurse) const {
   std::vector<Tensor> out;
@@ -136,17 +138,7 @@ std::vector<Tensor> Module::parameters(bool recurse) const {
   return out;
 }
 
-NamedTensors Module::named_buffers(bool recurse) const {
-  std::vector<std::pair<std::string, const Module*>> mods;
-  if (recurse) collect_modules("", mods);
-  else mods.emplace_back("", this);
-  NamedTensors out;
-  std::set<const TensorImpl*> seen;
-  for (const auto& [prefix, m] : mods)
-    for (const Slot& s : m->buffers_)
-      if (seen.insert(s.tensor.impl_ptr().get()).second) out.emplace_back(join_name(prefix, s.name), s.tensor);
-  return out;
-}
+NamedTensors Module::named_buffers(bool recurse) const { return named_slots(&Module::buffers_, recurse); }
 
 std::vector<Tensor> Module::buffers(bool recurse) const {
   std::vector<Tensor> out;

@@ -120,6 +120,8 @@ class EMBER_API Module : public std::enable_shared_from_this<Module> {
     bool persistent = true;
   };
   void check_new_name(const std::string& name, const char* what) const;
+  // named_parameters()/named_buffers(): the slots of this module (and descendants), deduplicated.
+  NamedTensors named_slots(std::vector<Slot> Module::*slots, bool recurse) const;
   void collect_modules(const std::string& prefix, std::vector<std::pair<std::string, const Module*>>& out) const;
   void collect_state(const std::string& prefix, StateDict& out) const;
 
