@@ -27,11 +27,15 @@ static std::string hms(double s) {
   return buf;
 }
 
+bool ProgressBar::wants_draw(int64_t d) const {
+  if (!enabled || !tty) return false;
+  return !drawn || d >= total || std::chrono::steady_clock::now() - last_draw >= std::chrono::milliseconds(100);
+}
+
 void ProgressBar::update(int64_t d, const std::string& metrics) {
   done = d;
-  if (!enabled || !tty) return;
+  if (!wants_draw(d)) return;
   auto now = std::chrono::steady_clock::now();
-  if (drawn && d < total && now - last_draw < std::chrono::milliseconds(100)) return;
   last_draw = now;
   drawn = true;
   double el = std::chrono::duration<double>(now - start).count();

@@ -10,6 +10,8 @@ struct ProgressBar {
   explicit ProgressBar(bool enabled);
   // Starts an epoch of `total` batches (total may be 0 when unknown).
   void start_epoch(int64_t epoch, int64_t max_epochs, int64_t total);
+  // Whether update(done, ...) would redraw now (TTY, enabled, and not drawn in the last 100 ms).
+  bool wants_draw(int64_t done) const;
   // After each batch: done batches and a short metrics text ("loss=0.0312").
   void update(int64_t done, const std::string& metrics);
   // Ends the epoch with its summary text; on a TTY the bar line is finished with it.

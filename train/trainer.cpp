@@ -526,8 +526,9 @@ bool Trainer::should_validate_at_batch(int64_t batch_idx, bool last_batch) const
 }
 
 void Trainer::optimizer_step() {
-  auto params = model_->named_parameters();
   if (opts_.gradient_clip_val && *opts_.gradient_clip_val > 0) {
+    // only when clipping: collecting the parameters costs a vector of names per step
+    auto params = model_->named_parameters();
     if (opts_.gradient_clip_algorithm == "norm") optim::clip_grad_norm_(params, *opts_.gradient_clip_val);
     else optim::clip_grad_value_(params, *opts_.gradient_clip_val);
   }
@@ -616,11 +617,13 @@ void Trainer::run_train_epoch(data::DataLoader& train_loader, data::DataLoader* 
       model.on_train_batch_end(loss_d, batch, batch_idx);
       for (auto& cb : callbacks_) cb->on_train_batch_end(*this, model, loss_d, batch, batch_idx);
       flush_step_logs(false);
-      std::string shown = "loss=" + fmt_metric(loss_d.item_double());
-      for (const std::string& name : prog_bar_names_)
-        if (auto m = callback_metrics_.find(name); m != callback_metrics_.end())
-          shown += " " + name + "=" + fmt_metric(m->second.value);
-      bar_->update(batch_idx + 1, shown);
+      if (bar_->wants_draw(batch_idx + 1)) {  // item() syncs a CUDA device: only when drawing
+        std::string shown = "loss=" + fmt_metric(loss_d.item_double());
+        for (const std::string& name : prog_bar_names_)
+          if (auto m = callback_metrics_.find(name); m != callback_metrics_.end())
+            shown += " " + name + "=" + fmt_metric(m->second.value);
+        bar_->update(batch_idx + 1, shown);
+      }
       hook_.clear();
       check_signals();
       if (!is_last_batch_ && val_loader && should_validate_at_batch(batch_idx, false)) run_validation(*val_loader, num_val_batches_, false);
