@@ -19,9 +19,15 @@
 #include "runtime/ops.h"
 #include "runtime/rng.h"
 #include "tests/support/check.h"
+#include "tests/support/op_options.h"
 
 namespace ember {
 namespace {
+
+using test::conv_opts;
+using test::kReductions;
+using test::pool_opts;
+using test::reduction_name;
 
 using Inputs = std::vector<Tensor>;
 using Fn = std::function<Tensor(const Inputs&)>;
@@ -132,38 +138,13 @@ Tensor mk_rnd(DType dt, const Shape& s) { return rnd(dt, s); }
 Tensor mk_pos(DType dt, const Shape& s) { return rnd(dt, s, 0.5, 2.0); }
 Tensor mk_exp(DType dt, const Shape& s) { return rnd(dt, s, -1.5, 1.5); }
 
-Conv2dOptions conv_opts(std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
-                        int64_t groups, std::vector<int64_t> output_padding = {0, 0}) {
-  Conv2dOptions o;
-  o.stride = std::move(stride);
-  o.padding = std::move(padding);
-  o.dilation = std::move(dilation);
-  o.groups = groups;
-  o.output_padding = std::move(output_padding);
-  return o;
-}
-
-Pool2dOptions pool_opts(std::vector<int64_t> k, std::vector<int64_t> stride, std::vector<int64_t> padding,
-                        std::vector<int64_t> dilation = {1, 1}, bool ceil = false, bool include_pad = true) {
-  Pool2dOptions o;
-  o.kernel_size = std::move(k);
-  o.stride = std::move(stride);
-  o.padding = std::move(padding);
-  o.dilation = std::move(dilation);
-  o.ceil_mode = ceil;
-  o.count_include_pad = include_pad;
-  return o;
-}
-
-const Reduction kReductions[] = {Reduction::None, Reduction::Mean, Reduction::Sum};
-const char* rname(Reduction r) { return r == Reduction::None ? "none" : r == Reduction::Mean ? "mean" : "sum"; }
 
 // Cases for a loss f(input, target) under every reduction.
 Cases loss_cases(const std::string& label, std::function<Tensor(const Tensor&, const Tensor&, Reduction)> f, Tensor a,
                  Tensor b) {
   Cases cs;
   for (Reduction r : kReductions)
-    cs.push_back({label + "_" + rname(r), [f, r](const Inputs& in) { return f(in[0], in[1], r); }, {a, b}});
+    cs.push_back({label + "_" + reduction_name(r), [f, r](const Inputs& in) { return f(in[0], in[1], r); }, {a, b}});
   return cs;
 }
 
@@ -417,9 +398,9 @@ const std::map<std::string, Builder>& parity_table() {
       {"nll_loss", [](DType dt) {
          Cases c;
          for (Reduction r : kReductions) {
-           c.push_back({std::string("2d_") + rname(r), [r](const Inputs& in) { return nll_loss(log_softmax(in[0], 1), in[1], r); },
+           c.push_back({std::string("2d_") + reduction_name(r), [r](const Inputs& in) { return nll_loss(log_softmax(in[0], 1), in[1], r); },
                         {rnd(dt, {37, 11}, -2, 2), classes({37}, 11)}});
-           c.push_back({std::string("4d_ignore_weight_") + rname(r),
+           c.push_back({std::string("4d_ignore_weight_") + reduction_name(r),
                         [r](const Inputs& in) { return nll_loss(log_softmax(in[0], 1), in[1], r, -100, in[2]); },
                         {rnd(dt, {2, 5, 3, 4}, -2, 2), classes({2, 3, 4}, 5, 4), konst(dt, {5}, 0.5, 2)}});
          }

@@ -16,9 +16,15 @@
 #include "runtime/ops.h"
 #include "runtime/rng.h"
 #include "tests/support/check.h"
+#include "tests/support/op_options.h"
 
 namespace ember {
 namespace {
+
+using test::conv_opts;
+using test::kReductions;
+using test::pool_opts;
+using test::reduction_name;
 
 using Inputs = std::vector<Tensor>;
 using Fn = std::function<Tensor(const Inputs&)>;
@@ -86,31 +92,6 @@ GradCase unary_case(const std::string& label, std::function<Tensor(const Tensor&
   return {label, [op](const Inputs& in) { return op(in[0]); }, {x}};
 }
 
-Conv2dOptions conv_opts(std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
-                        int64_t groups, std::vector<int64_t> output_padding = {0, 0}) {
-  Conv2dOptions o;
-  o.stride = std::move(stride);
-  o.padding = std::move(padding);
-  o.dilation = std::move(dilation);
-  o.groups = groups;
-  o.output_padding = std::move(output_padding);
-  return o;
-}
-
-Pool2dOptions pool_opts(std::vector<int64_t> k, std::vector<int64_t> stride, std::vector<int64_t> padding,
-                        std::vector<int64_t> dilation = {1, 1}, bool ceil = false, bool include_pad = true) {
-  Pool2dOptions o;
-  o.kernel_size = std::move(k);
-  o.stride = std::move(stride);
-  o.padding = std::move(padding);
-  o.dilation = std::move(dilation);
-  o.ceil_mode = ceil;
-  o.count_include_pad = include_pad;
-  return o;
-}
-
-const Reduction kReductions[] = {Reduction::None, Reduction::Mean, Reduction::Sum};
-const char* reduction_name(Reduction r) { return r == Reduction::None ? "none" : r == Reduction::Mean ? "mean" : "sum"; }
 
 // --- the table ---------------------------------------------------------------------------------
 
