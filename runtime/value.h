@@ -32,6 +32,8 @@ class EMBER_API Value {
   Value(bool b) : v_(b) {}                       // NOLINT
   Value(int v) : v_(static_cast<int64_t>(v)) {}  // NOLINT
   Value(int64_t v) : v_(v) {}                    // NOLINT
+  // Stored bit for bit as int64: values >= 2^63 read back negative, and static_cast<uint64_t>
+  // of as_int() recovers them exactly (seeds and generator states rely on this).
   Value(uint64_t v) : v_(static_cast<int64_t>(v)) {}  // NOLINT
   Value(double v) : v_(v) {}                     // NOLINT
   Value(const char* s) : v_(std::string(s)) {}   // NOLINT

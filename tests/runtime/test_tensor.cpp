@@ -10,6 +10,7 @@
 
 #include "runtime/autograd.h"
 #include "runtime/ops.h"
+#include "runtime/value.h"
 #include "tests/support/check.h"
 
 namespace ember {
@@ -380,3 +381,11 @@ TEST(TensorErrors, MessagesNameOpShapesAndDtypes) {
 
 }  // namespace
 }  // namespace ember
+
+TEST(ValueKinds, Uint64RoundTripsBitForBit) {
+  const uint64_t big = 0xF00DFACE12345678ull;  // >= 2^63
+  ember::Value v(big);
+  EXPECT_TRUE(v.is_int());
+  EXPECT_LT(v.as_int(), 0);
+  EXPECT_EQ(static_cast<uint64_t>(v.as_int()), big);
+}
