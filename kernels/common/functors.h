@@ -11,25 +11,29 @@
 
 namespace ember::kernels {
 
-enum class UnaryOp : int {
-  Neg, Exp, Log, Sqrt, Abs, Sign, Relu, LeakyRelu, Sigmoid, Tanh, Gelu, GeluTanh,
-  Clamp,       // a = min, b = max (either may be +-inf)
-  AddScalar,   // x + a
-  MulScalar,   // x * a
-  RSubScalar,  // a - x
-  RDivScalar,  // a / x
-  PowScalar,   // x ^ a
-  Square,
-  Reciprocal,
-  // derivatives used by backward formulas (take x, not the output)
-  ReluGrad,       // x > 0 ? 1 : 0
-  LeakyReluGrad,  // x > 0 ? 1 : a
-  GeluGrad,       // d gelu(x)/dx (erf form)
-  GeluTanhGrad,   // d gelu_tanh(x)/dx
-  ClampMask,      // a <= x <= b ? 1 : 0
-};
+// Every op, listed once: the enums below and the kernels' switches (which turn the runtime op into
+// a template argument) expand these lists.
+#define EMBER_FOR_EACH_UNARY_OP(X)                                                                   \
+  X(Neg) X(Exp) X(Log) X(Sqrt) X(Abs) X(Sign) X(Relu) X(LeakyRelu) X(Sigmoid) X(Tanh) X(Gelu) X(GeluTanh) \
+  X(Clamp)         /* a = min, b = max (either may be +-inf) */                                     \
+  X(AddScalar)     /* x + a */                                                                      \
+  X(MulScalar)     /* x * a */                                                                      \
+  X(RSubScalar)    /* a - x */                                                                      \
+  X(RDivScalar)    /* a / x */                                                                      \
+  X(PowScalar)     /* x ^ a */                                                                      \
+  X(Square) X(Reciprocal)                                                                           \
+  /* derivatives used by backward formulas (take x, not the output) */                              \
+  X(ReluGrad)      /* x > 0 ? 1 : 0 */                                                              \
+  X(LeakyReluGrad) /* x > 0 ? 1 : a */                                                              \
+  X(GeluGrad)      /* d gelu(x)/dx (erf form) */                                                    \
+  X(GeluTanhGrad)  /* d gelu_tanh(x)/dx */                                                          \
+  X(ClampMask)     /* a <= x <= b ? 1 : 0 */
+#define EMBER_FOR_EACH_BINARY_OP(X) X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(Max) X(Min) X(Eq) X(Gt) X(Lt) X(Ge) X(Le)
 
-enum class BinaryOp : int { Add, Sub, Mul, Div, Pow, Max, Min, Eq, Gt, Lt, Ge, Le };
+#define EMBER_ENUM_ENTRY(name) name,
+enum class UnaryOp : int { EMBER_FOR_EACH_UNARY_OP(EMBER_ENUM_ENTRY) };
+enum class BinaryOp : int { EMBER_FOR_EACH_BINARY_OP(EMBER_ENUM_ENTRY) };
+#undef EMBER_ENUM_ENTRY
 
 template <typename T>
 EMBER_HOST_DEVICE inline T unary_apply(UnaryOp op, T x, T a, T b) {

@@ -62,13 +62,7 @@ void unary_typed(UnaryOp op, const Tensor& x, const Tensor& out, T a, T b) {
   switch (op) {
 #define EMBER_UNARY_CASE(name) \
   case UnaryOp::name: return unary_loop<UnaryOp::name, T>(x, out, a, b);
-    EMBER_UNARY_CASE(Neg) EMBER_UNARY_CASE(Exp) EMBER_UNARY_CASE(Log) EMBER_UNARY_CASE(Sqrt) EMBER_UNARY_CASE(Abs)
-    EMBER_UNARY_CASE(Sign) EMBER_UNARY_CASE(Relu) EMBER_UNARY_CASE(LeakyRelu) EMBER_UNARY_CASE(Sigmoid)
-    EMBER_UNARY_CASE(Tanh) EMBER_UNARY_CASE(Gelu) EMBER_UNARY_CASE(GeluTanh) EMBER_UNARY_CASE(Clamp)
-    EMBER_UNARY_CASE(AddScalar) EMBER_UNARY_CASE(MulScalar) EMBER_UNARY_CASE(RSubScalar) EMBER_UNARY_CASE(RDivScalar)
-    EMBER_UNARY_CASE(PowScalar) EMBER_UNARY_CASE(Square) EMBER_UNARY_CASE(Reciprocal) EMBER_UNARY_CASE(ReluGrad)
-    EMBER_UNARY_CASE(LeakyReluGrad) EMBER_UNARY_CASE(GeluGrad) EMBER_UNARY_CASE(GeluTanhGrad)
-    EMBER_UNARY_CASE(ClampMask)
+    EMBER_FOR_EACH_UNARY_OP(EMBER_UNARY_CASE)
 #undef EMBER_UNARY_CASE
   }
 }
@@ -78,9 +72,7 @@ void binary_typed(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& o
   switch (op) {
 #define EMBER_BINARY_CASE(name) \
   case BinaryOp::name: return binary_loop<BinaryOp::name, T, O>(x, y, out);
-    EMBER_BINARY_CASE(Add) EMBER_BINARY_CASE(Sub) EMBER_BINARY_CASE(Mul) EMBER_BINARY_CASE(Div)
-    EMBER_BINARY_CASE(Pow) EMBER_BINARY_CASE(Max) EMBER_BINARY_CASE(Min) EMBER_BINARY_CASE(Eq) EMBER_BINARY_CASE(Gt)
-    EMBER_BINARY_CASE(Lt) EMBER_BINARY_CASE(Ge) EMBER_BINARY_CASE(Le)
+    EMBER_FOR_EACH_BINARY_OP(EMBER_BINARY_CASE)
 #undef EMBER_BINARY_CASE
   }
 }
