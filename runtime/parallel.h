@@ -3,7 +3,7 @@
 // calls run serially. Results must not depend on the split (kernels write disjoint outputs).
 #pragma once
 #include <cstdint>
-#include <functional>
+#include <type_traits>
 
 #include "runtime/api.h"
 
@@ -13,8 +13,21 @@ namespace ember {
 EMBER_API void set_num_threads(int n);
 EMBER_API int get_num_threads();
 
-EMBER_API void parallel_for_impl(int64_t begin, int64_t end, int64_t grain,
-                                 const std::function<void(int64_t, int64_t)>& fn);
+// A non-owning reference to a callable `void(int64_t begin, int64_t end)`: no allocation, unlike
+// std::function, whose small-buffer limit most capturing lambdas exceed.
+class ChunkFnRef {
+ public:
+  template <typename Fn>
+  explicit ChunkFnRef(Fn& fn)
+      : obj_(const_cast<void*>(static_cast<const void*>(&fn))), call_([](void* o, int64_t b, int64_t e) { (*static_cast<Fn*>(o))(b, e); }) {}
+  void operator()(int64_t b, int64_t e) const { call_(obj_, b, e); }
+
+ private:
+  void* obj_;
+  void (*call_)(void*, int64_t, int64_t);
+};
+
+EMBER_API void parallel_for_impl(int64_t begin, int64_t end, int64_t grain, ChunkFnRef fn);
 
 template <typename Fn>
 void parallel_for(int64_t begin, int64_t end, int64_t grain, Fn&& fn) {
@@ -23,7 +36,7 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, Fn&& fn) {
     fn(begin, end);
     return;
   }
-  parallel_for_impl(begin, end, grain, std::function<void(int64_t, int64_t)>(fn));
+  parallel_for_impl(begin, end, grain, ChunkFnRef(fn));
 }
 
 }  // namespace ember

@@ -1,0 +1,106 @@
+// The thread pool behind parallel_for: every index is visited once, whatever the thread count
+// and grain; worker exceptions reach the caller; many back-to-back tiny calls (the pattern of a
+// training step) neither lose a wake-up nor deadlock; nested calls run serially.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "runtime/parallel.h"
+
+namespace ember {
+namespace {
+
+class ThreadsGuard {
+ public:
+  ThreadsGuard() : prev_(get_num_threads()) {}
+  ~ThreadsGuard() { set_num_threads(prev_); }
+
+ private:
+  int prev_;
+};
+
+TEST(Parallel, EveryIndexOnceForAnyThreadCountAndGrain) {
+  ThreadsGuard guard;
+  for (int threads : {1, 2, 3, 5}) {
+    set_num_threads(threads);
+    for (int64_t n : {0, 1, 7, 64, 1000}) {
+      for (int64_t grain : {1, 3, 100}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        parallel_for(0, n, grain, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+        });
+        for (int64_t i = 0; i < n; ++i) {
+          ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "threads " << threads << " n " << n << " grain " << grain;
+        }
+      }
+    }
+  }
+}
+
+TEST(Parallel, ManyTinyCallsBackToBack) {
+  ThreadsGuard guard;
+  for (int threads : {2, 3}) {
+    set_num_threads(threads);
+    int64_t total = 0;
+    for (int call = 0; call < 8000; ++call) {
+      std::atomic<int64_t> sum{0};
+      parallel_for(0, 8, 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) sum.fetch_add(i);
+      });
+      total += sum.load();
+      // Every few calls, leave the pool idle long enough for its workers to fall asleep.
+      if (call % 2000 == 1999) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(total, 8000 * 28);
+  }
+}
+
+TEST(Parallel, ExceptionFromAWorkerReachesTheCaller) {
+  ThreadsGuard guard;
+  set_num_threads(2);
+  for (int rep = 0; rep < 100; ++rep) {
+    EXPECT_THROW(parallel_for(0, 100, 1,
+                              [&](int64_t b, int64_t) {
+                                if (b > 0) throw std::runtime_error("chunk failed");
+                              }),
+                 std::runtime_error);
+    // The pool still works afterwards.
+    std::atomic<int> n{0};
+    parallel_for(0, 100, 1, [&](int64_t b, int64_t e) { n.fetch_add(static_cast<int>(e - b)); });
+    ASSERT_EQ(n.load(), 100);
+  }
+}
+
+TEST(Parallel, NestedCallsRunSeriallyInsideTheChunk) {
+  ThreadsGuard guard;
+  set_num_threads(2);
+  std::atomic<int64_t> inner{0};
+  parallel_for(0, 4, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      parallel_for(0, 10, 1, [&](int64_t ib, int64_t ie) { inner.fetch_add(ie - ib); });
+    }
+  });
+  EXPECT_EQ(inner.load(), 40);
+}
+
+TEST(Parallel, CallsFromSeveralUserThreadsAreSerialised) {
+  ThreadsGuard guard;
+  set_num_threads(2);
+  std::atomic<int64_t> total{0};
+  std::vector<std::thread> users;
+  for (int u = 0; u < 3; ++u) {
+    users.emplace_back([&] {
+      for (int call = 0; call < 2000; ++call) {
+        parallel_for(0, 16, 1, [&](int64_t b, int64_t e) { total.fetch_add(e - b); });
+      }
+    });
+  }
+  for (auto& t : users) t.join();
+  EXPECT_EQ(total.load(), 3 * 2000 * 16);
+}
+
+}  // namespace
+}  // namespace ember
