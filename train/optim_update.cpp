@@ -6,6 +6,7 @@
 #include <cmath>
 #include <initializer_list>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/kernels.h"
 #include "runtime/autograd.h"
 #include "runtime/ops.h"
@@ -64,6 +65,93 @@ T nan_max(T a, T b) {
   if (std::isnan(a)) return a;
   if (std::isnan(b)) return b;
   return a > b ? a : b;
+}
+
+// The fused Adam/AdamW update of elements [b, e): torch 1.13's chain of in-place ops, element by
+// element, with the options fixed at compile time so the loop has no branches and vectorises.
+enum class WeightDecay { None, L2, Decoupled };
+
+template <typename T>
+struct AdamArgs {
+  T* p;
+  const T* g;
+  T* m;
+  T* v;
+  T* vmax;
+  T wd, decay, b1, omb1, b2, omb2, bc2s, eps, nstep;
+};
+
+template <typename T, bool kMaximize, WeightDecay kWd, bool kAmsgrad>
+[[gnu::always_inline]] inline void adam_loop(const AdamArgs<T>& a, int64_t b, int64_t e) {
+  T* __restrict P = a.p;
+  const T* __restrict G = a.g;
+  T* __restrict M = a.m;
+  T* __restrict V = a.v;
+  T* __restrict VM = a.vmax;
+  for (int64_t i = b; i < e; ++i) {
+    T d = kMaximize ? -G[i] : G[i];
+    T pi = P[i];
+    if constexpr (kWd == WeightDecay::Decoupled) pi = pi * a.decay;
+    if constexpr (kWd == WeightDecay::L2) d = d + a.wd * pi;
+    const T mi = M[i] * a.b1 + a.omb1 * d;
+    const T vi = V[i] * a.b2 + (a.omb2 * d) * d;
+    M[i] = mi;
+    V[i] = vi;
+    T second = vi;
+    if constexpr (kAmsgrad) second = VM[i] = nan_max(VM[i], vi);
+    const T denom = std::sqrt(second) / a.bc2s + a.eps;
+    P[i] = pi + (a.nstep * mi) / denom;
+  }
+}
+
+template <typename T, bool kMaximize, WeightDecay kWd, bool kAmsgrad>
+void adam_baseline(const AdamArgs<T>& a, int64_t b, int64_t e) {
+  adam_loop<T, kMaximize, kWd, kAmsgrad>(a, b, e);
+}
+#if EMBER_HAVE_ISA_VARIANTS
+template <typename T, bool kMaximize, WeightDecay kWd, bool kAmsgrad>
+EMBER_TARGET_AVX2 void adam_avx2(const AdamArgs<T>& a, int64_t b, int64_t e) {
+  adam_loop<T, kMaximize, kWd, kAmsgrad>(a, b, e);
+}
+template <typename T, bool kMaximize, WeightDecay kWd, bool kAmsgrad>
+EMBER_TARGET_AVX512 void adam_avx512(const AdamArgs<T>& a, int64_t b, int64_t e) {
+  adam_loop<T, kMaximize, kWd, kAmsgrad>(a, b, e);
+}
+#endif
+
+template <typename T, bool kMaximize, WeightDecay kWd, bool kAmsgrad>
+auto adam_kernel_for_isa() {
+#if EMBER_HAVE_ISA_VARIANTS
+  switch (kernels::cpu_isa()) {
+    case kernels::CpuIsa::Avx512: return &adam_avx512<T, kMaximize, kWd, kAmsgrad>;
+    case kernels::CpuIsa::Avx2: return &adam_avx2<T, kMaximize, kWd, kAmsgrad>;
+    case kernels::CpuIsa::Baseline: break;
+  }
+#endif
+  return &adam_baseline<T, kMaximize, kWd, kAmsgrad>;
+}
+
+template <typename T>
+using AdamKernel = void (*)(const AdamArgs<T>&, int64_t, int64_t);
+
+template <typename T, bool kMaximize, WeightDecay kWd>
+AdamKernel<T> adam_kernel(bool amsgrad) {
+  return amsgrad ? adam_kernel_for_isa<T, kMaximize, kWd, true>() : adam_kernel_for_isa<T, kMaximize, kWd, false>();
+}
+
+template <typename T, bool kMaximize>
+AdamKernel<T> adam_kernel(WeightDecay wd, bool amsgrad) {
+  switch (wd) {
+    case WeightDecay::L2: return adam_kernel<T, kMaximize, WeightDecay::L2>(amsgrad);
+    case WeightDecay::Decoupled: return adam_kernel<T, kMaximize, WeightDecay::Decoupled>(amsgrad);
+    case WeightDecay::None: break;
+  }
+  return adam_kernel<T, kMaximize, WeightDecay::None>(amsgrad);
+}
+
+template <typename T>
+AdamKernel<T> adam_kernel(bool maximize, WeightDecay wd, bool amsgrad) {
+  return maximize ? adam_kernel<T, true>(wd, amsgrad) : adam_kernel<T, false>(wd, amsgrad);
 }
 
 }  // namespace
@@ -158,32 +246,13 @@ void Adam::step_group(ParamGroup& group) {
     if (fusable(p, {g, m, v, vmax})) {
       dispatch_floating(p.dtype(), who.c_str(), [&](auto tag) {
         using T = decltype(tag);
-        T* P = p.data_ptr<T>();
-        const T* G = g.data_ptr<T>();
-        T* M = m.data_ptr<T>();
-        T* V = v.data_ptr<T>();
-        T* VM = ptr<T>(vmax);
-        const T wd_t = static_cast<T>(wd), decay_t = static_cast<T>(1.0 - lr * wd);
-        const T b1_t = static_cast<T>(beta1), omb1_t = static_cast<T>(1.0 - beta1);
-        const T b2_t = static_cast<T>(beta2), omb2_t = static_cast<T>(1.0 - beta2);
-        const T bc2s_t = static_cast<T>(bias_correction2_sqrt), eps_t = static_cast<T>(eps);
-        const T nstep_t = static_cast<T>(-step_size);
-        parallel_for(0, p.numel(), kGrain, [=](int64_t b, int64_t e) {
-          for (int64_t i = b; i < e; ++i) {
-            T d = maximize ? -G[i] : G[i];
-            if (decoupled) {
-              P[i] = P[i] * decay_t;
-            } else if (wd != 0.0) {
-              d = d + wd_t * P[i];
-            }
-            M[i] = M[i] * b1_t + omb1_t * d;
-            V[i] = V[i] * b2_t + (omb2_t * d) * d;
-            T second = V[i];
-            if (amsgrad) second = VM[i] = nan_max(VM[i], V[i]);
-            const T denom = std::sqrt(second) / bc2s_t + eps_t;
-            P[i] = P[i] + (nstep_t * M[i]) / denom;
-          }
-        });
+        AdamArgs<T> args{p.data_ptr<T>(), g.data_ptr<T>(), m.data_ptr<T>(), v.data_ptr<T>(), ptr<T>(vmax),
+                         static_cast<T>(wd), static_cast<T>(1.0 - lr * wd), static_cast<T>(beta1),
+                         static_cast<T>(1.0 - beta1), static_cast<T>(beta2), static_cast<T>(1.0 - beta2),
+                         static_cast<T>(bias_correction2_sqrt), static_cast<T>(eps), static_cast<T>(-step_size)};
+        const WeightDecay mode = decoupled ? WeightDecay::Decoupled : wd != 0.0 ? WeightDecay::L2 : WeightDecay::None;
+        AdamKernel<T> kernel = adam_kernel<T>(maximize, mode, amsgrad);
+        parallel_for(0, p.numel(), kGrain, [&](int64_t b, int64_t e) { kernel(args, b, e); });
       });
       for (Tensor* t : {&p, &m, &v, &vmax}) {
         if (t->defined()) t->bump_version();
