@@ -1,10 +1,17 @@
-// CPU 2-D convolution (NCHW, contiguous, f32/f64) as im2col + GEMM, one image at a time, images
-// spread over threads. 1x1 convolutions with stride 1 and no padding skip im2col. Each thread
-// allocates one column buffer per call; the weight gradient sums per-slice partials in a fixed
-// order, so results do not depend on the thread count.
+// CPU 2-D convolution (NCHW, contiguous, f32/f64) as GEMMs over "phase planes", without im2col.
+// With stride s, input pixel (s*u + a, s*v + b) of the padded image goes to plane (a, b) at (u, v);
+// tap (i, j) of output (oh, ow) then reads plane (d*i % s, d*j % s) at (oh + d*i / s, ow + d*j / s),
+// so every row of the im2col matrix is a contiguous run of a plane at a fixed shift. Planes are V
+// wide (the output width plus the largest shift) and the GEMM computes all V columns of an output
+// row; the extra ones are discarded. The GEMM reads the shifted runs through a row table
+// (GemmOperand::row_table), for a chunk of images side by side. The input gradient works the same
+// way on the zero-padded output gradient, one GEMM per phase of dx.
+//
+// Chunks hold a number of images fixed by the shapes; the forward and input-gradient chunks write
+// disjoint outputs and the weight gradient sums fixed slices of the batch in slice order, so
+// results do not depend on the thread count. Scratch buffers are per thread and kept between calls.
 #include <algorithm>
-#include <cstring>
-#include <memory>
+#include <vector>
 
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
@@ -13,132 +20,246 @@
 namespace ember::kernels {
 namespace {
 
-// Whether the column matrix of an image/group equals its input plane block (no im2col needed).
-bool is_pointwise(const ConvGeom& g) {
-  return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+// Aim for about this many GEMM columns (images x plane size) per chunk.
+constexpr int64_t kChunkColumns = 512;
+
+// A grow-only per-thread buffer; `slot` tells apart the buffers one kernel uses at the same time.
+template <typename T>
+T* thread_buffer(int slot, int64_t n) {
+  thread_local std::vector<T> buffers[3];
+  std::vector<T>& b = buffers[slot];
+  if (b.size() < static_cast<size_t>(n)) b.resize(static_cast<size_t>(n));
+  return b.data();
 }
 
-// Output columns [lo, hi) for which iw = ow*s - p + off lies inside [0, size).
+template <typename T>
+const T** thread_row_table(int64_t n) {
+  thread_local std::vector<const T*> table;
+  if (table.size() < static_cast<size_t>(n)) table.resize(static_cast<size_t>(n));
+  return table.data();
+}
+
+// Indices v in [0, out) for which v*s - p + off lies inside [0, size), as [lo, hi).
 void valid_range(int64_t size, int64_t out, int64_t s, int64_t p, int64_t off, int64_t& lo, int64_t& hi) {
-  int64_t shift = p - off;  // need ow*s >= shift and ow*s < size + shift
+  int64_t shift = p - off;  // need v*s >= shift and v*s < size + shift
   lo = shift <= 0 ? 0 : (shift + s - 1) / s;
   hi = size + shift <= 0 ? 0 : (size + shift - 1) / s + 1;
   lo = std::min(lo, out);
   hi = std::clamp(hi, lo, out);
 }
 
-// x: (Cg, H, W) -> col: (Cg*kh*kw, OH*OW); out-of-bounds taps are 0.
-template <typename T>
-void im2col(const ConvGeom& g, int64_t Cg, const T* x, T* col) {
-  const int64_t P = g.OH * g.OW;
-  for (int64_t c = 0; c < Cg; ++c) {
-    const T* xc = x + c * g.H * g.W;
-    for (int64_t i = 0; i < g.kh; ++i) {
-      for (int64_t j = 0; j < g.kw; ++j) {
-        T* row = col + ((c * g.kh + i) * g.kw + j) * P;
+// Offsets oh*V + ow in a plane (row length V) of the OH*OW outputs, in output order. Copies
+// between planes and NCHW go through this table: rows are too short (OW values) for memcpy calls.
+std::vector<int64_t> plane_offsets(int64_t OH, int64_t OW, int64_t V) {
+  std::vector<int64_t> off(static_cast<size_t>(OH * OW));
+  for (int64_t oh = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow) off[static_cast<size_t>(oh * OW + ow)] = oh * V + ow;
+  return off;
+}
+
+// The phase-plane layout of x for the forward pass and the weight gradient: plane (a, b, c) of
+// image n holds padded x at (s*u + a, s*v + b) for u < U, v < V; output (oh, ow) is GEMM column
+// n*P + oh*V + ow.
+struct InputPlanes {
+  int64_t U, V, P;  // plane rows, row length, size per image
+  int64_t nb;       // images per chunk
+
+  explicit InputPlanes(const ConvGeom& g)
+      : U(g.OH + g.dh * (g.kh - 1) / g.sh),
+        V(g.OW + g.dw * (g.kw - 1) / g.sw),
+        P(U * V),
+        nb(std::max<int64_t>(1, kChunkColumns / P)) {}
+
+  int64_t phases(const ConvGeom& g) const { return g.sh * g.sw; }
+  // Elements of a chunk's planes for Cg channels, plus a zero tail that shifted reads of the last
+  // image's discarded columns may touch. The planes of a channel hold the chunk's n images side by
+  // side (stride n*P), so every read lands in data of this chunk or in the tail: the discarded
+  // columns, multiplied by zeros in the weight gradient, never see stale values.
+  int64_t size(const ConvGeom& g, int64_t Cg) const { return phases(g) * Cg * nb * P + P; }
+  // GEMM columns for n images: the rows past OH of the last image are not computed.
+  int64_t columns(const ConvGeom& g, int64_t n) const { return (n - 1) * P + g.OH * V; }
+
+  // Fills the planes of channels [c0, c0 + Cg) of images [n0, n0 + n) of x (N, C, H, W).
+  template <typename T>
+  void fill(const ConvGeom& g, const T* x, int64_t n0, int64_t n, int64_t c0, int64_t Cg, T* planes) const {
+    const int64_t stride_c = n * P;
+    // One fill of the whole buffer (the padding and the tail), then the rows inside the image.
+    std::fill(planes, planes + phases(g) * Cg * stride_c + P, T(0));
+    for (int64_t a = 0; a < g.sh; ++a) {
+      for (int64_t b = 0; b < g.sw; ++b) {
         int64_t lo, hi;
-        valid_range(g.W, g.OW, g.sw, g.pw, j * g.dw, lo, hi);
-        for (int64_t oh = 0; oh < g.OH; ++oh) {
-          T* r = row + oh * g.OW;
-          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-          if (ih < 0 || ih >= g.H) {
-            std::fill(r, r + g.OW, T(0));
-            continue;
+        valid_range(g.W, V, g.sw, g.pw, b, lo, hi);
+        const int64_t off = b - g.pw;  // iw = v*sw + off
+        for (int64_t c = 0; c < Cg; ++c) {
+          T* plane = planes + ((a * g.sw + b) * Cg + c) * stride_c;
+          for (int64_t i = 0; i < n; ++i) {
+            const T* xc = x + ((n0 + i) * g.C + c0 + c) * g.H * g.W;
+            for (int64_t u = 0; u < U; ++u) {
+              const int64_t ih = u * g.sh + a - g.ph;
+              if (ih < 0 || ih >= g.H) continue;
+              T* r = plane + i * P + u * V;
+              const T* xr = xc + ih * g.W;
+              for (int64_t v = lo; v < hi; ++v) r[v] = xr[v * g.sw + off];
+            }
           }
-          const T* xr = xc + ih * g.W;
-          const int64_t off = j * g.dw - g.pw;  // r[ow] = xr[ow*sw + off], in bounds for ow in [lo, hi)
-          std::fill(r, r + lo, T(0));
-          if (g.sw == 1) {
-            if (hi > lo) std::memcpy(r + lo, xr + lo + off, static_cast<size_t>(hi - lo) * sizeof(T));
-          } else {
-            for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * g.sw + off];
-          }
-          std::fill(r + hi, r + g.OW, T(0));
         }
       }
     }
   }
-}
 
-// x: (Cg, H, W) = sum of col: (Cg*kh*kw, OH*OW) scattered back (the adjoint of im2col); x is zeroed first.
-template <typename T>
-void col2im(const ConvGeom& g, int64_t Cg, const T* col, T* x) {
-  const int64_t P = g.OH * g.OW;
-  std::fill(x, x + Cg * g.H * g.W, T(0));
-  for (int64_t c = 0; c < Cg; ++c) {
-    T* xc = x + c * g.H * g.W;
-    for (int64_t i = 0; i < g.kh; ++i) {
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const T* row = col + ((c * g.kh + i) * g.kw + j) * P;
-        int64_t lo, hi;
-        valid_range(g.W, g.OW, g.sw, g.pw, j * g.dw, lo, hi);
-        for (int64_t oh = 0; oh < g.OH; ++oh) {
-          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-          if (ih < 0 || ih >= g.H) continue;
-          const T* r = row + oh * g.OW;
-          T* xr = xc + ih * g.W;
-          const int64_t off = j * g.dw - g.pw;
-          for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw + off] += r[ow];
+  // Row (c, i, j) of the implicit im2col matrix of n images: where tap (i, j) of channel c reads.
+  template <typename T>
+  void row_table(const ConvGeom& g, int64_t n, int64_t Cg, const T* planes, const T** rows) const {
+    const int64_t stride_c = n * P;
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const int64_t di = i * g.dh, dj = j * g.dw;
+          const int64_t phase = (di % g.sh) * g.sw + dj % g.sw;
+          *rows++ = planes + (phase * Cg + c) * stride_c + (di / g.sh) * V + dj / g.sw;
         }
-      }
-    }
   }
-}
+};
 
-template <typename T>
-std::unique_ptr<T[]> scratch(int64_t n) {
-  return std::unique_ptr<T[]>(new T[static_cast<size_t>(n)]);
-}
-
+// y (N, K, OH, OW) = conv(x (N, C, H, W), w (K, Cg, kh, kw))
 template <typename T>
 void conv2d_impl(const ConvGeom& g, const Tensor& xt, const Tensor& wt, const Tensor& yt) {
-  const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, P = g.OH * g.OW, R = Cg * g.kh * g.kw;
+  const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, R = Cg * g.kh * g.kw;
   const T* x = xt.data_ptr<T>();
   const T* w = wt.data_ptr<T>();
   T* y = yt.data_ptr<T>();
-  const bool pointwise = is_pointwise(g);
-  parallel_for(0, g.N, 1, [&](int64_t n0, int64_t n1) {
-    auto col = pointwise ? nullptr : scratch<T>(R * P);
-    for (int64_t n = n0; n < n1; ++n) {
+  const InputPlanes pl(g);
+  const int64_t chunks = (g.N + pl.nb - 1) / pl.nb, OP = g.OH * g.OW;
+  const std::vector<int64_t> off = plane_offsets(g.OH, g.OW, pl.V);
+  parallel_for(0, chunks, 1, [&](int64_t ch0, int64_t ch1) {
+    T* planes = thread_buffer<T>(0, pl.size(g, Cg));
+    T* out = thread_buffer<T>(1, Kg * pl.nb * pl.P);
+    const T** rows = thread_row_table<T>(R);
+    for (int64_t ch = ch0; ch < ch1; ++ch) {
+      const int64_t n0 = ch * pl.nb, n = std::min(pl.nb, g.N - n0), cols = pl.columns(g, n);
       for (int64_t gi = 0; gi < G; ++gi) {
-        const T* xg = x + (n * g.C + gi * Cg) * g.H * g.W;
-        if (!pointwise) im2col(g, Cg, xg, col.get());
-        // y[n, group] (Kg, P) = w[group] (Kg, R) @ col (R, P)
-        gemm_cpu(false, false, Kg, P, R, T(1), w + gi * Kg * R, R, pointwise ? xg : col.get(), P, T(0),
-                 y + (n * g.K + gi * Kg) * P, P);
+        pl.fill(g, x, n0, n, gi * Cg, Cg, planes);
+        pl.row_table(g, n, Cg, planes, rows);
+        // out (Kg, cols) = w[group] (Kg, R) @ im2col (R, cols)
+        gemm_cpu(Kg, cols, R, T(1), GemmOperand<T>::strided(w + gi * Kg * R, R, false),
+                 GemmOperand<T>::row_table(rows), T(0), out, cols);
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t k = 0; k < Kg; ++k) {
+            T* yk = y + ((n0 + i) * g.K + gi * Kg + k) * OP;
+            const T* o = out + k * cols + i * pl.P;
+            for (int64_t p = 0; p < OP; ++p) yk[p] = o[off[static_cast<size_t>(p)]];
+          }
       }
     }
   });
 }
 
+// dx (N, C, H, W) from dy (N, K, OH, OW) and w (K, Cg, kh, kw). Input pixel (h, w) has phase
+// ((h + ph) % sh, (w + pw) % sw) and plane position u = (h + ph) / sh, v = (w + pw) / sw; it gets
+// the taps (i, j) of that phase, tap i reading dy row u - d*i/s. dy is copied into zero-padded
+// planes (margins of the largest shift on the top and left), so those reads are again shifted
+// runs.
 template <typename T>
 void conv2d_backward_input_impl(const ConvGeom& g, const Tensor& dyt, const Tensor& wt, const Tensor& dxt) {
-  const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, P = g.OH * g.OW, R = Cg * g.kh * g.kw;
+  const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G;
   const T* dy = dyt.data_ptr<T>();
   const T* w = wt.data_ptr<T>();
   T* dx = dxt.data_ptr<T>();
-  const bool pointwise = is_pointwise(g);
-  parallel_for(0, g.N, 1, [&](int64_t n0, int64_t n1) {
-    auto col = pointwise ? nullptr : scratch<T>(R * P);
-    for (int64_t n = n0; n < n1; ++n) {
+  const int64_t mh = g.dh * (g.kh - 1) / g.sh, mw = g.dw * (g.kw - 1) / g.sw;  // margins
+  const int64_t Ux = (g.H - 1 + g.ph) / g.sh + 1, Vx = (g.W - 1 + g.pw) / g.sw + 1;  // dx plane extent
+  // A run read past the end of a row (or plane) lands in the next one's zero margin, so the
+  // planes need only be as large as both the padded dy and the dx planes.
+  const int64_t U = std::max(Ux, g.OH + mh), V = std::max(Vx, g.OW + mw), P = U * V;
+  const int64_t nb = std::max<int64_t>(1, kChunkColumns / P), chunks = (g.N + nb - 1) / nb, OP = g.OH * g.OW;
+  const std::vector<int64_t> off = plane_offsets(g.OH, g.OW, V);
+
+  // The weights of each phase as (Cg, taps) matrices: phase (a, b) takes taps (k, i, j) with
+  // d*i % sh == a and d*j % sw == b, k slowest.
+  const int64_t phases = g.sh * g.sw;
+  std::vector<std::vector<int64_t>> taps(static_cast<size_t>(phases));  // i*kw + j
+  for (int64_t i = 0; i < g.kh; ++i)
+    for (int64_t j = 0; j < g.kw; ++j)
+      taps[static_cast<size_t>((i * g.dh % g.sh) * g.sw + j * g.dw % g.sw)].push_back(i * g.kw + j);
+  std::vector<std::vector<T>> wp(static_cast<size_t>(phases * G));
+  for (int64_t gi = 0; gi < G; ++gi)
+    for (int64_t ph = 0; ph < phases; ++ph) {
+      const std::vector<int64_t>& t = taps[static_cast<size_t>(ph)];
+      const int64_t Rp = Kg * static_cast<int64_t>(t.size());
+      std::vector<T>& m = wp[static_cast<size_t>(gi * phases + ph)];
+      m.resize(static_cast<size_t>(Cg * Rp));
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t k = 0; k < Kg; ++k)
+          for (size_t e = 0; e < t.size(); ++e)
+            m[static_cast<size_t>(c * Rp + k * static_cast<int64_t>(t.size())) + e] =
+                w[((gi * Kg + k) * Cg + c) * g.kh * g.kw + t[e]];
+    }
+
+  parallel_for(0, chunks, 1, [&](int64_t ch0, int64_t ch1) {
+    const int64_t stride_k = nb * P;
+    T* planes = thread_buffer<T>(0, Kg * stride_k + P);
+    T* out = thread_buffer<T>(1, Cg * stride_k);
+    const T** rows = thread_row_table<T>(Kg * g.kh * g.kw);
+    for (int64_t ch = ch0; ch < ch1; ++ch) {
+      const int64_t n0 = ch * nb, n = std::min(nb, g.N - n0), cols = (n - 1) * P + Ux * V;
       for (int64_t gi = 0; gi < G; ++gi) {
-        T* dxg = dx + (n * g.C + gi * Cg) * g.H * g.W;
-        // col (R, P) = w[group]^T (R, Kg) @ dy[n, group] (Kg, P)
-        gemm_cpu(true, false, R, P, Kg, T(1), w + gi * Kg * R, R, dy + (n * g.K + gi * Kg) * P, P, T(0),
-                 pointwise ? dxg : col.get(), P);
-        if (!pointwise) col2im(g, Cg, col.get(), dxg);
+        std::fill(planes, planes + Kg * stride_k + P, T(0));
+        for (int64_t k = 0; k < Kg; ++k)
+          for (int64_t i = 0; i < n; ++i) {
+            const T* src = dy + ((n0 + i) * g.K + gi * Kg + k) * OP;
+            T* dst = planes + k * stride_k + i * P + mh * V + mw;
+            for (int64_t p = 0; p < OP; ++p) dst[off[static_cast<size_t>(p)]] = src[p];
+          }
+        for (int64_t a = 0; a < g.sh; ++a)
+          for (int64_t b = 0; b < g.sw; ++b) {
+            const std::vector<int64_t>& t = taps[static_cast<size_t>(a * g.sw + b)];
+            const int64_t Rp = Kg * static_cast<int64_t>(t.size());
+            if (Rp > 0) {
+              for (int64_t k = 0; k < Kg; ++k)
+                for (size_t e = 0; e < t.size(); ++e) {
+                  const int64_t i = t[e] / g.kw, j = t[e] % g.kw;
+                  rows[k * static_cast<int64_t>(t.size()) + static_cast<int64_t>(e)] =
+                      planes + k * stride_k + (mh - i * g.dh / g.sh) * V + (mw - j * g.dw / g.sw);
+                }
+              // out (Cg, cols) = w_phase (Cg, Rp) @ shifted dy runs (Rp, cols)
+              gemm_cpu(Cg, cols, Rp, T(1),
+                       GemmOperand<T>::strided(wp[static_cast<size_t>(gi * phases + a * g.sw + b)].data(), Rp, false),
+                       GemmOperand<T>::row_table(rows), T(0), out, cols);
+            }
+            int64_t lo, hi;
+            valid_range(g.W, Vx, g.sw, g.pw, b, lo, hi);
+            for (int64_t i = 0; i < n; ++i)
+              for (int64_t c = 0; c < Cg; ++c) {
+                T* dxc = dx + ((n0 + i) * g.C + gi * Cg + c) * g.H * g.W;
+                const T* o = out + c * cols + i * P;
+                for (int64_t u = 0; u < Ux; ++u) {
+                  const int64_t h = u * g.sh + a - g.ph;
+                  if (h < 0 || h >= g.H) continue;
+                  T* xr = dxc + h * g.W;
+                  const int64_t off = b - g.pw;  // dx column v*sw + off
+                  const T* r = o + u * V;
+                  if (Rp == 0) {
+                    for (int64_t v = lo; v < hi; ++v) xr[v * g.sw + off] = T(0);
+                  } else {
+                    for (int64_t v = lo; v < hi; ++v) xr[v * g.sw + off] = r[v];
+                  }
+                }
+              }
+          }
       }
     }
   });
 }
 
-// Upper bound on the elements of per-slice weight-gradient partials (beyond dw itself).
+// Upper bound on the elements of per-slice weight-gradient partials.
 constexpr int64_t kPartialBudget = int64_t(1) << 22;
 constexpr int64_t kMaxSlices = 16;
 
+// dw (K, Cg, kh, kw) = sum over the batch of dy (x) im2col(x). Computed transposed, as
+// (R, Kg) = im2col (R, cols) @ dy^T (cols, Kg) per group, with dy spread over the plane columns
+// (zeros in the discarded ones).
 template <typename T>
 void conv2d_backward_weight_impl(const ConvGeom& g, const Tensor& xt, const Tensor& dyt, const Tensor& dwt) {
-  const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, P = g.OH * g.OW, R = Cg * g.kh * g.kw;
+  const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, R = Cg * g.kh * g.kw;
   const int64_t wsize = g.K * R;
   const T* x = xt.data_ptr<T>();
   const T* dy = dyt.data_ptr<T>();
@@ -147,31 +268,48 @@ void conv2d_backward_weight_impl(const ConvGeom& g, const Tensor& xt, const Tens
     std::fill(dw, dw + wsize, T(0));
     return;
   }
-  // The batch is cut into S slices fixed by the shapes alone; slice s accumulates into its own
-  // buffer (slice 0 into dw), and the buffers are summed in slice order.
+  const InputPlanes pl(g);
+  const int64_t OP = g.OH * g.OW;
+  const std::vector<int64_t> off = plane_offsets(g.OH, g.OW, pl.V);
+  // The batch is cut into S slices fixed by the shapes alone, each walked in chunks of pl.nb
+  // images; slice s accumulates its (G, R, Kg) partial, and the partials are summed in order.
   const int64_t S = std::clamp<int64_t>(std::min(g.N, kPartialBudget / std::max<int64_t>(wsize, 1)), 1, kMaxSlices);
-  auto partials = S > 1 ? scratch<T>((S - 1) * wsize) : nullptr;
-  const bool pointwise = is_pointwise(g);
+  std::vector<T> partials(static_cast<size_t>(S * wsize));
   parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
-    auto col = pointwise ? nullptr : scratch<T>(R * P);
+    const int64_t stride_k = pl.nb * pl.P;
+    T* planes = thread_buffer<T>(0, pl.size(g, Cg));
+    T* dyw = thread_buffer<T>(1, Kg * stride_k);
+    const T** rows = thread_row_table<T>(R);
     for (int64_t s = s0; s < s1; ++s) {
-      T* acc = s == 0 ? dw : partials.get() + (s - 1) * wsize;
-      const int64_t n0 = g.N * s / S, n1 = g.N * (s + 1) / S;
-      for (int64_t n = n0; n < n1; ++n) {
+      T* acc = partials.data() + s * wsize;
+      const int64_t b0 = g.N * s / S, b1 = g.N * (s + 1) / S;
+      for (int64_t n0 = b0; n0 < b1; n0 += pl.nb) {
+        const int64_t n = std::min(pl.nb, b1 - n0), cols = pl.columns(g, n);
         for (int64_t gi = 0; gi < G; ++gi) {
-          const T* xg = x + (n * g.C + gi * Cg) * g.H * g.W;
-          if (!pointwise) im2col(g, Cg, xg, col.get());
-          // dw[group] (Kg, R) (+)= dy[n, group] (Kg, P) @ col^T (P, R)
-          gemm_cpu(false, true, Kg, R, P, T(1), dy + (n * g.K + gi * Kg) * P, P, pointwise ? xg : col.get(), P,
-                   n == n0 ? T(0) : T(1), acc + gi * Kg * R, R);
+          pl.fill(g, x, n0, n, gi * Cg, Cg, planes);
+          pl.row_table(g, n, Cg, planes, rows);
+          std::fill(dyw, dyw + Kg * cols, T(0));
+          for (int64_t k = 0; k < Kg; ++k)
+            for (int64_t i = 0; i < n; ++i) {
+              const T* src = dy + ((n0 + i) * g.K + gi * Kg + k) * OP;
+              T* d = dyw + k * cols + i * pl.P;
+              for (int64_t p = 0; p < OP; ++p) d[off[static_cast<size_t>(p)]] = src[p];
+            }
+          // acc[group] (R, Kg) (+)= im2col (R, cols) @ dy^T (cols, Kg)
+          gemm_cpu(R, Kg, cols, T(1), GemmOperand<T>::row_table(rows), GemmOperand<T>::strided(dyw, cols, true),
+                   n0 == b0 ? T(0) : T(1), acc + gi * R * Kg, Kg);
         }
       }
     }
   });
-  for (int64_t s = 1; s < S; ++s) {
-    const T* p = partials.get() + (s - 1) * wsize;
-    for (int64_t i = 0; i < wsize; ++i) dw[i] += p[i];
-  }
+  for (int64_t gi = 0; gi < G; ++gi)
+    for (int64_t k = 0; k < Kg; ++k)
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t src = gi * R * Kg + r * Kg + k;
+        T sum = partials[static_cast<size_t>(src)];
+        for (int64_t s = 1; s < S; ++s) sum += partials[static_cast<size_t>(s * wsize + src)];
+        dw[(gi * Kg + k) * R + r] = sum;
+      }
 }
 
 }  // namespace

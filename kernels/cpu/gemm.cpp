@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <new>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/cpu/gemm_backend.h"
 #include "kernels/kernels.h"
@@ -80,6 +81,33 @@ class PackBuffer {
 
 thread_local PackBuffer t_pack_a;
 thread_local PackBuffer t_pack_b;
+
+// op(X) as the packing routines read it: a GemmOperand moved to a block of op(X).
+template <typename T>
+struct Operand {
+  const T* data;
+  int64_t ld;
+  bool trans;
+  const T* const* rows;  // row table, or null for a strided matrix
+  int64_t col;           // column offset into each row of a row table
+
+  explicit Operand(const GemmOperand<T>& o) : data(o.data), ld(o.ld), trans(o.trans), rows(o.rows), col(0) {}
+  // Row r of op(X); not for a transposed strided matrix.
+  const T* row(int64_t r) const { return rows ? rows[r] + col : data + r * ld; }
+  // Element (r, c) of op(X).
+  T at(int64_t r, int64_t c) const { return trans && !rows ? data[c * ld + r] : row(r)[c]; }
+  // The operand whose (0, 0) is (r0, c0) of this one.
+  Operand block(int64_t r0, int64_t c0) const {
+    Operand o = *this;
+    if (rows) {
+      o.rows = rows + r0;
+      o.col = col + c0;
+    } else {
+      o.data = trans ? data + c0 * ld + r0 : data + r0 * ld + c0;
+    }
+    return o;
+  }
+};
 
 // --- blocked kernels ------------------------------------------------------------------------
 #if EMBER_GEMM_X86
@@ -222,9 +250,17 @@ GemmBackend resolve_backend() {
   return GemmBackend::Eigen;
 }
 
+// A row-table operand copied into a dense (rows x cols) matrix, for Eigen.
 template <typename T>
-void gemm_impl(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
-               int64_t ldb, T beta, T* C, int64_t ldc) {
+std::vector<T> densify(const GemmOperand<T>& o, int64_t rows, int64_t cols) {
+  std::vector<T> d(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) std::copy(o.rows[r], o.rows[r] + cols, d.begin() + r * cols);
+  return d;
+}
+
+template <typename T>
+void gemm_impl(int64_t M, int64_t N, int64_t K, T alpha, const GemmOperand<T>& A, const GemmOperand<T>& B, T beta,
+               T* C, int64_t ldc) {
   EMBER_CHECK(M >= 0 && N >= 0 && K >= 0, "[gemm] sizes must be non-negative, got M=", M, " N=", N, " K=", K);
   if (M == 0 || N == 0) return;
   if (K == 0 || alpha == T(0)) {  // C = beta * C; A and B are not read
@@ -238,15 +274,20 @@ void gemm_impl(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const
 #if EMBER_GEMM_X86
     case GemmBackend::Avx512:
       using S512 = std::conditional_t<std::is_same_v<T, float>, Avx512F32, Avx512F64>;
-      avx512::gemm<S512>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      avx512::gemm<S512>(M, N, K, alpha, Operand<T>(A), Operand<T>(B), beta, C, ldc);
       return;
     case GemmBackend::Avx2:
       using S2 = std::conditional_t<std::is_same_v<T, float>, Avx2F32, Avx2F64>;
-      avx2::gemm<S2>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      avx2::gemm<S2>(M, N, K, alpha, Operand<T>(A), Operand<T>(B), beta, C, ldc);
       return;
 #endif
-    default:
-      gemm_eigen<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    default: {
+      std::vector<T> a, b;
+      if (A.rows) a = densify(A, M, K);
+      if (B.rows) b = densify(B, K, N);
+      gemm_eigen<T>(A.rows ? false : A.trans, B.rows ? false : B.trans, M, N, K, alpha, A.rows ? a.data() : A.data,
+                    A.rows ? K : A.ld, B.rows ? b.data() : B.data, B.rows ? N : B.ld, beta, C, ldc);
+    }
   }
 }
 
@@ -288,12 +329,24 @@ const char* gemm_backend_name(GemmBackend backend) {
 
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  gemm_impl<float>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_impl<float>(M, N, K, alpha, GemmOperand<float>::strided(A, lda, trans_a),
+                   GemmOperand<float>::strided(B, ldb, trans_b), beta, C, ldc);
 }
 
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
               int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
-  gemm_impl<double>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_impl<double>(M, N, K, alpha, GemmOperand<double>::strided(A, lda, trans_a),
+                    GemmOperand<double>::strided(B, ldb, trans_b), beta, C, ldc);
+}
+
+void gemm_cpu(int64_t M, int64_t N, int64_t K, float alpha, const GemmOperand<float>& A, const GemmOperand<float>& B,
+              float beta, float* C, int64_t ldc) {
+  gemm_impl<float>(M, N, K, alpha, A, B, beta, C, ldc);
+}
+
+void gemm_cpu(int64_t M, int64_t N, int64_t K, double alpha, const GemmOperand<double>& A,
+              const GemmOperand<double>& B, double beta, double* C, int64_t ldc) {
+  gemm_impl<double>(M, N, K, alpha, A, B, beta, C, ldc);
 }
 
 // a: (B, M, K), w: (B, K, N) -> out: (B, M, N) contiguous

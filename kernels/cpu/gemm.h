@@ -1,11 +1,33 @@
 // Row-major GEMM for the CPU kernels: C = alpha * op(A) @ op(B) + beta * C, where op(X) is X or
 // X^T. A is M x K after op, B is K x N after op, C is M x N with row stride ldc. lda/ldb are the
 // row strides of A and B as stored. Threaded with ember::parallel_for unless called from inside a
-// parallel region. Private to the library.
+// parallel region. The GemmOperand overload also takes an operand as a table of row pointers
+// (the convolution kernels pass shifted views of an image that way instead of building im2col
+// matrices). Private to the library.
 #pragma once
 #include <cstdint>
 
 namespace ember::kernels {
+
+// op(X) for gemm_cpu: a strided matrix (stored row-major with row stride ld, transposed when
+// trans), or, when rows is set, a table of row pointers: row r of op(X) is the contiguous run
+// starting at rows[r] (data, ld and trans are then unused).
+template <typename T>
+struct GemmOperand {
+  const T* data = nullptr;
+  int64_t ld = 0;
+  bool trans = false;
+  const T* const* rows = nullptr;
+
+  static GemmOperand strided(const T* data, int64_t ld, bool trans) { return {data, ld, trans, nullptr}; }
+  static GemmOperand row_table(const T* const* rows) { return {nullptr, 0, false, rows}; }
+};
+
+// C (M x N, row stride ldc) = alpha * op(A) @ op(B) + beta * C; op(A) is M x K, op(B) is K x N.
+void gemm_cpu(int64_t M, int64_t N, int64_t K, float alpha, const GemmOperand<float>& A,
+              const GemmOperand<float>& B, float beta, float* C, int64_t ldc);
+void gemm_cpu(int64_t M, int64_t N, int64_t K, double alpha, const GemmOperand<double>& A,
+              const GemmOperand<double>& B, double beta, double* C, int64_t ldc);
 
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);

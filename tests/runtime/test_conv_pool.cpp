@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/gemm_backend.h"
 #include "kernels/kernels.h"
 #include "runtime/autograd.h"
 #include "runtime/error.h"
@@ -265,6 +266,44 @@ TEST(Conv2d, ResultsDoNotDependOnThreadCount) {
   set_num_threads(threads);
   for (size_t r = 1; r < results.size(); ++r)
     for (size_t k = 0; k < 3; ++k) EXPECT_TRUE(test::bit_equal(results[r][k], results[0][k]));
+}
+
+// The same with batches of many chunks (the kernels walk the batch in chunks of images) and the
+// stride-2 shapes of the conv autoencoder, through conv_transpose2d as well.
+TEST(ConvTranspose2d, ResultsDoNotDependOnThreadCount) {
+  const int threads = get_num_threads();
+  Generator gen(24);
+  const Tensor x0 = randn({37, 1, 28, 28}, {}, &gen), w1 = randn({16, 1, 3, 3}, {}, &gen);
+  const Tensor w2 = randn({16, 8, 3, 3}, {}, &gen), gy = randn({37, 8, 28, 28}, {}, &gen);
+  Conv2dOptions o;
+  o.stride = {2, 2};
+  o.padding = {1, 1};
+  Conv2dOptions ot = o;
+  ot.output_padding = {1, 1};
+  std::vector<std::vector<Tensor>> results;
+  for (int t : {1, 2, 3}) {
+    set_num_threads(t);
+    Tensor x = x0.detach().requires_grad_(true), a = w1.detach().requires_grad_(true);
+    Tensor b = w2.detach().requires_grad_(true);
+    Tensor y = conv_transpose2d(conv2d(x, a, Tensor(), o), b, Tensor(), ot);
+    y.backward(gy);
+    results.push_back({y, x.grad(), a.grad(), b.grad()});
+  }
+  set_num_threads(threads);
+  for (size_t r = 1; r < results.size(); ++r)
+    for (size_t k = 0; k < results[0].size(); ++k) EXPECT_TRUE(test::bit_equal(results[r][k], results[0][k]));
+}
+
+// Every GEMM backend this CPU runs (the convolution feeds it row tables and tiny row counts).
+TEST(Conv2d, MatchesTorchWithEveryGemmBackend) {
+  for (kernels::GemmBackend b : {kernels::GemmBackend::Avx512, kernels::GemmBackend::Avx2, kernels::GemmBackend::Eigen}) {
+    if (!kernels::gemm_backend_available(b)) continue;
+    SCOPED_TRACE(kernels::gemm_backend_name(b));
+    kernels::set_gemm_backend(b);
+    check_conv_fixture("fixtures/conv_pool_conv.txt", DType::f32, 8);
+    check_conv_fixture("fixtures/conv_pool_convt.txt", DType::f64, 4);
+  }
+  kernels::set_gemm_backend(kernels::GemmBackend::Auto);
 }
 
 TEST(MaxPool2d, PropagatesNaNAndEmptyWindowsGiveMinusInf) {
