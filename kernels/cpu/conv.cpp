@@ -48,13 +48,13 @@ void valid_range(int64_t size, int64_t out, int64_t s, int64_t p, int64_t off, i
   hi = std::clamp(hi, lo, out);
 }
 
-// Offsets oh*V + ow in a plane (row length V) of the OH*OW outputs, in output order. Copies
-// between planes and NCHW go through this table: rows are too short (OW values) for memcpy calls.
-std::vector<int64_t> plane_offsets(int64_t OH, int64_t OW, int64_t V) {
-  std::vector<int64_t> off(static_cast<size_t>(OH * OW));
-  for (int64_t oh = 0; oh < OH; ++oh)
-    for (int64_t ow = 0; ow < OW; ++ow) off[static_cast<size_t>(oh * OW + ow)] = oh * V + ow;
-  return off;
+// Copies a rows x len block between row strides. Plane rows are short (OW values), so this stays
+// a loop the compiler vectorizes instead of becoming one memcpy call per row.
+template <typename T>
+__attribute__((noinline, optimize("no-tree-loop-distribute-patterns"))) void copy_block(
+    T* __restrict dst, int64_t dst_ld, const T* __restrict src, int64_t src_ld, int64_t rows, int64_t len) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < len; ++i) dst[r * dst_ld + i] = src[r * src_ld + i];
 }
 
 // The phase-plane layout of x for the forward pass and the weight gradient: plane (a, b, c) of
@@ -99,7 +99,11 @@ struct InputPlanes {
               if (ih < 0 || ih >= g.H) continue;
               T* r = plane + i * P + u * V;
               const T* xr = xc + ih * g.W;
-              for (int64_t v = lo; v < hi; ++v) r[v] = xr[v * g.sw + off];
+              if (g.sw == 2) {  // the common case, with a stride the compiler can vectorize
+                for (int64_t v = lo; v < hi; ++v) r[v] = xr[v * 2 + off];
+              } else {
+                for (int64_t v = lo; v < hi; ++v) r[v] = xr[v * g.sw + off];
+              }
             }
           }
         }
@@ -130,7 +134,6 @@ void conv2d_impl(const ConvGeom& g, const Tensor& xt, const Tensor& wt, const Te
   T* y = yt.data_ptr<T>();
   const InputPlanes pl(g);
   const int64_t chunks = (g.N + pl.nb - 1) / pl.nb, OP = g.OH * g.OW;
-  const std::vector<int64_t> off = plane_offsets(g.OH, g.OW, pl.V);
   parallel_for(0, chunks, 1, [&](int64_t ch0, int64_t ch1) {
     T* planes = thread_buffer<T>(0, pl.size(g, Cg));
     T* out = thread_buffer<T>(1, Kg * pl.nb * pl.P);
@@ -147,7 +150,7 @@ void conv2d_impl(const ConvGeom& g, const Tensor& xt, const Tensor& wt, const Te
           for (int64_t k = 0; k < Kg; ++k) {
             T* yk = y + ((n0 + i) * g.K + gi * Kg + k) * OP;
             const T* o = out + k * cols + i * pl.P;
-            for (int64_t p = 0; p < OP; ++p) yk[p] = o[off[static_cast<size_t>(p)]];
+            copy_block(yk, g.OW, o, pl.V, g.OH, g.OW);
           }
       }
     }
@@ -171,7 +174,6 @@ void conv2d_backward_input_impl(const ConvGeom& g, const Tensor& dyt, const Tens
   // planes need only be as large as both the padded dy and the dx planes.
   const int64_t U = std::max(Ux, g.OH + mh), V = std::max(Vx, g.OW + mw), P = U * V;
   const int64_t nb = std::max<int64_t>(1, kChunkColumns / P), chunks = (g.N + nb - 1) / nb, OP = g.OH * g.OW;
-  const std::vector<int64_t> off = plane_offsets(g.OH, g.OW, V);
 
   // The weights of each phase as (Cg, taps) matrices: phase (a, b) takes taps (k, i, j) with
   // d*i % sh == a and d*j % sw == b, k slowest.
@@ -207,7 +209,7 @@ void conv2d_backward_input_impl(const ConvGeom& g, const Tensor& dyt, const Tens
           for (int64_t i = 0; i < n; ++i) {
             const T* src = dy + ((n0 + i) * g.K + gi * Kg + k) * OP;
             T* dst = planes + k * stride_k + i * P + mh * V + mw;
-            for (int64_t p = 0; p < OP; ++p) dst[off[static_cast<size_t>(p)]] = src[p];
+            copy_block(dst, V, src, g.OW, g.OH, g.OW);
           }
         for (int64_t a = 0; a < g.sh; ++a)
           for (int64_t b = 0; b < g.sw; ++b) {
@@ -270,7 +272,6 @@ void conv2d_backward_weight_impl(const ConvGeom& g, const Tensor& xt, const Tens
   }
   const InputPlanes pl(g);
   const int64_t OP = g.OH * g.OW;
-  const std::vector<int64_t> off = plane_offsets(g.OH, g.OW, pl.V);
   // The batch is cut into S slices fixed by the shapes alone, each walked in chunks of pl.nb
   // images; slice s accumulates its (G, R, Kg) partial, and the partials are summed in order.
   const int64_t S = std::clamp<int64_t>(std::min(g.N, kPartialBudget / std::max<int64_t>(wsize, 1)), 1, kMaxSlices);
@@ -293,7 +294,7 @@ void conv2d_backward_weight_impl(const ConvGeom& g, const Tensor& xt, const Tens
             for (int64_t i = 0; i < n; ++i) {
               const T* src = dy + ((n0 + i) * g.K + gi * Kg + k) * OP;
               T* d = dyw + k * cols + i * pl.P;
-              for (int64_t p = 0; p < OP; ++p) d[off[static_cast<size_t>(p)]] = src[p];
+              copy_block(d, pl.V, src, g.OW, g.OH, g.OW);
             }
           // acc[group] (R, Kg) (+)= im2col (R, cols) @ dy^T (cols, Kg)
           gemm_cpu(R, Kg, cols, T(1), GemmOperand<T>::row_table(rows), GemmOperand<T>::strided(dyw, cols, true),
