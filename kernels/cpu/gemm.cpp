@@ -157,6 +157,47 @@ struct Avx512F32 {
   EMBER_AVX512_OP void storeu(T* p, V v) { _mm512_storeu_ps(p, v); }
   EMBER_AVX512_OP V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   EMBER_AVX512_OP V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  // Transposes W columns [k, k + W) of `rows` <= W rows (src[r] + k; rows past them are zero)
+  // into d[kk * ld + r] for r < lanes, with a 16 x 16 in-register transpose. The packers use it
+  // where they would gather one value per row.
+  static constexpr bool kTransposePack = true;
+  EMBER_AVX512_OP void transpose_pack(const T* const* src, int64_t rows, int64_t k, T* d, int64_t ld,
+                                      int64_t lanes) {
+    // The maskz forms (mask all ones) avoid _mm512_undefined_ps, which trips GCC 12's
+    // -Wmaybe-uninitialized.
+    constexpr __mmask16 kAll = 0xffff;
+    V r[16], t[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_loadu_ps(src[i] + k) : zero();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_maskz_unpacklo_ps(kAll, r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_maskz_unpackhi_ps(kAll, r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      const __m512d a0 = _mm512_castps_pd(t[4 * i]), a1 = _mm512_castps_pd(t[4 * i + 1]);
+      const __m512d a2 = _mm512_castps_pd(t[4 * i + 2]), a3 = _mm512_castps_pd(t[4 * i + 3]);
+      r[4 * i] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xff, a0, a2));
+      r[4 * i + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xff, a0, a2));
+      r[4 * i + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xff, a1, a3));
+      r[4 * i + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xff, a1, a3));
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      const int lo = (i / 4) * 8 + i % 4;
+      t[lo] = _mm512_maskz_shuffle_f32x4(kAll, r[lo], r[lo + 4], 0x88);
+      t[lo + 4] = _mm512_maskz_shuffle_f32x4(kAll, r[lo], r[lo + 4], 0xdd);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      r[j] = _mm512_maskz_shuffle_f32x4(kAll, t[j], t[8 + j], 0x88);
+      r[8 + j] = _mm512_maskz_shuffle_f32x4(kAll, t[j], t[8 + j], 0xdd);
+    }
+    const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) _mm512_mask_storeu_ps(d + j * ld, mask, r[j]);
+  }
 };
 struct Avx512F64 {
   using T = double;
