@@ -48,13 +48,30 @@ void valid_range(int64_t size, int64_t out, int64_t s, int64_t p, int64_t off, i
   hi = std::clamp(hi, lo, out);
 }
 
-// Copies a rows x len block between row strides. Plane rows are short (OW values), so this stays
-// a loop the compiler vectorizes instead of becoming one memcpy call per row.
+// Copies a rows x len block between row strides. Plane rows are short (OW values), so this is
+// written in blocks of four plus a tail, which compilers neither turn into one memcpy call per row
+// nor leave scalar.
 template <typename T>
-__attribute__((noinline, optimize("no-tree-loop-distribute-patterns"))) void copy_block(
-    T* __restrict dst, int64_t dst_ld, const T* __restrict src, int64_t src_ld, int64_t rows, int64_t len) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t i = 0; i < len; ++i) dst[r * dst_ld + i] = src[r * src_ld + i];
+void copy_block(T* __restrict dst, int64_t dst_ld, const T* __restrict src, int64_t src_ld, int64_t rows,
+                int64_t len) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* d = dst + r * dst_ld;
+    const T* s = src + r * src_ld;
+    int64_t i = 0;
+    for (; i + 4 <= len; i += 4) {
+      const T a0 = s[i], a1 = s[i + 1], a2 = s[i + 2], a3 = s[i + 3];
+      d[i] = a0;
+      d[i + 1] = a1;
+      d[i + 2] = a2;
+      d[i + 3] = a3;
+    }
+    switch (len - i) {
+      case 3: d[i + 2] = s[i + 2]; [[fallthrough]];
+      case 2: d[i + 1] = s[i + 1]; [[fallthrough]];
+      case 1: d[i] = s[i]; break;
+      default: break;
+    }
+  }
 }
 
 // The phase-plane layout of x for the forward pass and the weight gradient: plane (a, b, c) of

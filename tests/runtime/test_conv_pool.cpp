@@ -170,6 +170,17 @@ TEST(Conv2d, GradcheckStridePaddingDilationGroups) {
       {randn64({2, 4, 5, 6}, gen), randn64({6, 2, 3, 2}, gen), randn64({6}, gen)}));
 }
 
+// Stride larger than the kernel: some input pixels feed no output (their gradient is zero).
+TEST(Conv2d, GradcheckStrideLargerThanKernel) {
+  Generator gen(16);
+  Conv2dOptions o;
+  o.stride = {3, 3};
+  o.padding = {1, 0};
+  EXPECT_TRUE(gradcheck(
+      "conv2d", [&](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], o); },
+      {randn64({2, 2, 7, 8}, gen), randn64({3, 2, 2, 2}, gen), randn64({3}, gen)}));
+}
+
 TEST(Conv2d, GradcheckPointwiseUnbatched) {
   Generator gen(12);
   EXPECT_TRUE(gradcheck(
