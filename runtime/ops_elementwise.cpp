@@ -279,7 +279,7 @@ Tensor relu(const Tensor& x) {
   return unary_op("relu", UnaryOp::Relu, x, 0, 0, [](const Tensor&, const Tensor& out) {
     SavedTensor so(out);
     return [so](const Tensor& g) -> std::vector<Tensor> {
-      return {mul(g, unary_raw(UnaryOp::ReluGrad, so.get("relu")))};
+      return {binary_raw(BinaryOp::ReluBackward, "relu_backward", g, so.get("relu"))};
     };
   });
 }
@@ -297,8 +297,7 @@ Tensor sigmoid(const Tensor& x) {
   return unary_op("sigmoid", UnaryOp::Sigmoid, x, 0, 0, [](const Tensor&, const Tensor& out) {
     SavedTensor so(out);
     return [so](const Tensor& g) -> std::vector<Tensor> {
-      Tensor y = so.get("sigmoid");
-      return {mul(g, mul(y, rsub(y, 1.0)))};
+      return {binary_raw(BinaryOp::SigmoidBackward, "sigmoid_backward", g, so.get("sigmoid"))};
     };
   });
 }
@@ -307,8 +306,7 @@ Tensor tanh(const Tensor& x) {
   return unary_op("tanh", UnaryOp::Tanh, x, 0, 0, [](const Tensor&, const Tensor& out) {
     SavedTensor so(out);
     return [so](const Tensor& g) -> std::vector<Tensor> {
-      Tensor y = so.get("tanh");
-      return {mul(g, rsub(mul(y, y), 1.0))};
+      return {binary_raw(BinaryOp::TanhBackward, "tanh_backward", g, so.get("tanh"))};
     };
   });
 }

@@ -33,10 +33,26 @@ void check_same_shape(const Tensor& input, const Tensor& target, const char* op)
 
 }  // namespace
 
+// One node with torch's mse_loss_backward, (norm * (input - target)) * grad, from the saved
+// difference: two passes over the data instead of the composed sub/mul/mean chain's five.
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction r) {
   check_same_shape(input, target, "mse_loss");
-  Tensor d = sub(input, target);
-  return reduce(mul(d, d), r);
+  Tensor d, out;
+  {
+    NoGradGuard ng;
+    d = sub(input, target);
+    out = reduce(mul(d, d), r);
+  }
+  if (autograd::any_requires_grad({&input, &target})) {
+    const bool need_input = input.requires_grad(), need_target = target.requires_grad();
+    const double norm = r == Reduction::Mean ? 2.0 / static_cast<double>(d.numel()) : 2.0;
+    SavedTensor sd(d);
+    autograd::record("mse_loss", {input, target}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+      Tensor gi = mul(mul(sd.get("mse_loss"), norm), g);
+      return {need_input ? gi : Tensor(), need_target ? neg(gi) : Tensor()};
+    });
+  }
+  return out;
 }
 
 Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction r) {

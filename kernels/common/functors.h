@@ -28,7 +28,12 @@ namespace ember::kernels {
   X(GeluGrad)      /* d gelu(x)/dx (erf form) */                                                    \
   X(GeluTanhGrad)  /* d gelu_tanh(x)/dx */                                                          \
   X(ClampMask)     /* a <= x <= b ? 1 : 0 */
-#define EMBER_FOR_EACH_BINARY_OP(X) X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(Max) X(Min) X(Eq) X(Gt) X(Lt) X(Ge) X(Le)
+#define EMBER_FOR_EACH_BINARY_OP(X)                                                                  \
+  X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(Max) X(Min) X(Eq) X(Gt) X(Lt) X(Ge) X(Le)                     \
+  /* backward of an activation from its output y, one pass (x = the output's gradient g) */          \
+  X(ReluBackward)    /* y <= 0 ? 0 : g (torch's threshold_backward) */                                \
+  X(SigmoidBackward) /* g * (1 - y) * y (torch's sigmoid_backward) */                                \
+  X(TanhBackward)    /* g * (1 - y * y) (torch's tanh_backward) */
 
 #define EMBER_ENUM_ENTRY(name) name,
 enum class UnaryOp : int { EMBER_FOR_EACH_UNARY_OP(EMBER_ENUM_ENTRY) };
@@ -98,6 +103,9 @@ EMBER_HOST_DEVICE inline T binary_apply(BinaryOp op, T x, T y) {
     case BinaryOp::Lt: return x < y ? T(1) : T(0);
     case BinaryOp::Ge: return x >= y ? T(1) : T(0);
     case BinaryOp::Le: return x <= y ? T(1) : T(0);
+    case BinaryOp::ReluBackward: return y <= T(0) ? T(0) : x;
+    case BinaryOp::SigmoidBackward: return x * (T(1) - y) * y;
+    case BinaryOp::TanhBackward: return x * (T(1) - y * y);
   }
   return x;
 }
