@@ -1,9 +1,12 @@
 // CPU reductions (sum with a double accumulator for f32, max with argmax) and (log_)softmax.
-// Each output element is reduced serially, so results do not depend on the thread count.
+// Each output element is reduced in an order fixed by the shapes (serially, or in 8 interleaved
+// lanes for long contiguous runs), so results do not depend on the thread count.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/loops.h"
 #include "kernels/kernels.h"
 
@@ -11,10 +14,59 @@ namespace ember::kernels {
 
 namespace {
 
+// Sum of n contiguous values in a double, as 8 interleaved partial sums (element i goes to lane
+// i % 8) combined in a fixed tree: the order depends only on n, never on the thread count or the
+// ISA, and the 8 independent chains run ~8x faster than one serial chain of dependent adds.
+template <typename T>
+[[gnu::always_inline]] inline double sum_run_impl(const T* p, int64_t n) {
+  double l[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) l[j] += static_cast<double>(p[i + j]);
+  }
+  for (int j = 0; i + j < n; ++j) l[j] += static_cast<double>(p[i + j]);
+  return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+
+template <typename T>
+double sum_run_baseline(const T* p, int64_t n) {
+  return sum_run_impl(p, n);
+}
+#if EMBER_HAVE_ISA_VARIANTS
+template <typename T>
+EMBER_TARGET_AVX2 double sum_run_avx2(const T* p, int64_t n) {
+  return sum_run_impl(p, n);
+}
+template <typename T>
+EMBER_TARGET_AVX512 double sum_run_avx512(const T* p, int64_t n) {
+  return sum_run_impl(p, n);
+}
+#endif
+
+template <typename T>
+double sum_run(const T* p, int64_t n) {
+#if EMBER_HAVE_ISA_VARIANTS
+  switch (cpu_isa()) {
+    case CpuIsa::Avx512: return sum_run_avx512(p, n);
+    case CpuIsa::Avx2: return sum_run_avx2(p, n);
+    case CpuIsa::Baseline: break;
+  }
+#endif
+  return sum_run_baseline(p, n);
+}
+
+// Runs shorter than this are added serially (one chain, element order), like the general loop
+// and like the CUDA kernels' one-thread-per-output path.
+constexpr int64_t kMinLaneRun = 64;
+// A single long sum is cut into blocks of this many elements (summed in parallel, then the block
+// sums in order): the split depends only on the length.
+constexpr int64_t kSumBlock = 16384;
+
 // Sum of a contiguous tensor viewed as (A, K, B) over A and B (the reduced dims are a leading and
-// a trailing block around the kept ones). Each output is summed in the general loop's order (row
-// major over the reduced index: a, then b) in a double, so results are bit-identical to it and do
-// not depend on the thread count; threads split the K outputs only.
+// a trailing block around the kept ones). Each output's order depends only on the shape (runs of
+// B in a order; a run of at least kMinLaneRun elements via sum_run, a shorter one serially), so
+// results do not depend on the thread count; threads split the K outputs, or the blocks of a
+// single sum.
 template <typename T>
 void sum_outer_inner(const T* xp, T* op, int64_t A, int64_t K, int64_t B) {
   if (B == 1 && K > 1) {
@@ -35,13 +87,46 @@ void sum_outer_inner(const T* xp, T* op, int64_t A, int64_t K, int64_t B) {
     });
     return;
   }
+  if (K == 1) {
+    // One output over A * B contiguous elements.
+    const int64_t n = A * B;
+    if (n < kMinLaneRun) {
+      double acc = 0;
+      for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(xp[i]);
+      op[0] = static_cast<T>(acc);
+      return;
+    }
+    const int64_t blocks = (n + kSumBlock - 1) / kSumBlock;
+    if (blocks == 1) {
+      op[0] = static_cast<T>(sum_run(xp, n));
+      return;
+    }
+    constexpr int64_t kMaxStackBlocks = 256;
+    double stack_parts[kMaxStackBlocks];
+    std::vector<double> heap_parts(blocks > kMaxStackBlocks ? static_cast<size_t>(blocks) : 0);
+    double* parts = blocks > kMaxStackBlocks ? heap_parts.data() : stack_parts;
+    parallel_for(0, blocks, 1, [&](int64_t bb, int64_t be) {
+      for (int64_t blk = bb; blk < be; ++blk) {
+        const int64_t start = blk * kSumBlock;
+        parts[blk] = sum_run(xp + start, std::min(kSumBlock, n - start));
+      }
+    });
+    double acc = 0;
+    for (int64_t blk = 0; blk < blocks; ++blk) acc += parts[blk];
+    op[0] = static_cast<T>(acc);
+    return;
+  }
   int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(A * B, 1));
   parallel_for(0, K, grain, [&](int64_t ob, int64_t oe) {
     for (int64_t o = ob; o < oe; ++o) {
       double acc = 0;
       for (int64_t a = 0; a < A; ++a) {
         const T* p = xp + (a * K + o) * B;
-        for (int64_t b = 0; b < B; ++b) acc += static_cast<double>(p[b]);
+        if (B >= kMinLaneRun) {
+          acc += sum_run(p, B);
+        } else {
+          for (int64_t b = 0; b < B; ++b) acc += static_cast<double>(p[b]);
+        }
       }
       op[o] = static_cast<T>(acc);
     }

@@ -8,7 +8,10 @@
 #include <thread>
 #include <vector>
 
+#include "runtime/ops.h"
 #include "runtime/parallel.h"
+#include "runtime/rng.h"
+#include "tests/support/check.h"
 
 namespace ember {
 namespace {
@@ -100,6 +103,35 @@ TEST(Parallel, CallsFromSeveralUserThreadsAreSerialised) {
   }
   for (auto& t : users) t.join();
   EXPECT_EQ(total.load(), 3 * 2000 * 16);
+}
+
+// Long sums run in 8 lanes and in blocks; the order depends on the shape only, so every thread
+// count gives the same bits, and the result stays within double rounding of the exact sum.
+TEST(Parallel, SumsDoNotDependOnTheThreadCount) {
+  ThreadsGuard guard;
+  Generator g(11);
+  Tensor x = randn({3, 70001}, {}, &g);  // a full sum spans 13 blocks
+  Tensor conv_like = randn({16, 8, 100}, {}, &g);  // bias gradient: over dims 0 and 2, runs of 100
+  set_num_threads(1);
+  Tensor full1 = sum(x), rows1 = sum(x, {1}), bias1 = sum(conv_like, {0, 2}), mean1 = mean(x);
+  for (int threads : {2, 3}) {
+    set_num_threads(threads);
+    EXPECT_TRUE(test::bit_equal(sum(x), full1)) << threads;
+    EXPECT_TRUE(test::bit_equal(sum(x, {1}), rows1)) << threads;
+    EXPECT_TRUE(test::bit_equal(sum(conv_like, {0, 2}), bias1)) << threads;
+    EXPECT_TRUE(test::bit_equal(mean(x), mean1)) << threads;
+  }
+  std::vector<float> v = x.to_vector<float>();
+  long double exact = 0;
+  for (float f : v) exact += f;
+  EXPECT_EQ(full1.item<float>(), static_cast<float>(exact));
+  std::vector<float> b = conv_like.to_vector<float>();
+  for (int64_t c = 0; c < 8; ++c) {
+    long double e = 0;
+    for (int64_t n = 0; n < 16; ++n)
+      for (int64_t i = 0; i < 100; ++i) e += b[static_cast<size_t>((n * 8 + c) * 100 + i)];
+    EXPECT_EQ(bias1.to_vector<float>()[static_cast<size_t>(c)], static_cast<float>(e)) << c;
+  }
 }
 
 }  // namespace
