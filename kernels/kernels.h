@@ -43,8 +43,8 @@ void axpby_cuda(const Tensor& dst, const Tensor& x, const Tensor& y, double alph
 enum class ReduceOp { Sum, Max };
 // out has x's rank with reduced dims of size 1 (out is contiguous). For Max, indices (i64,
 // same shape as out) receives the position along the single reduced dim when defined.
-void reduce_cpu(ReduceOp op, const Tensor& x, const std::vector<int>& dims, const Tensor& out, const Tensor& indices);
-void reduce_cuda(ReduceOp op, const Tensor& x, const std::vector<int>& dims, const Tensor& out, const Tensor& indices);
+void reduce_cpu(ReduceOp op, const Tensor& x, const DimList& dims, const Tensor& out, const Tensor& indices);
+void reduce_cuda(ReduceOp op, const Tensor& x, const DimList& dims, const Tensor& out, const Tensor& indices);
 // out = (log_)softmax(x) along dim (x, out contiguous)
 void softmax_cpu(const Tensor& x, int dim, bool log, const Tensor& out);
 void softmax_cuda(const Tensor& x, int dim, bool log, const Tensor& out);

@@ -30,7 +30,7 @@ EMBER_CUDA_STUB(where, const Tensor&, const Tensor&, const Tensor&, const Tensor
 EMBER_CUDA_STUB(copy, const Tensor&, const Tensor&)
 EMBER_CUDA_STUB(fill, const Tensor&, double)
 EMBER_CUDA_STUB(axpby, const Tensor&, const Tensor&, const Tensor&, double, bool)
-EMBER_CUDA_STUB(reduce, ReduceOp, const Tensor&, const std::vector<int>&, const Tensor&, const Tensor&)
+EMBER_CUDA_STUB(reduce, ReduceOp, const Tensor&, const DimList&, const Tensor&, const Tensor&)
 EMBER_CUDA_STUB(softmax, const Tensor&, int, bool, const Tensor&)
 EMBER_CUDA_STUB(bmm, const Tensor&, const Tensor&, const Tensor&, double)
 EMBER_CUDA_STUB(conv2d, const ConvGeom&, const Tensor&, const Tensor&, const Tensor&)

@@ -29,11 +29,11 @@ class FunctionNode final : public Node {
  public:
   FunctionNode(const char* op, BackwardFn fn) : op_(op), fn_(std::move(fn)) {}
   const char* name() const override { return op_; }
-  std::vector<Tensor> apply(const Tensor& g) override {
+  TensorList apply(const Tensor& g) override {
     EMBER_CHECK(fn_ != nullptr, "[autograd] trying to backward through the graph of ", op_,
                 " a second time (its saved tensors were freed after the first backward); pass retain_graph=true to "
                 "the first backward");
-    std::vector<Tensor> grads = fn_(g);
+    TensorList grads = fn_(g);
     EMBER_CHECK(grads.size() == input_shapes.size(), "[autograd] backward of ", op_, " returned ", grads.size(),
                 " gradients for ", input_shapes.size(), " inputs");
     for (size_t i = 0; i < grads.size(); ++i) {
@@ -46,8 +46,8 @@ class FunctionNode final : public Node {
   }
   void release() override { fn_ = nullptr; }
 
-  std::vector<Shape> input_shapes;
-  std::vector<DType> input_dtypes;
+  PoolVector<Shape> input_shapes;
+  PoolVector<DType> input_dtypes;
 
  private:
   const char* op_;
@@ -59,7 +59,7 @@ class AccumulateGrad final : public Node {
  public:
   explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
   const char* name() const override { return "AccumulateGrad"; }
-  std::vector<Tensor> apply(const Tensor& g) override {
+  TensorList apply(const Tensor& g) override {
     Tensor leaf(leaf_);
     Tensor grad = g.dtype() == leaf.dtype() ? g : g.to(leaf.dtype());
     EMBER_CHECK(grad.shape() == leaf.shape(), "[autograd] gradient of shape ", grad.shape().str(),
@@ -78,7 +78,7 @@ class AccumulateGrad final : public Node {
 std::shared_ptr<Node> grad_accumulator(const Tensor& t) {
   TensorImpl& impl = t.impl();
   if (auto acc = impl.grad_accumulator.lock()) return acc;
-  auto acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
+  auto acc = make_pooled<AccumulateGrad>(t.impl_ptr());
   impl.grad_accumulator = acc;
   return acc;
 }
@@ -89,19 +89,24 @@ Edge edge_for(const Tensor& t) {
   return Edge{grad_accumulator(t)};
 }
 
+// The backward pass's bookkeeping, in recycled blocks.
+template <typename V>
+using NodeMap = std::unordered_map<Node*, V, std::hash<Node*>, std::equal_to<Node*>, PoolAllocator<std::pair<Node* const, V>>>;
+using NodeSet = std::unordered_set<Node*, std::hash<Node*>, std::equal_to<Node*>, PoolAllocator<Node*>>;
+
 struct BySequence {
   bool operator()(const Node* a, const Node* b) const { return a->sequence_nr < b->sequence_nr; }
 };
 
 // Runs the backward pass. With `capture`, gradients reaching the captured nodes are stored there
 // instead of being accumulated into leaves (autograd::grad).
-void execute(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph,
+void execute(std::span<const Tensor> roots, std::span<const Tensor> grads, bool retain_graph,
              std::unordered_map<Node*, Tensor>* capture) {
   EMBER_CHECK(roots.size() == grads.size(), "[backward] got ", roots.size(), " tensors but ", grads.size(),
               " gradients");
   NoGradGuard no_grad;
-  std::unordered_map<Node*, Tensor> buffers;
-  std::vector<std::shared_ptr<Node>> root_nodes;
+  NodeMap<Tensor> buffers;
+  PoolVector<std::shared_ptr<Node>> root_nodes;
   auto accumulate = [&](Node* n, const Tensor& g) {
     auto it = buffers.find(n);
     if (it == buffers.end()) buffers.emplace(n, g);
@@ -127,9 +132,9 @@ void execute(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
   }
 
   // Count, for every reachable node, how many edges point to it.
-  std::unordered_map<Node*, int> deps;
-  std::unordered_set<Node*> seen;
-  std::vector<Node*> stack;
+  NodeMap<int> deps;
+  NodeSet seen;
+  PoolVector<Node*> stack;
   for (auto& n : root_nodes)
     if (seen.insert(n.get()).second) stack.push_back(n.get());
   while (!stack.empty()) {
@@ -142,8 +147,8 @@ void execute(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
     }
   }
 
-  std::priority_queue<Node*, std::vector<Node*>, BySequence> ready;
-  std::unordered_set<Node*> queued;
+  std::priority_queue<Node*, PoolVector<Node*>, BySequence> ready;
+  NodeSet queued;
   for (auto& n : root_nodes)
     if (deps[n.get()] == 0 && queued.insert(n.get()).second) ready.push(n.get());
 
@@ -155,7 +160,7 @@ void execute(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
       g = std::move(it->second);
       buffers.erase(it);
     }
-    std::vector<Tensor> outs;
+    TensorList outs;
     bool captured = false;
     if (capture) {
       if (auto it = capture->find(n); it != capture->end()) {
@@ -206,8 +211,18 @@ bool any_requires_grad(const std::vector<Tensor>& inputs) {
   return false;
 }
 
-void record(const char* op, const std::vector<Tensor>& inputs, Tensor& out, BackwardFn backward) {
-  auto node = std::make_shared<FunctionNode>(op, std::move(backward));
+bool any_requires_grad(const TensorList& inputs) {
+  if (!grad_enabled()) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+namespace {
+
+template <typename Range>
+void record_impl(const char* op, const Range& inputs, Tensor& out, BackwardFn backward) {
+  auto node = make_pooled<FunctionNode>(op, std::move(backward));
   node->next_edges.reserve(inputs.size());
   node->input_shapes.reserve(inputs.size());
   node->input_dtypes.reserve(inputs.size());
@@ -220,7 +235,21 @@ void record(const char* op, const std::vector<Tensor>& inputs, Tensor& out, Back
   out.impl().requires_grad = true;
 }
 
-void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
+}  // namespace
+
+void record(const char* op, std::initializer_list<Tensor> inputs, Tensor& out, BackwardFn backward) {
+  record_impl(op, inputs, out, std::move(backward));
+}
+
+void record(const char* op, const std::vector<Tensor>& inputs, Tensor& out, BackwardFn backward) {
+  record_impl(op, inputs, out, std::move(backward));
+}
+
+void record(const char* op, const TensorList& inputs, Tensor& out, BackwardFn backward) {
+  record_impl(op, inputs, out, std::move(backward));
+}
+
+void run_backward(std::span<const Tensor> roots, std::span<const Tensor> grads, bool retain_graph) {
   execute(roots, grads, retain_graph, nullptr);
 }
 

@@ -5,11 +5,15 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
+#include <type_traits>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "runtime/api.h"
+#include "runtime/small_alloc.h"
 #include "runtime/tensor.h"
 
 namespace ember {
@@ -34,6 +38,9 @@ namespace autograd {
 
 class Node;
 
+// The gradients a backward returns, one per input (undefined where the input needs none).
+using TensorList = PoolVector<Tensor>;
+
 struct Edge {
   std::shared_ptr<Node> fn;  // null: the input needs no gradient
 };
@@ -45,11 +52,11 @@ class EMBER_API Node {
   Node();
   virtual ~Node() = default;
   virtual const char* name() const = 0;
-  virtual std::vector<Tensor> apply(const Tensor& grad_output) = 0;
+  virtual TensorList apply(const Tensor& grad_output) = 0;
   // Frees saved tensors after a backward pass without retain_graph.
   virtual void release() {}
 
-  std::vector<Edge> next_edges;
+  PoolVector<Edge> next_edges;
   uint64_t sequence_nr;
 };
 
@@ -67,18 +74,84 @@ class EMBER_API SavedTensor {
   uint32_t version_ = 0;
 };
 
-using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
+// The backward of one recorded op: a move-only callable `TensorList(const Tensor& grad_output)`
+// (one returning std::vector<Tensor> is accepted too) kept in a recycled block, so recording an
+// op does not call malloc (std::function would for most closures).
+class BackwardFn {
+ public:
+  BackwardFn() = default;
+  BackwardFn(std::nullptr_t) {}  // NOLINT: as std::function
+  template <typename F, typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, BackwardFn> &&
+                                                    std::is_invocable_v<F&, const Tensor&>>>
+  BackwardFn(F&& f) {  // NOLINT: closures convert implicitly, as to std::function
+    using Fn = std::decay_t<F>;
+    static_assert(alignof(Fn) <= 16, "backward closures must not need more than 16-byte alignment");
+    void* mem = small_alloc(sizeof(Fn));
+    try {
+      obj_ = new (mem) Fn(std::forward<F>(f));
+    } catch (...) {
+      small_free(mem, sizeof(Fn));
+      throw;
+    }
+    call_ = [](void* o, const Tensor& g) -> TensorList {
+      if constexpr (std::is_same_v<std::invoke_result_t<Fn&, const Tensor&>, TensorList>) {
+        return (*static_cast<Fn*>(o))(g);
+      } else {
+        auto r = (*static_cast<Fn*>(o))(g);
+        return TensorList(r.begin(), r.end());
+      }
+    };
+    destroy_ = [](void* o) {
+      static_cast<Fn*>(o)->~Fn();
+      small_free(o, sizeof(Fn));
+    };
+  }
+  BackwardFn(BackwardFn&& o) noexcept : obj_(o.obj_), call_(o.call_), destroy_(o.destroy_) { o.obj_ = nullptr; }
+  BackwardFn& operator=(BackwardFn&& o) noexcept {
+    if (this != &o) {
+      reset();
+      obj_ = o.obj_;
+      call_ = o.call_;
+      destroy_ = o.destroy_;
+      o.obj_ = nullptr;
+    }
+    return *this;
+  }
+  BackwardFn& operator=(std::nullptr_t) noexcept {
+    reset();
+    return *this;
+  }
+  BackwardFn(const BackwardFn&) = delete;
+  BackwardFn& operator=(const BackwardFn&) = delete;
+  ~BackwardFn() { reset(); }
+
+  explicit operator bool() const { return obj_ != nullptr; }
+  bool operator==(std::nullptr_t) const { return obj_ == nullptr; }
+  TensorList operator()(const Tensor& g) const { return call_(obj_, g); }
+
+ private:
+  void reset() noexcept {
+    if (obj_) destroy_(obj_);
+    obj_ = nullptr;
+  }
+  void* obj_ = nullptr;
+  TensorList (*call_)(void*, const Tensor&) = nullptr;
+  void (*destroy_)(void*) = nullptr;
+};
 
 // True when grad mode is on and any input requires grad.
 EMBER_API bool any_requires_grad(std::initializer_list<const Tensor*> inputs);
 EMBER_API bool any_requires_grad(const std::vector<Tensor>& inputs);
+EMBER_API bool any_requires_grad(const TensorList& inputs);
 
 // Records `out = op(inputs)` with the given backward; marks out as requiring grad.
 // Call only when any_requires_grad(inputs).
+EMBER_API void record(const char* op, std::initializer_list<Tensor> inputs, Tensor& out, BackwardFn backward);
 EMBER_API void record(const char* op, const std::vector<Tensor>& inputs, Tensor& out, BackwardFn backward);
+EMBER_API void record(const char* op, const TensorList& inputs, Tensor& out, BackwardFn backward);
 
 // Runs backward from roots with the given gradients.
-EMBER_API void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph);
+EMBER_API void run_backward(std::span<const Tensor> roots, std::span<const Tensor> grads, bool retain_graph);
 
 // d(outputs)/d(inputs) without touching .grad (as torch.autograd.grad); undefined where unreachable.
 EMBER_API std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,

@@ -53,9 +53,9 @@ EMBER_API Tensor le(const Tensor& a, const Tensor& b);
 EMBER_API Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 // --- reductions ------------------------------------------------------------------------------
 EMBER_API Tensor sum(const Tensor& x);  // all elements -> 0-d
-EMBER_API Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
+EMBER_API Tensor sum(const Tensor& x, IntList dims, bool keepdim = false);
 EMBER_API Tensor mean(const Tensor& x);
-EMBER_API Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
+EMBER_API Tensor mean(const Tensor& x, IntList dims, bool keepdim = false);
 EMBER_API Tensor max(const Tensor& x);  // all elements -> 0-d
 struct ValuesIndices {
   Tensor values;
@@ -73,8 +73,9 @@ EMBER_API Tensor matmul(const Tensor& a, const Tensor& b);
 // x: (..., in), weight: (out, in), bias: (out) or undefined -> (..., out)
 EMBER_API Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 // --- convolution and pooling (NCHW) ----------------------------------------------------------
+// Each spatial option holds one value (both dims) or two, {h, w}; kept inline (no heap).
 struct Conv2dOptions {
-  std::vector<int64_t> stride{1, 1}, padding{0, 0}, dilation{1, 1}, output_padding{0, 0};
+  Shape stride{1, 1}, padding{0, 0}, dilation{1, 1}, output_padding{0, 0};
   int64_t groups = 1;
 };
 // x: (N, C, H, W), weight: (K, C/groups, kh, kw), bias: (K) -> (N, K, H', W')
@@ -84,10 +85,10 @@ EMBER_API Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bia
 EMBER_API Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
                                   const Conv2dOptions& opts = {});
 struct Pool2dOptions {
-  std::vector<int64_t> kernel_size{2, 2};
-  std::vector<int64_t> stride{};  // empty: equal to kernel_size
-  std::vector<int64_t> padding{0, 0};
-  std::vector<int64_t> dilation{1, 1};  // max_pool2d only
+  Shape kernel_size{2, 2};
+  Shape stride{};  // empty: equal to kernel_size
+  Shape padding{0, 0};
+  Shape dilation{1, 1};  // max_pool2d only
   bool ceil_mode = false;
   bool count_include_pad = true;  // avg_pool2d only
 };

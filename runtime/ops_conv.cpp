@@ -17,11 +17,11 @@ namespace {
 
 using Pair = std::array<int64_t, 2>;
 
-std::string str(const std::vector<int64_t>& v) { return Shape(v).str(); }
-std::string str(const Pair& p) { return str(std::vector<int64_t>{p[0], p[1]}); }
+std::string str(const Shape& v) { return v.str(); }
+std::string str(const Pair& p) { return Shape{p[0], p[1]}.str(); }
 
 // A (height, width) option given as one value (both dims) or two, each at least `min`.
-Pair pair_option(const std::vector<int64_t>& v, const char* op, const char* what, int64_t min) {
+Pair pair_option(const Shape& v, const char* op, const char* what, int64_t min) {
   EMBER_CHECK(v.size() == 1 || v.size() == 2, "[", op, "] ", what, " must have 1 or 2 values, got ", v.size(),
               " ", str(v));
   const Pair p{v[0], v.back()};
@@ -91,16 +91,16 @@ void add_bias(Tensor& y, const Tensor& bias) {
 // Records a convolution node; `transposed` picks which kernels form the gradients.
 void record_conv(const char* op, const kernels::ConvGeom& g, bool transposed, const Tensor& x, const Tensor& xc,
                  const Tensor& w, const Tensor& wc, const Tensor& b, Tensor& y) {
-  std::vector<Tensor> inputs{x, w};
+  autograd::TensorList inputs{x, w};
   if (b.defined()) inputs.push_back(b);
   if (!autograd::any_requires_grad(inputs)) return;
   const bool need_x = x.requires_grad(), need_w = w.requires_grad(), need_b = b.defined() && b.requires_grad();
   const size_t n_inputs = inputs.size();
   autograd::SavedTensor saved_x(xc), saved_w(wc);
-  autograd::record(op, inputs, y, [=](const Tensor& grad) -> std::vector<Tensor> {
+  autograd::record(op, inputs, y, [=](const Tensor& grad) -> autograd::TensorList {
     const Tensor gy = grad.contiguous();
     const Tensor xs = saved_x.get(op), ws = saved_w.get(op);
-    std::vector<Tensor> grads(n_inputs);
+    autograd::TensorList grads(n_inputs);
     if (transposed) {
       // y = conv_backward_input(x): its adjoint is the convolution of gy.
       if (need_x) grads[0] = conv_forward(g, gy, ws);
@@ -240,7 +240,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opts) {
     if (autograd::any_requires_grad({&x4})) {
       const DType dtype = xc.dtype();
       const Device device = xc.device();
-      autograd::record(op, {x4}, y, [g, indices, dtype, device](const Tensor& grad) -> std::vector<Tensor> {
+      autograd::record(op, {x4}, y, [g, indices, dtype, device](const Tensor& grad) -> autograd::TensorList {
         const Tensor gy = grad.contiguous();
         Tensor dx = empty({g.N, g.C, g.H, g.W}, TensorOptions(dtype).with_device(device));
         EMBER_DISPATCH(device, max_pool2d_backward, g, gy, indices, dx);
@@ -261,7 +261,7 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opts) {
     if (autograd::any_requires_grad({&x4})) {
       const DType dtype = xc.dtype();
       const Device device = xc.device();
-      autograd::record(op, {x4}, y, [g, dtype, device](const Tensor& grad) -> std::vector<Tensor> {
+      autograd::record(op, {x4}, y, [g, dtype, device](const Tensor& grad) -> autograd::TensorList {
         const Tensor gy = grad.contiguous();
         Tensor dx = empty({g.N, g.C, g.H, g.W}, TensorOptions(dtype).with_device(device));
         EMBER_DISPATCH(device, avg_pool2d_backward, g, gy, dx);

@@ -56,7 +56,7 @@ Tensor add(const Tensor& a, const Tensor& b, double alpha) {
   Tensor out = alpha == 1.0 ? binary_raw(BinaryOp::Add, "add", a, b) : binary_raw(BinaryOp::Add, "add", a, mul(b.detach(), alpha));
   if (autograd::any_requires_grad({&a, &b})) {
     Shape sa = a.shape(), sb = b.shape();
-    autograd::record("add", {a, b}, out, [sa, sb, alpha](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("add", {a, b}, out, [sa, sb, alpha](const Tensor& g) -> autograd::TensorList {
       return {sum_to(g, sa), sum_to(alpha == 1.0 ? g : mul(g, alpha), sb)};
     });
   }
@@ -67,7 +67,7 @@ Tensor sub(const Tensor& a, const Tensor& b, double alpha) {
   Tensor out = alpha == 1.0 ? binary_raw(BinaryOp::Sub, "sub", a, b) : binary_raw(BinaryOp::Sub, "sub", a, mul(b.detach(), alpha));
   if (autograd::any_requires_grad({&a, &b})) {
     Shape sa = a.shape(), sb = b.shape();
-    autograd::record("sub", {a, b}, out, [sa, sb, alpha](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("sub", {a, b}, out, [sa, sb, alpha](const Tensor& g) -> autograd::TensorList {
       return {sum_to(g, sa), sum_to(mul(g, -alpha), sb)};
     });
   }
@@ -80,7 +80,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
     Shape sa = a.shape(), sb = b.shape();
     bool need_a = a.requires_grad(), need_b = b.requires_grad();
     SavedTensor sva(need_b ? a : Tensor()), svb(need_a ? b : Tensor());
-    autograd::record("mul", {a, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("mul", {a, b}, out, [=](const Tensor& g) -> autograd::TensorList {
       return {need_a ? sum_to(mul(g, svb.get("mul")), sa) : Tensor(),
               need_b ? sum_to(mul(g, sva.get("mul")), sb) : Tensor()};
     });
@@ -94,7 +94,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
     Shape sa = a.shape(), sb = b.shape();
     bool need_b = b.requires_grad();
     SavedTensor sva(need_b ? a : Tensor()), svb(b);
-    autograd::record("div", {a, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("div", {a, b}, out, [=](const Tensor& g) -> autograd::TensorList {
       Tensor bb = svb.get("div");
       Tensor gb;
       if (need_b) gb = sum_to(neg(div(mul(g, sva.get("div")), mul(bb, bb))), sb);
@@ -109,7 +109,7 @@ Tensor pow(const Tensor& a, const Tensor& b) {
   if (autograd::any_requires_grad({&a, &b})) {
     Shape sa = a.shape(), sb = b.shape();
     SavedTensor sva(a), svb(b), svo(out);
-    autograd::record("pow", {a, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("pow", {a, b}, out, [=](const Tensor& g) -> autograd::TensorList {
       Tensor x = sva.get("pow"), y = svb.get("pow"), o = svo.get("pow");
       // d/da = b * a^(b-1) (0 where b == 0); d/db = a^b * log(a) (0 where a == 0 and b >= 0)
       Tensor ga = where(eq(y, zeros_like(y)), zeros_like(o), mul(y, pow(x, sub(y, 1.0))));
@@ -129,7 +129,7 @@ Tensor extremum(bool is_max, const Tensor& a, const Tensor& b) {
   if (autograd::any_requires_grad({&a, &b})) {
     Shape sa = a.shape(), sb = b.shape();
     SavedTensor sva(a), svb(b);
-    autograd::record(name, {a, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record(name, {a, b}, out, [=](const Tensor& g) -> autograd::TensorList {
       Tensor x = sva.get(name), y = svb.get(name);
       Tensor half = mul(g, 0.5);
       Tensor z = zeros_like(g);
@@ -168,7 +168,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   if (autograd::any_requires_grad({&a, &b})) {
     Shape sa = a.shape(), sb = b.shape();
     Tensor c = cond.detach();
-    autograd::record("where", {a, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("where", {a, b}, out, [=](const Tensor& g) -> autograd::TensorList {
       Tensor z = zeros_like(g);
       return {sum_to(where(c, g, z), sa), sum_to(where(c, z, g), sb)};
     });
@@ -180,18 +180,18 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 
 Tensor add(const Tensor& a, double s) {
   return unary_op("add_scalar", UnaryOp::AddScalar, a, s, 0, [](const Tensor&, const Tensor&) {
-    return [](const Tensor& g) -> std::vector<Tensor> { return {g}; };
+    return [](const Tensor& g) -> autograd::TensorList { return {g}; };
   });
 }
 Tensor sub(const Tensor& a, double s) { return add(a, -s); }
 Tensor rsub(const Tensor& a, double s) {
   return unary_op("rsub_scalar", UnaryOp::RSubScalar, a, s, 0, [](const Tensor&, const Tensor&) {
-    return [](const Tensor& g) -> std::vector<Tensor> { return {neg(g)}; };
+    return [](const Tensor& g) -> autograd::TensorList { return {neg(g)}; };
   });
 }
 Tensor mul(const Tensor& a, double s) {
   return unary_op("mul_scalar", UnaryOp::MulScalar, a, s, 0, [s](const Tensor&, const Tensor&) {
-    return [s](const Tensor& g) -> std::vector<Tensor> { return {mul(g, s)}; };
+    return [s](const Tensor& g) -> autograd::TensorList { return {mul(g, s)}; };
   });
 }
 Tensor div(const Tensor& a, double s) {
@@ -200,13 +200,13 @@ Tensor div(const Tensor& a, double s) {
   detail::check_floating(a, "div_scalar");
   Tensor out = binary_raw(BinaryOp::Div, "div_scalar", a.detach(), scalar_tensor(s, TensorOptions(a.dtype()).with_device(a.device())));
   if (autograd::any_requires_grad({&a}))
-    autograd::record("div_scalar", {a}, out, [s](const Tensor& g) -> std::vector<Tensor> { return {div(g, s)}; });
+    autograd::record("div_scalar", {a}, out, [s](const Tensor& g) -> autograd::TensorList { return {div(g, s)}; });
   return out;
 }
 Tensor rdiv(const Tensor& a, double s) {
   return unary_op("rdiv_scalar", UnaryOp::RDivScalar, a, s, 0, [s](const Tensor& x, const Tensor&) {
     SavedTensor sx(x);
-    return [s, sx](const Tensor& g) -> std::vector<Tensor> {
+    return [s, sx](const Tensor& g) -> autograd::TensorList {
       Tensor xv = sx.get("rdiv_scalar");
       return {neg(div(mul(g, s), mul(xv, xv)))};
     };
@@ -215,7 +215,7 @@ Tensor rdiv(const Tensor& a, double s) {
 Tensor pow(const Tensor& a, double p) {
   return unary_op("pow_scalar", UnaryOp::PowScalar, a, p, 0, [p](const Tensor& x, const Tensor&) {
     SavedTensor sx(x);
-    return [p, sx](const Tensor& g) -> std::vector<Tensor> {
+    return [p, sx](const Tensor& g) -> autograd::TensorList {
       if (p == 0.0) return {zeros_like(g)};
       Tensor xv = sx.get("pow_scalar");
       return {mul(g, mul(p == 2.0 ? xv : pow(xv, p - 1.0), p))};
@@ -227,35 +227,35 @@ Tensor pow(const Tensor& a, double p) {
 
 Tensor neg(const Tensor& x) {
   return unary_op("neg", UnaryOp::Neg, x, 0, 0, [](const Tensor&, const Tensor&) {
-    return [](const Tensor& g) -> std::vector<Tensor> { return {neg(g)}; };
+    return [](const Tensor& g) -> autograd::TensorList { return {neg(g)}; };
   });
 }
 
 Tensor exp(const Tensor& x) {
   return unary_op("exp", UnaryOp::Exp, x, 0, 0, [](const Tensor&, const Tensor& out) {
     SavedTensor so(out);
-    return [so](const Tensor& g) -> std::vector<Tensor> { return {mul(g, so.get("exp"))}; };
+    return [so](const Tensor& g) -> autograd::TensorList { return {mul(g, so.get("exp"))}; };
   });
 }
 
 Tensor log(const Tensor& x) {
   return unary_op("log", UnaryOp::Log, x, 0, 0, [](const Tensor& in, const Tensor&) {
     SavedTensor sx(in);
-    return [sx](const Tensor& g) -> std::vector<Tensor> { return {div(g, sx.get("log"))}; };
+    return [sx](const Tensor& g) -> autograd::TensorList { return {div(g, sx.get("log"))}; };
   });
 }
 
 Tensor sqrt(const Tensor& x) {
   return unary_op("sqrt", UnaryOp::Sqrt, x, 0, 0, [](const Tensor&, const Tensor& out) {
     SavedTensor so(out);
-    return [so](const Tensor& g) -> std::vector<Tensor> { return {div(g, mul(so.get("sqrt"), 2.0))}; };
+    return [so](const Tensor& g) -> autograd::TensorList { return {div(g, mul(so.get("sqrt"), 2.0))}; };
   });
 }
 
 Tensor abs(const Tensor& x) {
   return unary_op("abs", UnaryOp::Abs, x, 0, 0, [](const Tensor& in, const Tensor&) {
     SavedTensor sx(in);
-    return [sx](const Tensor& g) -> std::vector<Tensor> { return {mul(g, unary_raw(UnaryOp::Sign, sx.get("abs")))}; };
+    return [sx](const Tensor& g) -> autograd::TensorList { return {mul(g, unary_raw(UnaryOp::Sign, sx.get("abs")))}; };
   });
 }
 
@@ -269,7 +269,7 @@ Tensor clamp(const Tensor& x, std::optional<double> lo, std::optional<double> hi
   double b = hi.value_or(std::numeric_limits<double>::infinity());
   return unary_op("clamp", UnaryOp::Clamp, x, a, b, [a, b](const Tensor& in, const Tensor&) {
     SavedTensor sx(in);
-    return [a, b, sx](const Tensor& g) -> std::vector<Tensor> {
+    return [a, b, sx](const Tensor& g) -> autograd::TensorList {
       return {mul(g, unary_raw(UnaryOp::ClampMask, sx.get("clamp"), a, b))};
     };
   });
@@ -278,7 +278,7 @@ Tensor clamp(const Tensor& x, std::optional<double> lo, std::optional<double> hi
 Tensor relu(const Tensor& x) {
   return unary_op("relu", UnaryOp::Relu, x, 0, 0, [](const Tensor&, const Tensor& out) {
     SavedTensor so(out);
-    return [so](const Tensor& g) -> std::vector<Tensor> {
+    return [so](const Tensor& g) -> autograd::TensorList {
       return {binary_raw(BinaryOp::ReluBackward, "relu_backward", g, so.get("relu"))};
     };
   });
@@ -287,7 +287,7 @@ Tensor relu(const Tensor& x) {
 Tensor leaky_relu(const Tensor& x, double slope) {
   return unary_op("leaky_relu", UnaryOp::LeakyRelu, x, slope, 0, [slope](const Tensor& in, const Tensor&) {
     SavedTensor sx(in);
-    return [slope, sx](const Tensor& g) -> std::vector<Tensor> {
+    return [slope, sx](const Tensor& g) -> autograd::TensorList {
       return {mul(g, unary_raw(UnaryOp::LeakyReluGrad, sx.get("leaky_relu"), slope))};
     };
   });
@@ -296,7 +296,7 @@ Tensor leaky_relu(const Tensor& x, double slope) {
 Tensor sigmoid(const Tensor& x) {
   return unary_op("sigmoid", UnaryOp::Sigmoid, x, 0, 0, [](const Tensor&, const Tensor& out) {
     SavedTensor so(out);
-    return [so](const Tensor& g) -> std::vector<Tensor> {
+    return [so](const Tensor& g) -> autograd::TensorList {
       return {binary_raw(BinaryOp::SigmoidBackward, "sigmoid_backward", g, so.get("sigmoid"))};
     };
   });
@@ -305,7 +305,7 @@ Tensor sigmoid(const Tensor& x) {
 Tensor tanh(const Tensor& x) {
   return unary_op("tanh", UnaryOp::Tanh, x, 0, 0, [](const Tensor&, const Tensor& out) {
     SavedTensor so(out);
-    return [so](const Tensor& g) -> std::vector<Tensor> {
+    return [so](const Tensor& g) -> autograd::TensorList {
       return {binary_raw(BinaryOp::TanhBackward, "tanh_backward", g, so.get("tanh"))};
     };
   });
@@ -317,7 +317,7 @@ Tensor gelu(const Tensor& x, const char* approximate) {
   bool th = mode == "tanh";
   return unary_op("gelu", th ? UnaryOp::GeluTanh : UnaryOp::Gelu, x, 0, 0, [th](const Tensor& in, const Tensor&) {
     SavedTensor sx(in);
-    return [th, sx](const Tensor& g) -> std::vector<Tensor> {
+    return [th, sx](const Tensor& g) -> autograd::TensorList {
       return {mul(g, unary_raw(th ? UnaryOp::GeluTanhGrad : UnaryOp::GeluGrad, sx.get("gelu")))};
     };
   });

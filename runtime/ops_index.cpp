@@ -37,8 +37,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   if (autograd::any_requires_grad(tensors)) {
     std::vector<int64_t> sizes;
     for (const Tensor& x : tensors) sizes.push_back(x.shape()[d]);
-    autograd::record("cat", tensors, out, [offsets, sizes, d](const Tensor& g) -> std::vector<Tensor> {
-      std::vector<Tensor> gs;
+    autograd::record("cat", tensors, out, [offsets, sizes, d](const Tensor& g) -> autograd::TensorList {
+      autograd::TensorList gs;
       for (size_t i = 0; i < sizes.size(); ++i) gs.push_back(g.narrow(d, offsets[i], sizes[i]));
       return gs;
     });
@@ -83,7 +83,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   if (x.dim() == 0) out = out.reshape(Shape{});
   if (autograd::any_requires_grad({&x})) {
     Shape xs_shape = xs.shape(), in_shape = x.shape();
-    autograd::record("index_select", {x}, out, [xs_shape, in_shape, d, idx](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("index_select", {x}, out, [xs_shape, in_shape, d, idx](const Tensor& g) -> autograd::TensorList {
       Tensor gx = zeros(xs_shape, TensorOptions(g.dtype()).with_device(g.device()));
       Tensor gc = g.reshape([&] {
                      Shape s = xs_shape;

@@ -69,7 +69,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     bool need_a = a.requires_grad(), need_b = b.requires_grad();
     SavedTensor sa(need_b ? a : Tensor()), sb(need_a ? b : Tensor());
     Shape shape_a = a.shape(), shape_b = b.shape();
-    autograd::record("matmul", {a, b}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("matmul", {a, b}, out, [=](const Tensor& g) -> autograd::TensorList {
       Tensor ga, gb;
       if (need_a) ga = sum_to(matmul_nd_raw(g, sb.get("matmul").transpose(-1, -2)), shape_a);
       if (need_b) gb = sum_to(matmul_nd_raw(sa.get("matmul").transpose(-1, -2), g), shape_b);
@@ -116,7 +116,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
     SavedTensor sx(need_w ? x : Tensor()), sw(need_x ? weight : Tensor());
     Shape xs = x.shape();
-    autograd::record("linear", {x, weight, bias}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("linear", {x, weight, bias}, out, [=](const Tensor& g) -> autograd::TensorList {
       Tensor g2 = g.reshape({-1, out_f});
       Tensor gx, gw, gb;
       if (need_x) gx = bmm_raw(g2.unsqueeze(0), sw.get("linear").unsqueeze(0)).reshape(xs);

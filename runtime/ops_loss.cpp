@@ -47,7 +47,7 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction r) {
     const bool need_input = input.requires_grad(), need_target = target.requires_grad();
     const double norm = r == Reduction::Mean ? 2.0 / static_cast<double>(d.numel()) : 2.0;
     SavedTensor sd(d);
-    autograd::record("mse_loss", {input, target}, out, [=](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("mse_loss", {input, target}, out, [=](const Tensor& g) -> autograd::TensorList {
       Tensor gi = mul(mul(sd.get("mse_loss"), norm), g);
       return {need_input ? gi : Tensor(), need_target ? neg(gi) : Tensor()};
     });
@@ -111,7 +111,7 @@ Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& targe
     Tensor pw = pos_weight.defined() ? pos_weight.detach() : Tensor();
     Shape in_shape = input.shape();
     autograd::record("binary_cross_entropy_with_logits", {input, target}, loss,
-                     [sx, st, w, pw, in_shape](const Tensor& g) -> std::vector<Tensor> {
+                     [sx, st, w, pw, in_shape](const Tensor& g) -> autograd::TensorList {
                        Tensor xv = sx.get("binary_cross_entropy_with_logits");
                        Tensor tv = st.get("binary_cross_entropy_with_logits");
                        Tensor s = sigmoid(xv);
@@ -193,7 +193,7 @@ std::pair<Tensor, Tensor> nll_elements(const Tensor& logp, const Tensor& target,
   Tensor losses = empty({M}, o), weights = empty({M}, o);
   EMBER_DISPATCH(logp.device(), nll_loss, lc, target, w, ignore_index, losses, weights);
   if (autograd::any_requires_grad({&logp})) {
-    autograd::record("nll_loss", {logp}, losses, [target, w, ignore_index, M, C, o](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("nll_loss", {logp}, losses, [target, w, ignore_index, M, C, o](const Tensor& g) -> autograd::TensorList {
       Tensor d = zeros({M, C}, o);
       Tensor gc = g.contiguous();
       EMBER_DISPATCH(g.device(), nll_loss_backward, gc, target, w, ignore_index, d);

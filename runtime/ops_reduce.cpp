@@ -12,8 +12,8 @@ using autograd::SavedTensor;
 namespace {
 
 // Sorted unique wrapped dims; empty input means all dims.
-std::vector<int> reduce_dims(const Tensor& x, const std::vector<int64_t>& dims, const char* op) {
-  std::vector<int> out;
+DimList reduce_dims(const Tensor& x, IntList dims, const char* op) {
+  DimList out;
   if (dims.empty()) {
     for (int d = 0; d < x.dim(); ++d) out.push_back(d);
     return out;
@@ -28,13 +28,13 @@ std::vector<int> reduce_dims(const Tensor& x, const std::vector<int64_t>& dims, 
   return out;
 }
 
-Shape keepdim_shape(const Shape& s, const std::vector<int>& dims) {
+Shape keepdim_shape(const Shape& s, const DimList& dims) {
   Shape k = s;
   for (int d : dims) k[d] = 1;
   return k;
 }
 
-Shape squeezed_shape(const Shape& s, const std::vector<int>& dims) {
+Shape squeezed_shape(const Shape& s, const DimList& dims) {
   Shape out;
   for (int d = 0; d < s.size(); ++d)
     if (std::find(dims.begin(), dims.end(), d) == dims.end()) out.push_back(s[d]);
@@ -42,20 +42,20 @@ Shape squeezed_shape(const Shape& s, const std::vector<int>& dims) {
 }
 
 // Raw sum over dims (no autograd), keepdim shape.
-Tensor sum_raw(const Tensor& x, const std::vector<int>& dims) {
+Tensor sum_raw(const Tensor& x, const DimList& dims) {
   Tensor out = empty(keepdim_shape(x.shape(), dims), TensorOptions(x.dtype()).with_device(x.device()));
   EMBER_DISPATCH(x.device(), reduce, kernels::ReduceOp::Sum, x, dims, out, Tensor());
   return out;
 }
 
-Tensor sum_impl(const Tensor& x, const std::vector<int>& dims, bool keepdim, const char* op) {
+Tensor sum_impl(const Tensor& x, const DimList& dims, bool keepdim, const char* op) {
   detail::check_defined(x, op, "input");
   detail::check_floating(x, op);
   Tensor out = sum_raw(x, dims);
   if (!keepdim) out = out.detach().reshape(squeezed_shape(x.shape(), dims));
   if (autograd::any_requires_grad({&x})) {
     Shape in_shape = x.shape(), k = keepdim_shape(x.shape(), dims);
-    autograd::record(op, {x}, out, [in_shape, k](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record(op, {x}, out, [in_shape, k](const Tensor& g) -> autograd::TensorList {
       return {g.reshape(k).expand(in_shape)};
     });
   }
@@ -66,14 +66,14 @@ Tensor sum_impl(const Tensor& x, const std::vector<int>& dims, bool keepdim, con
 
 Tensor sum(const Tensor& x) { return sum_impl(x, reduce_dims(x, {}, "sum"), false, "sum"); }
 
-Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+Tensor sum(const Tensor& x, IntList dims, bool keepdim) {
   return sum_impl(x, reduce_dims(x, dims, "sum"), keepdim, "sum");
 }
 
 Tensor mean(const Tensor& x) { return mean(x, {}, false); }
 
-Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  std::vector<int> d = reduce_dims(x, dims, "mean");
+Tensor mean(const Tensor& x, IntList dims, bool keepdim) {
+  DimList d = reduce_dims(x, dims, "mean");
   int64_t count = 1;
   for (int i : d) count *= x.shape()[i];
   return div(sum_impl(x, d, keepdim, "mean"), static_cast<double>(count));
@@ -83,7 +83,7 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
   if (x.shape() == shape) return x;
   int lead = x.dim() - shape.size();
   EMBER_CHECK(lead >= 0, "[sum_to] cannot sum shape ", x.shape().str(), " to ", shape.str());
-  std::vector<int> dims;
+  DimList dims;
   for (int d = 0; d < x.dim(); ++d) {
     if (d < lead) {
       dims.push_back(d);
@@ -96,7 +96,7 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
   Tensor out = sum_raw(x, dims).detach().reshape(shape);
   if (autograd::any_requires_grad({&x})) {
     Shape in_shape = x.shape();
-    autograd::record("sum_to", {x}, out, [in_shape](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("sum_to", {x}, out, [in_shape](const Tensor& g) -> autograd::TensorList {
       return {g.expand(in_shape)};
     });
   }
@@ -106,13 +106,13 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
 Tensor max(const Tensor& x) {
   detail::check_floating(x, "max");
   EMBER_CHECK(x.numel() > 0, "[max] cannot reduce an empty tensor of shape ", x.shape().str());
-  std::vector<int> dims = reduce_dims(x, {}, "max");
+  DimList dims = reduce_dims(x, {}, "max");
   Tensor out = empty(keepdim_shape(x.shape(), dims), TensorOptions(x.dtype()).with_device(x.device()));
   EMBER_DISPATCH(x.device(), reduce, kernels::ReduceOp::Max, x, dims, out, Tensor());
   out = out.reshape(Shape{});
   if (autograd::any_requires_grad({&x})) {
     SavedTensor sx(x), so(out);
-    autograd::record("max", {x}, out, [sx, so](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("max", {x}, out, [sx, so](const Tensor& g) -> autograd::TensorList {
       // evenly distributed among the maximal elements, as torch
       Tensor xv = sx.get("max");
       Tensor mask = eq(xv, so.get("max")).to(xv.dtype());
@@ -125,7 +125,7 @@ Tensor max(const Tensor& x) {
 ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim) {
   detail::check_floating(x, "max");
   int d = wrap_dim(dim, x.dim(), "max");
-  std::vector<int> dims;
+  DimList dims;
   if (x.dim() > 0) dims.push_back(d);
   EMBER_CHECK(x.dim() == 0 || x.shape()[d] > 0, "[max] cannot reduce dimension ", d, " of size 0");
   Shape k = keepdim_shape(x.shape(), dims);
@@ -141,7 +141,7 @@ ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim) {
     Shape in_shape = x.shape();
     Tensor idx = indices.reshape(k);
     int rank = x.dim();
-    autograd::record("max_dim", {x}, values, [in_shape, k, idx, d, rank](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("max_dim", {x}, values, [in_shape, k, idx, d, rank](const Tensor& g) -> autograd::TensorList {
       if (rank == 0) return {g.reshape(in_shape)};
       // one-hot of the argmax along d, times the gradient
       Shape pos_shape;
@@ -170,7 +170,7 @@ Tensor softmax(const Tensor& x, int64_t dim) {
   if (autograd::any_requires_grad({&x})) {
     SavedTensor so(out);
     int64_t dd = x.dim() == 0 ? 0 : d;
-    autograd::record("softmax", {x}, out, [so, dd](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("softmax", {x}, out, [so, dd](const Tensor& g) -> autograd::TensorList {
       Tensor y = so.get("softmax");
       return {mul(y, sub(g, sum(mul(g, y), {dd}, true)))};
     });
@@ -188,7 +188,7 @@ Tensor log_softmax(const Tensor& x, int64_t dim) {
   if (autograd::any_requires_grad({&x})) {
     SavedTensor so(out);
     int64_t dd = x.dim() == 0 ? 0 : d;
-    autograd::record("log_softmax", {x}, out, [so, dd](const Tensor& g) -> std::vector<Tensor> {
+    autograd::record("log_softmax", {x}, out, [so, dd](const Tensor& g) -> autograd::TensorList {
       Tensor y = so.get("log_softmax");
       return {sub(g, mul(exp(y), sum(g, {dd}, true)))};
     });

@@ -7,6 +7,7 @@
 
 #include "runtime/api.h"
 #include "runtime/error.h"
+#include "runtime/small_alloc.h"
 
 namespace ember {
 
@@ -53,6 +54,35 @@ class EMBER_API Shape {
 };
 
 using Strides = Shape;
+
+// Dims an op works on (sorted, wrapped), in a recycled block.
+using DimList = PoolVector<int>;
+
+// A non-owning list of int64 (dims): binds a braced list, a std::vector<int64_t> or a Shape
+// without copying it to the heap. Only for parameters: it must not outlive its argument.
+class IntList {
+ public:
+  IntList() = default;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winit-list-lifetime"  // by design: the list outlives the call
+#endif
+  IntList(std::initializer_list<int64_t> l) : p_(l.begin()), n_(l.size()) {}       // NOLINT
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+  IntList(const std::vector<int64_t>& v) : p_(v.data()), n_(v.size()) {}            // NOLINT
+  IntList(const Shape& s) : p_(s.begin()), n_(static_cast<size_t>(s.size())) {}     // NOLINT
+  const int64_t* begin() const { return p_; }
+  const int64_t* end() const { return p_ + n_; }
+  size_t size() const { return n_; }
+  bool empty() const { return n_ == 0; }
+  int64_t operator[](size_t i) const { return p_[i]; }
+
+ private:
+  const int64_t* p_ = nullptr;
+  size_t n_ = 0;
+};
 
 // Contiguous (row-major) strides for a shape.
 EMBER_API Strides contiguous_strides(const Shape& shape);

@@ -10,6 +10,7 @@
 #include "kernels/kernels.h"
 #include "runtime/allocator.h"
 #include "runtime/autograd.h"
+#include "runtime/small_alloc.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
 
@@ -35,7 +36,7 @@ namespace {
 
 std::shared_ptr<TensorImpl> make_impl(std::shared_ptr<Storage> storage, const Shape& shape, const Strides& strides,
                                       int64_t offset, DType dtype) {
-  auto impl = std::make_shared<TensorImpl>();
+  auto impl = make_pooled<TensorImpl>();
   impl->storage = std::move(storage);
   impl->shape = shape;
   impl->strides = strides;
@@ -163,7 +164,7 @@ Tensor Tensor::view(const Shape& shape_in) const {
               this->shape().str(), " with strides ", strides().str(), " as ", shape.str(),
               " (not compatible with its memory layout; use reshape)");
   Shape in_shape = this->shape();
-  return make_view(*this, shape, st, offset(), "view", [in_shape](const Tensor& g) -> std::vector<Tensor> {
+  return make_view(*this, shape, st, offset(), "view", [in_shape](const Tensor& g) -> autograd::TensorList {
     return {g.reshape(in_shape)};
   });
 }
@@ -175,31 +176,41 @@ Tensor Tensor::reshape(const Shape& shape_in) const {
   return contiguous().view(shape);
 }
 
+namespace {
+
+// permute with the dims in an inline Shape (no heap), shared by permute, transpose and their backward.
+Tensor permute_dims(const Tensor& t, const Shape& dims) {
+  EMBER_CHECK(dims.size() == t.dim(), "[permute] got ", dims.size(), " dims for a tensor of rank ", t.dim());
+  Shape s, inverse;
+  Strides st;
+  inverse.resize(dims.size(), -1);
+  for (int i = 0; i < dims.size(); ++i) {
+    int d = wrap_dim(dims[i], t.dim(), "permute");
+    EMBER_CHECK(inverse[d] < 0, "[permute] dim ", d, " repeated");
+    inverse[d] = i;
+    s.push_back(t.shape()[d]);
+    st.push_back(t.strides()[d]);
+  }
+  return make_view(t, s, st, t.offset(), "permute", [inverse](const Tensor& g) -> autograd::TensorList {
+    return {permute_dims(g, inverse)};
+  });
+}
+
+}  // namespace
+
 Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
   EMBER_CHECK(static_cast<int>(dims.size()) == dim(), "[permute] got ", dims.size(), " dims for a tensor of rank ",
               dim());
-  Shape s;
-  Strides st;
-  std::vector<int64_t> inverse(dims.size(), -1);
-  for (size_t i = 0; i < dims.size(); ++i) {
-    int d = wrap_dim(dims[i], dim(), "permute");
-    EMBER_CHECK(inverse[d] < 0, "[permute] dim ", d, " repeated");
-    inverse[d] = static_cast<int64_t>(i);
-    s.push_back(shape()[d]);
-    st.push_back(strides()[d]);
-  }
-  return make_view(*this, s, st, offset(), "permute", [inverse](const Tensor& g) -> std::vector<Tensor> {
-    return {g.permute(inverse)};
-  });
+  return permute_dims(*this, Shape(dims));
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   if (dim() == 0) return *this;
   int a = wrap_dim(d0, dim(), "transpose"), b = wrap_dim(d1, dim(), "transpose");
-  std::vector<int64_t> p(dim());
-  for (int i = 0; i < dim(); ++i) p[i] = i;
+  Shape p;
+  for (int i = 0; i < dim(); ++i) p.push_back(i);
   std::swap(p[a], p[b]);
-  return permute(p);
+  return permute_dims(*this, p);
 }
 
 Tensor Tensor::t() const {
@@ -222,7 +233,7 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   Shape in_shape = shape();
   DType dt = dtype();
   return make_view(*this, s, st, offset() + start * strides()[dd], "slice",
-                   [in_shape, dt, dd, start, end, step](const Tensor& g) -> std::vector<Tensor> {
+                   [in_shape, dt, dd, start, end, step](const Tensor& g) -> autograd::TensorList {
                      Tensor gi = zeros(in_shape, TensorOptions(dt).with_device(g.device()));
                      gi.slice(dd, start, end, step).copy_(g);
                      return {gi};
@@ -271,7 +282,7 @@ Tensor Tensor::expand(const Shape& target) const {
   }
   if (s == shape()) return *this;
   Shape in_shape = shape();
-  return make_view(*this, s, st, offset(), "expand", [in_shape](const Tensor& g) -> std::vector<Tensor> {
+  return make_view(*this, s, st, offset(), "expand", [in_shape](const Tensor& g) -> autograd::TensorList {
     return {sum_to(g, in_shape)};
   });
 }
@@ -285,7 +296,7 @@ Tensor Tensor::squeeze() const {
       st.push_back(strides()[i]);
     }
   Shape in_shape = shape();
-  return make_view(*this, s, st, offset(), "squeeze", [in_shape](const Tensor& g) -> std::vector<Tensor> {
+  return make_view(*this, s, st, offset(), "squeeze", [in_shape](const Tensor& g) -> autograd::TensorList {
     return {g.reshape(in_shape)};
   });
 }
@@ -299,7 +310,7 @@ Tensor Tensor::squeeze(int64_t d) const {
   s.erase(dd);
   st.erase(dd);
   Shape in_shape = shape();
-  return make_view(*this, s, st, offset(), "squeeze", [in_shape](const Tensor& g) -> std::vector<Tensor> {
+  return make_view(*this, s, st, offset(), "squeeze", [in_shape](const Tensor& g) -> autograd::TensorList {
     return {g.reshape(in_shape)};
   });
 }
@@ -312,7 +323,7 @@ Tensor Tensor::unsqueeze(int64_t d) const {
   s.insert(dd, 1);
   st.insert(dd, new_stride);
   Shape in_shape = shape();
-  return make_view(*this, s, st, offset(), "unsqueeze", [in_shape](const Tensor& g) -> std::vector<Tensor> {
+  return make_view(*this, s, st, offset(), "unsqueeze", [in_shape](const Tensor& g) -> autograd::TensorList {
     return {g.reshape(in_shape)};
   });
 }
@@ -336,7 +347,7 @@ Tensor Tensor::clone() const {
   Tensor out = empty(shape(), TensorOptions(dtype()).with_device(device()));
   EMBER_DISPATCH(device(), copy, *this, out);
   if (autograd::any_requires_grad({this}))
-    autograd::record("clone", {*this}, out, [](const Tensor& g) -> std::vector<Tensor> { return {g}; });
+    autograd::record("clone", {*this}, out, [](const Tensor& g) -> autograd::TensorList { return {g}; });
   return out;
 }
 
@@ -348,7 +359,7 @@ Tensor Tensor::to(DType t) const {
   EMBER_DISPATCH(device(), copy, *this, out);
   if (is_floating(t) && autograd::any_requires_grad({this})) {
     DType src = dtype();
-    autograd::record("to_dtype", {*this}, out, [src](const Tensor& g) -> std::vector<Tensor> { return {g.to(src)}; });
+    autograd::record("to_dtype", {*this}, out, [src](const Tensor& g) -> autograd::TensorList { return {g.to(src)}; });
   }
   return out;
 }
@@ -360,7 +371,7 @@ Tensor Tensor::to(Device d) const {
   if (nbytes() > 0) kernels::cuda_memcpy(out.data_ptr(), d, src.data_ptr(), src.device(), nbytes());
   if (autograd::any_requires_grad({this})) {
     Device back = device();
-    autograd::record("to_device", {*this}, out, [back](const Tensor& g) -> std::vector<Tensor> { return {g.to(back)}; });
+    autograd::record("to_device", {*this}, out, [back](const Tensor& g) -> autograd::TensorList { return {g.to(back)}; });
   }
   return out;
 }
@@ -389,7 +400,7 @@ void Tensor::set_grad(const Tensor& g) const {
 }
 
 void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
-  autograd::run_backward({*this}, {gradient}, retain_graph);
+  autograd::run_backward(std::span<const Tensor>(this, 1), std::span<const Tensor>(&gradient, 1), retain_graph);
 }
 
 // --- in-place ---------------------------------------------------------------------------------
@@ -503,7 +514,7 @@ Tensor empty(const Shape& shape, TensorOptions opts) {
     EMBER_CHECK(d == 0 || n <= (int64_t{1} << 62) / d, "[empty] shape ", shape.str(), " has too many elements");
     n *= d;
   }
-  auto storage = std::make_shared<Storage>(static_cast<size_t>(n) * dtype_size(opts.dtype), opts.device);
+  auto storage = make_pooled<Storage>(static_cast<size_t>(n) * dtype_size(opts.dtype), opts.device);
   Tensor t(make_impl(std::move(storage), shape, contiguous_strides(shape), 0, opts.dtype));
   if (opts.requires_grad) t.requires_grad_(true);
   return t;
@@ -559,7 +570,7 @@ Tensor from_vector(const std::vector<int64_t>& v, const Shape& s, TensorOptions 
 Tensor from_blob(void* data, const Shape& shape, DType dtype, Device device, std::function<void(void*)> deleter) {
   check_shape_valid(shape, "from_blob");
   size_t nbytes = static_cast<size_t>(shape.numel()) * dtype_size(dtype);
-  auto storage = std::make_shared<Storage>(data, nbytes, device, std::move(deleter));
+  auto storage = make_pooled<Storage>(data, nbytes, device, std::move(deleter));
   return Tensor(make_impl(std::move(storage), shape, contiguous_strides(shape), 0, dtype));
 }
 

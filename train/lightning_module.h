@@ -20,7 +20,7 @@
 namespace ember {
 
 class Trainer;
-using Batch = std::vector<Tensor>;
+using Batch = PoolVector<Tensor>;  // the loader's batches (data::Batch): recycled storage
 
 // One LR scheduler and when the trainer steps it (Lightning's lr_scheduler_config).
 struct SchedulerConfig {

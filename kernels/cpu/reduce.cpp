@@ -135,7 +135,7 @@ void sum_outer_inner(const T* xp, T* op, int64_t A, int64_t K, int64_t B) {
 
 }  // namespace
 
-void reduce_cpu(ReduceOp op, const Tensor& x, const std::vector<int>& dims, const Tensor& out, const Tensor& indices) {
+void reduce_cpu(ReduceOp op, const Tensor& x, const DimList& dims, const Tensor& out, const Tensor& indices) {
   // Split x's dims into kept (outer) and reduced (inner) groups.
   bool reduced[kMaxRank] = {};
   for (int d : dims) reduced[d] = true;

@@ -235,7 +235,7 @@ __global__ void softmax_strided_kernel(int64_t outer, int64_t n, int64_t inner, 
 
 }  // namespace
 
-void reduce_cuda(ReduceOp op, const Tensor& x, const std::vector<int>& dims, const Tensor& out, const Tensor& indices) {
+void reduce_cuda(ReduceOp op, const Tensor& x, const DimList& dims, const Tensor& out, const Tensor& indices) {
   cu::DeviceGuard g(out);
   bool reduced[kMaxRank] = {};
   for (int d : dims) reduced[d] = true;

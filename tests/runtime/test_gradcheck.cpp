@@ -554,7 +554,7 @@ TEST(GradcheckCoverage, DetectsAWrongGradient) {
     Tensor out = mul(in[0].detach(), in[0].detach());
     if (autograd::any_requires_grad(in)) {
       Tensor xs = in[0].detach();
-      autograd::record("wrong_square", in, out, [xs](const Tensor& g) -> std::vector<Tensor> { return {mul(mul(g, xs), 3.0)}; });
+      autograd::record("wrong_square", in, out, [xs](const Tensor& g) -> autograd::TensorList { return {mul(mul(g, xs), 3.0)}; });
     }
     return out;
   };

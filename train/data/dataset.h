@@ -15,7 +15,7 @@ namespace ember::data {
 // One example: a tuple of tensors, e.g. {image (1, 28, 28), label ()}.
 using Example = std::vector<Tensor>;
 // One batch: the examples' tensors stacked along a new leading dim, e.g. {(B, 1, 28, 28), (B)}.
-using Batch = std::vector<Tensor>;
+using Batch = PoolVector<Tensor>;  // recycled storage: no malloc per batch
 // Allocates a contiguous CPU tensor for one tensor of a batch (ordinary or pinned host memory).
 using BatchAllocator = std::function<Tensor(const Shape&, DType)>;
 
