@@ -95,10 +95,12 @@ int main(int argc, char** argv) {
     data::DataLoader test_loader(test, {.batch_size = bs});
     const long data_rss_kib = bench::rss_kib();  // RSS with the data sets and the model loaded
 
-    // Training epoch: shuffle, batching, forward, backward, step. Allocations are counted from
-    // step 10 on (steady state).
+    // Training epoch: shuffle, batching, forward, backward, step.
+    // Allocations are counted over the full-size steps from step 10 on (steady state; the last,
+    // partial batch has new shapes).
     const int64_t warm = 10;
-    uint64_t allocs0 = 0;
+    uint64_t allocs0 = 0, allocs1 = 0;
+    int64_t full_steps = 0;
     int64_t steps = 0, samples = 0;
     double loss_sum = 0;
     auto t0 = Clock::now();
@@ -110,12 +112,16 @@ int main(int argc, char** argv) {
       loss.backward();
       opt.step();
       int64_t n = x.shape()[0];
+      if (n == bs && steps >= warm) {
+        ++full_steps;
+        allocs1 = bench::g_allocs.load();
+      }
       loss_sum += loss.item<double>() * static_cast<double>(n);
       samples += n;
       ++steps;
     }
     double train_s = seconds_since(t0);
-    double allocs_per_step = static_cast<double>(bench::g_allocs.load() - allocs0) / static_cast<double>(steps - warm);
+    double allocs_per_step = static_cast<double>(allocs1 - allocs0) / static_cast<double>(std::max<int64_t>(full_steps, 1));
 
     // Validation: no-grad forward + loss over the test split.
     double val_sum = 0;
