@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
                                          examples::model_layout(model_name));
     EMBER_CHECK(index < test->size(), "[ember-deploy] --index ", index, " is out of range: the test split has ",
                 test->size(), " images");
-    Tensor x = test->tensors()[0].narrow(0, index, 1);
+    Tensor x = test->images(index, 1);
     NoGradGuard no_grad;
     Tensor y = model.forward(x);
     double mse = mse_loss(y, x).item_double();

@@ -250,18 +250,17 @@ void adopt_checkpoint_hparams(FitArgs& a, const Given& g, const std::string& pat
 }
 
 // Batches for a model on `device` (pinned host memory when it is a GPU).
-std::shared_ptr<data::DataLoader> make_loader(std::shared_ptr<data::TensorDataset> ds, int64_t batch_size, bool shuffle,
+std::shared_ptr<data::DataLoader> make_loader(std::shared_ptr<data::MnistDataset> ds, int64_t batch_size, bool shuffle,
                                               uint64_t seed, Device device) {
   return std::make_shared<data::DataLoader>(
       ds, data::DataLoaderOptions{.batch_size = batch_size, .shuffle = shuffle, .seed = seed, .device = device});
 }
 
 // The first `count` test images and the model's reconstructions of them, as a PNG grid.
-void write_reconstructions(LightningModule& model, const data::TensorDataset& test, int64_t count, const std::string& path) {
-  const Tensor& images = test.tensors().at(0);
-  EMBER_CHECK(count >= 1 && count <= images.size(0), "[ember-mnist-ae] --count ", count, " must be in [1, ",
-              images.size(0), "] (the test images available)");
-  Tensor x = images.narrow(0, 0, count);
+void write_reconstructions(LightningModule& model, const data::MnistDataset& test, int64_t count, const std::string& path) {
+  EMBER_CHECK(count >= 1 && count <= test.size(), "[ember-mnist-ae] --count ", count, " must be in [1, ", test.size(),
+              "] (the test images available)");
+  Tensor x = test.images(0, count);
   bool was_training = model.is_training();
   model.eval();
   Tensor y;

@@ -230,15 +230,28 @@ TEST(Mnist, LoadsASplitIntoADataset) {
   EXPECT_EQ(d.images.shape(), (Shape{3, 2, 4}));
   auto ds = data::mnist_dataset(d, data::ImageLayout::NCHW);
   ASSERT_EQ(ds->size(), 3);
-  const Tensor& px = ds->tensors()[0];
+  const Tensor px = ds->images(0, 3);
   EXPECT_EQ(px.dtype(), DType::f32);
   EXPECT_EQ(px.shape(), (Shape{3, 1, 2, 4}));
   const float* p = px.data_ptr<float>();
   for (int i = 0; i < 24; ++i) EXPECT_EQ(p[i], static_cast<float>(i) / 255.0f);
-  EXPECT_EQ(ds->tensors()[1].dtype(), DType::i64);
-  EXPECT_EQ(values_f64(ds->tensors()[1]), (std::vector<double>{0, 9, 5}));
+  EXPECT_EQ(ds->labels().dtype(), DType::i64);
+  EXPECT_EQ(values_f64(ds->labels()), (std::vector<double>{0, 9, 5}));
   auto flat = data::mnist_dataset(d, data::ImageLayout::Flat);
-  EXPECT_EQ(flat->tensors()[0].shape(), (Shape{3, 8}));
+  EXPECT_EQ(flat->images(0, 3).shape(), (Shape{3, 8}));
+  // Examples and batches convert the stored u8 pixels the same way.
+  data::Example ex = ds->get(2);
+  EXPECT_EQ(ex[0].shape(), (Shape{1, 2, 4}));
+  EXPECT_EQ(ex[0].to_vector<float>()[3], 19.0f / 255.0f);
+  EXPECT_EQ(ex[1].item<int64_t>(), 5);
+  const int64_t idx[] = {2, 0};
+  data::Batch b = flat->get_batch(idx, data::default_batch_alloc);
+  EXPECT_EQ(b[0].shape(), (Shape{2, 8}));
+  EXPECT_EQ(b[0].to_vector<float>()[0], 16.0f / 255.0f);
+  EXPECT_EQ(b[0].to_vector<float>()[8 + 7], 7.0f / 255.0f);
+  EXPECT_EQ(values_f64(b[1]), (std::vector<double>{5, 0}));
+  EXPECT_THROW(ds->get(3), Error);
+  EXPECT_THROW(ds->images(2, 2), Error);
 }
 
 TEST(Mnist, ImagesAndLabelsMustAgreeInCount) {
@@ -290,8 +303,9 @@ TEST(FashionMnist, TestSplit) {
   EXPECT_EQ(first, 33456);
 
   auto ds = data::mnist_dataset(d, data::ImageLayout::Flat);
-  EXPECT_EQ(ds->tensors()[0].shape(), (Shape{10000, 784}));
-  EXPECT_EQ(ds->tensors()[0].data_ptr<float>()[784 * 5 + 400], static_cast<float>(px[784 * 5 + 400]) / 255.0f);
+  Tensor all = ds->images(0, 10000);
+  EXPECT_EQ(all.shape(), (Shape{10000, 784}));
+  EXPECT_EQ(all.data_ptr<float>()[784 * 5 + 400], static_cast<float>(px[784 * 5 + 400]) / 255.0f);
 }
 
 TEST(FashionMnist, TrainSplit) {

@@ -58,24 +58,79 @@ MnistData load_mnist(const std::string& dir, Split split) {
   return d;
 }
 
-std::shared_ptr<TensorDataset> mnist_dataset(const MnistData& data, ImageLayout layout) {
-  const Tensor& img = data.images;
-  EMBER_CHECK(img.defined() && img.dtype() == DType::u8 && img.dim() == 3,
-              "[mnist] images must be a u8 tensor (N, rows, cols)");
-  EMBER_CHECK(data.labels.defined() && data.labels.dim() == 1 && data.labels.size(0) == img.size(0),
-              "[mnist] labels must be a tensor (N) with N = ", img.size(0));
-  const int64_t n = img.size(0), h = img.size(1), w = img.size(2);
-  Tensor pixels = empty(layout == ImageLayout::NCHW ? Shape{n, 1, h, w} : Shape{n, h * w}, DType::f32);
-  const Tensor src = img.contiguous();
-  const uint8_t* in = src.data_ptr<uint8_t>();
-  float* out = pixels.data_ptr<float>();
-  parallel_for(0, src.numel(), int64_t{1} << 16, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) out[i] = static_cast<float>(in[i]) / 255.0f;
+namespace {
+
+// dst[i] = src[i] / 255 for n pixels, on the thread pool for large batches.
+void convert_pixels(const uint8_t* src, float* dst, int64_t n) {
+  parallel_for(0, n, int64_t{1} << 16, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) dst[i] = static_cast<float>(src[i]) / 255.0f;
   });
-  return std::make_shared<TensorDataset>(std::vector<Tensor>{pixels, data.labels.to(DType::i64)});
 }
 
-std::shared_ptr<TensorDataset> load_mnist_dataset(const std::string& dir, Split split, ImageLayout layout) {
+}  // namespace
+
+MnistDataset::MnistDataset(const Tensor& images, const Tensor& labels, ImageLayout layout) : layout_(layout) {
+  EMBER_CHECK(images.defined() && images.dtype() == DType::u8 && images.dim() == 3,
+              "[mnist] images must be a u8 tensor (N, rows, cols)");
+  EMBER_CHECK(labels.defined() && labels.dim() == 1 && labels.size(0) == images.size(0),
+              "[mnist] labels must be a tensor (N) with N = ", images.size(0));
+  pixels_ = images.detach().to(kCPU).contiguous();
+  labels_ = labels.detach().to(kCPU).to(DType::i64).contiguous();
+  n_ = pixels_.size(0);
+  rows_ = pixels_.size(1);
+  cols_ = pixels_.size(2);
+}
+
+Shape MnistDataset::image_shape() const {
+  return layout_ == ImageLayout::NCHW ? Shape{1, rows_, cols_} : Shape{rows_ * cols_};
+}
+
+Example MnistDataset::get(int64_t index) const {
+  EMBER_CHECK(index >= 0 && index < n_, "[mnist] index ", index, " is out of range for ", n_, " examples");
+  return {images(index, 1).squeeze(0), labels_.select(0, index)};
+}
+
+Batch MnistDataset::get_batch(std::span<const int64_t> indices, const BatchAllocator& alloc) const {
+  const int64_t n = static_cast<int64_t>(indices.size());
+  for (int64_t i : indices) EMBER_CHECK(i >= 0 && i < n_, "[mnist] index ", i, " is out of range for ", n_, " examples");
+  Shape xs = image_shape();
+  xs.insert(0, n);
+  Tensor x = alloc(xs, DType::f32), y = alloc(Shape{n}, DType::i64);
+  const int64_t px = rows_ * cols_;
+  const uint8_t* src = pixels_.data_ptr<uint8_t>();
+  float* dst = x.data_ptr<float>();
+  const int64_t* lab = labels_.data_ptr<int64_t>();
+  int64_t* out = y.data_ptr<int64_t>();
+  parallel_for(0, n, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(px, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t k = lo; k < hi; ++k) {
+      const uint8_t* s = src + indices[k] * px;
+      float* d = dst + k * px;
+      for (int64_t i = 0; i < px; ++i) d[i] = static_cast<float>(s[i]) / 255.0f;
+      out[k] = lab[indices[k]];
+    }
+  });
+  Batch b;
+  b.reserve(2);
+  b.push_back(std::move(x));
+  b.push_back(std::move(y));
+  return b;
+}
+
+Tensor MnistDataset::images(int64_t start, int64_t count) const {
+  EMBER_CHECK(start >= 0 && count >= 0 && start + count <= n_, "[mnist] images [", start, ", ", start + count,
+              ") are out of range for ", n_, " examples");
+  Shape s = image_shape();
+  s.insert(0, count);
+  Tensor out = empty(s, DType::f32);
+  convert_pixels(pixels_.data_ptr<uint8_t>() + start * rows_ * cols_, out.data_ptr<float>(), count * rows_ * cols_);
+  return out;
+}
+
+std::shared_ptr<MnistDataset> mnist_dataset(const MnistData& data, ImageLayout layout) {
+  return std::make_shared<MnistDataset>(data.images, data.labels, layout);
+}
+
+std::shared_ptr<MnistDataset> load_mnist_dataset(const std::string& dir, Split split, ImageLayout layout) {
   return mnist_dataset(load_mnist(dir, split), layout);
 }
 
