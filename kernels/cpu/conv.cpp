@@ -23,10 +23,12 @@ namespace {
 // Aim for about this many GEMM columns (images x plane size) per chunk.
 constexpr int64_t kChunkColumns = 512;
 
-// A grow-only per-thread buffer; `slot` tells apart the buffers one kernel uses at the same time.
+// A grow-only per-thread buffer (no allocation once grown); `slot` tells apart the buffers one
+// kernel uses at the same time. Slots 0-2 are used inside parallel regions, slot 3 by the calling
+// thread around them.
 template <typename T>
 T* thread_buffer(int slot, int64_t n) {
-  thread_local std::vector<T> buffers[3];
+  thread_local std::vector<T> buffers[4];
   std::vector<T>& b = buffers[slot];
   if (b.size() < static_cast<size_t>(n)) b.resize(static_cast<size_t>(n));
   return b.data();
@@ -194,23 +196,30 @@ void conv2d_backward_input_impl(const ConvGeom& g, const Tensor& dyt, const Tens
 
   // The weights of each phase as (Cg, taps) matrices: phase (a, b) takes taps (k, i, j) with
   // d*i % sh == a and d*j % sw == b, k slowest.
-  const int64_t phases = g.sh * g.sw;
-  std::vector<std::vector<int64_t>> taps(static_cast<size_t>(phases));  // i*kw + j
+  const int64_t phases = g.sh * g.sw, ntaps = g.kh * g.kw;
+  // Taps (i*kw + j) grouped by phase: phase ph's are tap_list[tap_start[ph], tap_start[ph + 1]).
+  int64_t* tap_start = thread_buffer<int64_t>(0, 2 * phases + 1);
+  int64_t* tap_fill = tap_start + phases + 1;
+  int64_t* tap_list = thread_buffer<int64_t>(1, ntaps);
+  auto phase_of = [&](int64_t i, int64_t j) { return (i * g.dh % g.sh) * g.sw + j * g.dw % g.sw; };
+  std::fill(tap_start, tap_start + phases + 1, int64_t{0});
   for (int64_t i = 0; i < g.kh; ++i)
-    for (int64_t j = 0; j < g.kw; ++j)
-      taps[static_cast<size_t>((i * g.dh % g.sh) * g.sw + j * g.dw % g.sw)].push_back(i * g.kw + j);
-  std::vector<std::vector<T>> wp(static_cast<size_t>(phases * G));
+    for (int64_t j = 0; j < g.kw; ++j) ++tap_start[phase_of(i, j) + 1];
+  for (int64_t ph = 0; ph < phases; ++ph) tap_start[ph + 1] += tap_start[ph];
+  std::copy(tap_start, tap_start + phases, tap_fill);
+  for (int64_t i = 0; i < g.kh; ++i)
+    for (int64_t j = 0; j < g.kw; ++j) tap_list[tap_fill[phase_of(i, j)]++] = i * g.kw + j;
+  // Phase (gi, ph)'s weights, a (Cg, Kg * taps) matrix, start at wp_at(gi, ph).
+  T* wp = thread_buffer<T>(3, G * Cg * Kg * ntaps);
+  auto wp_at = [&](int64_t gi, int64_t ph) { return wp + gi * Cg * Kg * ntaps + Cg * Kg * tap_start[ph]; };
   for (int64_t gi = 0; gi < G; ++gi)
     for (int64_t ph = 0; ph < phases; ++ph) {
-      const std::vector<int64_t>& t = taps[static_cast<size_t>(ph)];
-      const int64_t Rp = Kg * static_cast<int64_t>(t.size());
-      std::vector<T>& m = wp[static_cast<size_t>(gi * phases + ph)];
-      m.resize(static_cast<size_t>(Cg * Rp));
+      const int64_t* t = tap_list + tap_start[ph];
+      const int64_t nt = tap_start[ph + 1] - tap_start[ph], Rp = Kg * nt;
+      T* m = wp_at(gi, ph);
       for (int64_t c = 0; c < Cg; ++c)
         for (int64_t k = 0; k < Kg; ++k)
-          for (size_t e = 0; e < t.size(); ++e)
-            m[static_cast<size_t>(c * Rp + k * static_cast<int64_t>(t.size())) + e] =
-                w[((gi * Kg + k) * Cg + c) * g.kh * g.kw + t[e]];
+          for (int64_t e = 0; e < nt; ++e) m[c * Rp + k * nt + e] = w[((gi * Kg + k) * Cg + c) * g.kh * g.kw + t[e]];
     }
 
   parallel_for(0, chunks, 1, [&](int64_t ch0, int64_t ch1) {
@@ -230,18 +239,17 @@ void conv2d_backward_input_impl(const ConvGeom& g, const Tensor& dyt, const Tens
           }
         for (int64_t a = 0; a < g.sh; ++a)
           for (int64_t b = 0; b < g.sw; ++b) {
-            const std::vector<int64_t>& t = taps[static_cast<size_t>(a * g.sw + b)];
-            const int64_t Rp = Kg * static_cast<int64_t>(t.size());
+            const int64_t ph = a * g.sw + b;
+            const int64_t* t = tap_list + tap_start[ph];
+            const int64_t nt = tap_start[ph + 1] - tap_start[ph], Rp = Kg * nt;
             if (Rp > 0) {
               for (int64_t k = 0; k < Kg; ++k)
-                for (size_t e = 0; e < t.size(); ++e) {
+                for (int64_t e = 0; e < nt; ++e) {
                   const int64_t i = t[e] / g.kw, j = t[e] % g.kw;
-                  rows[k * static_cast<int64_t>(t.size()) + static_cast<int64_t>(e)] =
-                      planes + k * stride_k + (mh - i * g.dh / g.sh) * V + (mw - j * g.dw / g.sw);
+                  rows[k * nt + e] = planes + k * stride_k + (mh - i * g.dh / g.sh) * V + (mw - j * g.dw / g.sw);
                 }
               // out (Cg, cols) = w_phase (Cg, Rp) @ shifted dy runs (Rp, cols)
-              gemm_cpu(Cg, cols, Rp, T(1),
-                       GemmOperand<T>::strided(wp[static_cast<size_t>(gi * phases + a * g.sw + b)].data(), Rp, false),
+              gemm_cpu(Cg, cols, Rp, T(1), GemmOperand<T>::strided(wp_at(gi, ph), Rp, false),
                        GemmOperand<T>::row_table(rows), T(0), out, cols);
             }
             int64_t lo, hi;
@@ -292,14 +300,14 @@ void conv2d_backward_weight_impl(const ConvGeom& g, const Tensor& xt, const Tens
   // The batch is cut into S slices fixed by the shapes alone, each walked in chunks of pl.nb
   // images; slice s accumulates its (G, R, Kg) partial, and the partials are summed in order.
   const int64_t S = std::clamp<int64_t>(std::min(g.N, kPartialBudget / std::max<int64_t>(wsize, 1)), 1, kMaxSlices);
-  std::vector<T> partials(static_cast<size_t>(S * wsize));
+  T* partials = thread_buffer<T>(3, S * wsize);  // every slice's first GEMM overwrites its part
   parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
     const int64_t stride_k = pl.nb * pl.P;
     T* planes = thread_buffer<T>(0, pl.size(g, Cg));
     T* dyw = thread_buffer<T>(1, Kg * stride_k);
     const T** rows = thread_row_table<T>(R);
     for (int64_t s = s0; s < s1; ++s) {
-      T* acc = partials.data() + s * wsize;
+      T* acc = partials + s * wsize;
       const int64_t b0 = g.N * s / S, b1 = g.N * (s + 1) / S;
       for (int64_t n0 = b0; n0 < b1; n0 += pl.nb) {
         const int64_t n = std::min(pl.nb, b1 - n0), cols = pl.columns(g, n);
@@ -324,8 +332,8 @@ void conv2d_backward_weight_impl(const ConvGeom& g, const Tensor& xt, const Tens
     for (int64_t k = 0; k < Kg; ++k)
       for (int64_t r = 0; r < R; ++r) {
         const int64_t src = gi * R * Kg + r * Kg + k;
-        T sum = partials[static_cast<size_t>(src)];
-        for (int64_t s = 1; s < S; ++s) sum += partials[static_cast<size_t>(s * wsize + src)];
+        T sum = partials[src];
+        for (int64_t s = 1; s < S; ++s) sum += partials[s * wsize + src];
         dw[(gi * Kg + k) * R + r] = sum;
       }
 }

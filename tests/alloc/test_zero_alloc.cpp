@@ -69,12 +69,13 @@ struct Counts {
 
 Counts counts() { return {g_news.load(), allocator_stats(kCPU).system_allocs}; }
 
-// Trains `net` on shuffled batches of 32 random 784-pixel images with Adam and MSE (an
+// Trains `net` on shuffled batches of 32 random images of `image_shape` with Adam and MSE (an
 // autoencoder step, as the examples'), and returns the allocations made by steps 5..24.
-Counts steady_state_allocations(nn::Module& net, int threads) {
+Counts steady_state_allocations(nn::Module& net, Shape image_shape, int threads) {
   set_num_threads(threads);
   Generator g(5);
-  Tensor images = rand({32 * 30, 784}, {}, &g);
+  image_shape.insert(0, 32 * 30);
+  Tensor images = rand(image_shape, {}, &g);
   data::DataLoader loader(std::make_shared<data::TensorDataset>(std::vector<Tensor>{images}),
                           {.batch_size = 32, .shuffle = true, .seed = 1});
   optim::Adam opt(net.named_parameters(), optim::AdamOptions{.lr = 1e-3});
@@ -106,11 +107,36 @@ std::shared_ptr<nn::Sequential> autoencoder() {
   return net;
 }
 
+std::shared_ptr<nn::Sequential> conv_autoencoder() {
+  manual_seed(4);
+  auto net = std::make_shared<nn::Sequential>();
+  net->push_back(std::make_shared<nn::Conv2d>(1, 8, 3, 2, 1));
+  net->push_back(std::make_shared<nn::ReLU>());
+  net->push_back(std::make_shared<nn::Conv2d>(8, 16, 3, 2, 1));
+  net->push_back(std::make_shared<nn::ReLU>());
+  net->push_back(std::make_shared<nn::ConvTranspose2d>(16, 8, 3, 2, 1, 1));
+  net->push_back(std::make_shared<nn::ReLU>());
+  net->push_back(std::make_shared<nn::ConvTranspose2d>(8, 1, 3, 2, 1, 1));
+  net->push_back(std::make_shared<nn::Sigmoid>());
+  return net;
+}
+
 TEST(ZeroAlloc, SteadyStateTrainingStepAllocatesNothing) {
   const int prev = get_num_threads();
   for (int threads : {1, 2}) {
     auto net = autoencoder();
-    Counts c = steady_state_allocations(*net, threads);
+    Counts c = steady_state_allocations(*net, {784}, threads);
+    EXPECT_EQ(c.news, 0u) << "operator new calls in 20 steps with " << threads << " threads";
+    EXPECT_EQ(c.system_allocs, 0u) << "tensor memory from the system in 20 steps with " << threads << " threads";
+  }
+  set_num_threads(prev);
+}
+
+TEST(ZeroAlloc, SteadyStateConvolutionStepAllocatesNothing) {
+  const int prev = get_num_threads();
+  for (int threads : {1, 2}) {
+    auto net = conv_autoencoder();
+    Counts c = steady_state_allocations(*net, {1, 28, 28}, threads);
     EXPECT_EQ(c.news, 0u) << "operator new calls in 20 steps with " << threads << " threads";
     EXPECT_EQ(c.system_allocs, 0u) << "tensor memory from the system in 20 steps with " << threads << " threads";
   }
