@@ -45,6 +45,10 @@ enum class ReduceOp { Sum, Max };
 // same shape as out) receives the position along the single reduced dim when defined.
 void reduce_cpu(ReduceOp op, const Tensor& x, const DimList& dims, const Tensor& out, const Tensor& indices);
 void reduce_cuda(ReduceOp op, const Tensor& x, const DimList& dims, const Tensor& out, const Tensor& indices);
+// out (0-d) = sum((a - b)^2) of contiguous a, b of one floating dtype, in the order of
+// reduce_cpu's full sum of the squared difference; also writes a - b to diff when it is defined.
+// CPU only (elsewhere mse_loss composes sub, mul and sum).
+void squared_error_sum_cpu(const Tensor& a, const Tensor& b, const Tensor& diff, const Tensor& out);
 // out = (log_)softmax(x) along dim (x, out contiguous)
 void softmax_cpu(const Tensor& x, int dim, bool log, const Tensor& out);
 void softmax_cuda(const Tensor& x, int dim, bool log, const Tensor& out);

@@ -37,13 +37,23 @@ void check_same_shape(const Tensor& input, const Tensor& target, const char* op)
 // difference: two passes over the data instead of the composed sub/mul/mean chain's five.
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction r) {
   check_same_shape(input, target, "mse_loss");
+  const bool needs_grad = autograd::any_requires_grad({&input, &target});
   Tensor d, out;
   {
     NoGradGuard ng;
-    d = sub(input, target);
-    out = reduce(mul(d, d), r);
+    if (r != Reduction::None && input.device().is_cpu() && input.dtype() == target.dtype() &&
+        input.is_contiguous() && target.is_contiguous()) {
+      // One pass: the difference (kept for backward only) and the sum of its squares.
+      if (needs_grad) d = empty(input.shape(), input.dtype());
+      Tensor s = empty({}, input.dtype());
+      kernels::squared_error_sum_cpu(input.detach(), target.detach(), d, s);
+      out = r == Reduction::Mean ? div(s, static_cast<double>(input.numel())) : s;
+    } else {
+      d = sub(input, target);
+      out = reduce(mul(d, d), r);
+    }
   }
-  if (autograd::any_requires_grad({&input, &target})) {
+  if (needs_grad) {
     const bool need_input = input.requires_grad(), need_target = target.requires_grad();
     const double norm = r == Reduction::Mean ? 2.0 / static_cast<double>(d.numel()) : 2.0;
     SavedTensor sd(d);

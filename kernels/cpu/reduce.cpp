@@ -55,6 +55,55 @@ double sum_run(const T* p, int64_t n) {
   return sum_run_baseline(p, n);
 }
 
+// sum((a - b)^2) of n contiguous values, in sum_run's lanes and order: d = a - b and d * d round in
+// T, exactly as sum(mul(d, d)) of a materialised d. Writes d to `diff` when kWrite.
+template <typename T, bool kWrite>
+[[gnu::always_inline]] inline double sq_diff_run_impl(const T* __restrict a, const T* __restrict b, T* __restrict diff,
+                                                      int64_t n) {
+  double l[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) {
+      const T d = a[i + j] - b[i + j];
+      if constexpr (kWrite) diff[i + j] = d;
+      l[j] += static_cast<double>(d * d);
+    }
+  }
+  for (int j = 0; i + j < n; ++j) {
+    const T d = a[i + j] - b[i + j];
+    if constexpr (kWrite) diff[i + j] = d;
+    l[j] += static_cast<double>(d * d);
+  }
+  return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+
+template <typename T, bool kWrite>
+double sq_diff_run_baseline(const T* a, const T* b, T* diff, int64_t n) {
+  return sq_diff_run_impl<T, kWrite>(a, b, diff, n);
+}
+#if EMBER_HAVE_ISA_VARIANTS
+template <typename T, bool kWrite>
+EMBER_TARGET_AVX2 double sq_diff_run_avx2(const T* a, const T* b, T* diff, int64_t n) {
+  return sq_diff_run_impl<T, kWrite>(a, b, diff, n);
+}
+template <typename T, bool kWrite>
+EMBER_TARGET_AVX512 double sq_diff_run_avx512(const T* a, const T* b, T* diff, int64_t n) {
+  return sq_diff_run_impl<T, kWrite>(a, b, diff, n);
+}
+#endif
+
+template <typename T, bool kWrite>
+double sq_diff_run(const T* a, const T* b, T* diff, int64_t n) {
+#if EMBER_HAVE_ISA_VARIANTS
+  switch (cpu_isa()) {
+    case CpuIsa::Avx512: return sq_diff_run_avx512<T, kWrite>(a, b, diff, n);
+    case CpuIsa::Avx2: return sq_diff_run_avx2<T, kWrite>(a, b, diff, n);
+    case CpuIsa::Baseline: break;
+  }
+#endif
+  return sq_diff_run_baseline<T, kWrite>(a, b, diff, n);
+}
+
 // Runs shorter than this are added serially (one chain, element order), like the general loop
 // and like the CUDA kernels' one-thread-per-output path.
 constexpr int64_t kMinLaneRun = 64;
@@ -257,6 +306,50 @@ void softmax_cpu(const Tensor& x, int dim, bool log, const Tensor& out) {
         }
       }
     });
+  });
+}
+
+namespace {
+
+template <typename T, bool kWrite>
+double squared_error_sum(const T* a, const T* b, T* diff, int64_t n) {
+  if (n < kMinLaneRun) {  // serially, as sum_outer_inner's short sum
+    double acc = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const T d = a[i] - b[i];
+      if constexpr (kWrite) diff[i] = d;
+      acc += static_cast<double>(d * d);
+    }
+    return acc;
+  }
+  const int64_t blocks = (n + kSumBlock - 1) / kSumBlock;
+  if (blocks == 1) return sq_diff_run<T, kWrite>(a, b, diff, n);
+  constexpr int64_t kMaxStackBlocks = 256;
+  double stack_parts[kMaxStackBlocks];
+  std::vector<double> heap_parts(blocks > kMaxStackBlocks ? static_cast<size_t>(blocks) : 0);
+  double* parts = blocks > kMaxStackBlocks ? heap_parts.data() : stack_parts;
+  parallel_for(0, blocks, 1, [&](int64_t bb, int64_t be) {
+    for (int64_t blk = bb; blk < be; ++blk) {
+      const int64_t start = blk * kSumBlock;
+      parts[blk] = sq_diff_run<T, kWrite>(a + start, b + start, kWrite ? diff + start : nullptr,
+                                          std::min(kSumBlock, n - start));
+    }
+  });
+  double acc = 0;
+  for (int64_t blk = 0; blk < blocks; ++blk) acc += parts[blk];
+  return acc;
+}
+
+}  // namespace
+
+void squared_error_sum_cpu(const Tensor& a, const Tensor& b, const Tensor& diff, const Tensor& out) {
+  dispatch_floating(a.dtype(), "mse_loss", [&](auto tag) {
+    using T = decltype(tag);
+    const T* ap = a.data_ptr<T>();
+    const T* bp = b.data_ptr<T>();
+    const double s = diff.defined() ? squared_error_sum<T, true>(ap, bp, diff.data_ptr<T>(), a.numel())
+                                    : squared_error_sum<T, false>(ap, bp, nullptr, a.numel());
+    *out.data_ptr<T>() = static_cast<T>(s);
   });
 }
 

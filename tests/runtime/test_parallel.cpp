@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "runtime/autograd.h"
 #include "runtime/ops.h"
 #include "runtime/parallel.h"
 #include "runtime/rng.h"
@@ -131,6 +132,38 @@ TEST(Parallel, SumsDoNotDependOnTheThreadCount) {
     for (int64_t n = 0; n < 16; ++n)
       for (int64_t i = 0; i < 100; ++i) e += b[static_cast<size_t>((n * 8 + c) * 100 + i)];
     EXPECT_EQ(bias1.to_vector<float>()[static_cast<size_t>(c)], static_cast<float>(e)) << c;
+  }
+}
+
+// mse_loss on contiguous CPU tensors takes a one-pass kernel; on strided inputs it composes sub,
+// mul and mean. Both sum in the same order, so loss and gradient agree bit for bit, for any
+// thread count.
+TEST(Parallel, FusedMseLossEqualsTheComposedOps) {
+  ThreadsGuard guard;
+  Generator g(12);
+  for (int64_t n : {5, 100, 70001}) {
+    Tensor wide = randn({n, 2}, {}, &g), target = randn({n}, {}, &g);
+    Tensor strided = wide.select(1, 0);  // non-contiguous: the composed path
+    Tensor dense = strided.contiguous();
+    for (Reduction r : {Reduction::Mean, Reduction::Sum}) {
+      set_num_threads(1);
+      Tensor x1 = dense.detach().requires_grad_();
+      Tensor l1 = mse_loss(x1, target, r);
+      l1.backward();
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        Tensor x2 = strided.detach().requires_grad_(), x3 = dense.detach().requires_grad_();
+        Tensor l2 = mse_loss(x2, target, r), l3 = mse_loss(x3, target, r);
+        l2.backward();
+        l3.backward();
+        EXPECT_TRUE(test::bit_equal(l1, l2)) << n << " " << threads;
+        EXPECT_TRUE(test::bit_equal(l1, l3)) << n << " " << threads;
+        EXPECT_TRUE(test::bit_equal(x1.grad(), x2.grad())) << n << " " << threads;
+        EXPECT_TRUE(test::bit_equal(x1.grad(), x3.grad())) << n << " " << threads;
+      }
+      NoGradGuard ng;
+      EXPECT_TRUE(test::bit_equal(mse_loss(dense, target, r), l1.detach()));
+    }
   }
 }
 
