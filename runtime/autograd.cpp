@@ -61,11 +61,16 @@ class AccumulateGrad final : public Node {
   const char* name() const override { return "AccumulateGrad"; }
   TensorList apply(const Tensor& g) override {
     Tensor leaf(leaf_);
+    // The backward pass's buffer is the only owner of g's memory (no view, saved tensor or user
+    // handle shares it): the leaf takes it over instead of a copy, as torch's AccumulateGrad.
+    const bool sole_owner = g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 &&
+                            g.dtype() == leaf.dtype() && g.device() == leaf.device() && g.is_contiguous() &&
+                            g.offset() == 0 && g.nbytes() == g.storage()->nbytes();
     Tensor grad = g.dtype() == leaf.dtype() ? g : g.to(leaf.dtype());
     EMBER_CHECK(grad.shape() == leaf.shape(), "[autograd] gradient of shape ", grad.shape().str(),
                 " for a leaf of shape ", leaf.shape().str());
     Tensor cur = leaf.grad();
-    if (!cur.defined()) leaf.set_grad(grad.detach().clone());
+    if (!cur.defined()) leaf.set_grad(sole_owner ? grad.detach() : grad.detach().clone());
     else cur.add_(grad);
     return {};
   }

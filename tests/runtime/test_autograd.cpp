@@ -50,6 +50,32 @@ TEST(Autograd, GradAccumulatesOverTwoBackwardCalls) {
   EXPECT_EQ(values_f64(x.grad()), (std::vector<double>{1, 1, 1}));
 }
 
+// A leaf takes over a gradient buffer only when nothing else holds it: two leaves fed the same
+// gradient tensor (add's backward hands g to both) end up with separate buffers, and a gradient
+// the caller passed in is copied, not adopted.
+TEST(Autograd, LeafGradientsNeverAliasEachOtherOrTheCallersTensor) {
+  Tensor a = make_tensor({1, 2}, {2}, DType::f32, true), b = make_tensor({3, 4}, {2}, DType::f32, true);
+  add(a, b).backward(make_tensor({1, 1}, {2}, DType::f32));
+  ASSERT_TRUE(a.grad().defined() && b.grad().defined());
+  EXPECT_FALSE(a.grad().is_alias_of(b.grad()));
+  b.grad().mul_(5.0);
+  EXPECT_EQ(values_f64(a.grad()), (std::vector<double>{1, 1}));
+  EXPECT_EQ(values_f64(b.grad()), (std::vector<double>{5, 5}));
+
+  Tensor leaf = make_tensor({1, 2}, {2}, DType::f32, true);
+  Tensor given = make_tensor({7, 8}, {2}, DType::f32);
+  leaf.backward(given);
+  EXPECT_FALSE(leaf.grad().is_alias_of(given));
+  given.zero_();
+  EXPECT_EQ(values_f64(leaf.grad()), (std::vector<double>{7, 8}));
+
+  // A gradient computed by the graph is adopted (no copy): still the right values, its own buffer.
+  Tensor w = make_tensor({1, 2, 3}, {3}, DType::f32, true);
+  sum(mul(w, w)).backward();
+  EXPECT_EQ(values_f64(w.grad()), (std::vector<double>{2, 4, 6}));
+  EXPECT_FALSE(w.grad().is_alias_of(w));
+}
+
 TEST(Autograd, SharedSubexpressionsSumTheirGradients) {
   Tensor x = make_tensor({0.5, -1.5}, {2}, DType::f64, true);
   Tensor y = exp(x);
