@@ -111,6 +111,27 @@ constexpr int64_t kMinLaneRun = 64;
 // sums in order): the split depends only on the length.
 constexpr int64_t kSumBlock = 16384;
 
+// The sum of n elements as block_sum(start, length) over fixed kSumBlock blocks, computed in
+// parallel and added in block order.
+template <typename BlockSum>
+double blocked_sum(int64_t n, BlockSum&& block_sum) {
+  const int64_t blocks = (n + kSumBlock - 1) / kSumBlock;
+  if (blocks <= 1) return block_sum(int64_t{0}, n);
+  constexpr int64_t kMaxStackBlocks = 256;
+  double stack_parts[kMaxStackBlocks];
+  std::vector<double> heap_parts(blocks > kMaxStackBlocks ? static_cast<size_t>(blocks) : 0);
+  double* parts = blocks > kMaxStackBlocks ? heap_parts.data() : stack_parts;
+  parallel_for(0, blocks, 1, [&](int64_t bb, int64_t be) {
+    for (int64_t blk = bb; blk < be; ++blk) {
+      const int64_t start = blk * kSumBlock;
+      parts[blk] = block_sum(start, std::min(kSumBlock, n - start));
+    }
+  });
+  double acc = 0;
+  for (int64_t blk = 0; blk < blocks; ++blk) acc += parts[blk];
+  return acc;
+}
+
 // Sum of a contiguous tensor viewed as (A, K, B) over A and B (the reduced dims are a leading and
 // a trailing block around the kept ones). Each output's order depends only on the shape (runs of
 // B in a order; a run of at least kMinLaneRun elements via sum_run, a shorter one serially), so
@@ -145,24 +166,7 @@ void sum_outer_inner(const T* xp, T* op, int64_t A, int64_t K, int64_t B) {
       op[0] = static_cast<T>(acc);
       return;
     }
-    const int64_t blocks = (n + kSumBlock - 1) / kSumBlock;
-    if (blocks == 1) {
-      op[0] = static_cast<T>(sum_run(xp, n));
-      return;
-    }
-    constexpr int64_t kMaxStackBlocks = 256;
-    double stack_parts[kMaxStackBlocks];
-    std::vector<double> heap_parts(blocks > kMaxStackBlocks ? static_cast<size_t>(blocks) : 0);
-    double* parts = blocks > kMaxStackBlocks ? heap_parts.data() : stack_parts;
-    parallel_for(0, blocks, 1, [&](int64_t bb, int64_t be) {
-      for (int64_t blk = bb; blk < be; ++blk) {
-        const int64_t start = blk * kSumBlock;
-        parts[blk] = sum_run(xp + start, std::min(kSumBlock, n - start));
-      }
-    });
-    double acc = 0;
-    for (int64_t blk = 0; blk < blocks; ++blk) acc += parts[blk];
-    op[0] = static_cast<T>(acc);
+    op[0] = static_cast<T>(blocked_sum(n, [&](int64_t start, int64_t len) { return sum_run(xp + start, len); }));
     return;
   }
   int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(A * B, 1));
@@ -322,22 +326,9 @@ double squared_error_sum(const T* a, const T* b, T* diff, int64_t n) {
     }
     return acc;
   }
-  const int64_t blocks = (n + kSumBlock - 1) / kSumBlock;
-  if (blocks == 1) return sq_diff_run<T, kWrite>(a, b, diff, n);
-  constexpr int64_t kMaxStackBlocks = 256;
-  double stack_parts[kMaxStackBlocks];
-  std::vector<double> heap_parts(blocks > kMaxStackBlocks ? static_cast<size_t>(blocks) : 0);
-  double* parts = blocks > kMaxStackBlocks ? heap_parts.data() : stack_parts;
-  parallel_for(0, blocks, 1, [&](int64_t bb, int64_t be) {
-    for (int64_t blk = bb; blk < be; ++blk) {
-      const int64_t start = blk * kSumBlock;
-      parts[blk] = sq_diff_run<T, kWrite>(a + start, b + start, kWrite ? diff + start : nullptr,
-                                          std::min(kSumBlock, n - start));
-    }
+  return blocked_sum(n, [&](int64_t start, int64_t len) {
+    return sq_diff_run<T, kWrite>(a + start, b + start, kWrite ? diff + start : nullptr, len);
   });
-  double acc = 0;
-  for (int64_t blk = 0; blk < blocks; ++blk) acc += parts[blk];
-  return acc;
 }
 
 }  // namespace
