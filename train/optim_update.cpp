@@ -104,31 +104,10 @@ template <typename T, bool kMaximize, WeightDecay kWd, bool kAmsgrad>
   }
 }
 
+// adam_loop compiled for the widest ISA this CPU has.
 template <typename T, bool kMaximize, WeightDecay kWd, bool kAmsgrad>
-void adam_baseline(const AdamArgs<T>& a, int64_t b, int64_t e) {
-  adam_loop<T, kMaximize, kWd, kAmsgrad>(a, b, e);
-}
-#if EMBER_HAVE_ISA_VARIANTS
-template <typename T, bool kMaximize, WeightDecay kWd, bool kAmsgrad>
-EMBER_TARGET_AVX2 void adam_avx2(const AdamArgs<T>& a, int64_t b, int64_t e) {
-  adam_loop<T, kMaximize, kWd, kAmsgrad>(a, b, e);
-}
-template <typename T, bool kMaximize, WeightDecay kWd, bool kAmsgrad>
-EMBER_TARGET_AVX512 void adam_avx512(const AdamArgs<T>& a, int64_t b, int64_t e) {
-  adam_loop<T, kMaximize, kWd, kAmsgrad>(a, b, e);
-}
-#endif
-
-template <typename T, bool kMaximize, WeightDecay kWd, bool kAmsgrad>
-auto adam_kernel_for_isa() {
-#if EMBER_HAVE_ISA_VARIANTS
-  switch (kernels::cpu_isa()) {
-    case kernels::CpuIsa::Avx512: return &adam_avx512<T, kMaximize, kWd, kAmsgrad>;
-    case kernels::CpuIsa::Avx2: return &adam_avx2<T, kMaximize, kWd, kAmsgrad>;
-    case kernels::CpuIsa::Baseline: break;
-  }
-#endif
-  return &adam_baseline<T, kMaximize, kWd, kAmsgrad>;
+void adam_chunk(const AdamArgs<T>& a, int64_t b, int64_t e) {
+  kernels::run_best_isa([&] EMBER_INLINE_LAMBDA { adam_loop<T, kMaximize, kWd, kAmsgrad>(a, b, e); });
 }
 
 template <typename T>
@@ -136,7 +115,7 @@ using AdamKernel = void (*)(const AdamArgs<T>&, int64_t, int64_t);
 
 template <typename T, bool kMaximize, WeightDecay kWd>
 AdamKernel<T> adam_kernel(bool amsgrad) {
-  return amsgrad ? adam_kernel_for_isa<T, kMaximize, kWd, true>() : adam_kernel_for_isa<T, kMaximize, kWd, false>();
+  return amsgrad ? &adam_chunk<T, kMaximize, kWd, true> : &adam_chunk<T, kMaximize, kWd, false>;
 }
 
 template <typename T, bool kMaximize>

@@ -74,29 +74,8 @@ template <UnaryOp OP>
   for (int64_t k = 0; k < n; ++k) o[k] = unary_cpu<OP, float>(x[k], 0.0f, 0.0f);
 }
 template <UnaryOp OP>
-void exp_like_row_baseline(const float* x, float* o, int64_t n) {
-  exp_like_row<OP>(x, o, n);
-}
-#if EMBER_HAVE_ISA_VARIANTS
-template <UnaryOp OP>
-EMBER_TARGET_AVX2 void exp_like_row_avx2(const float* x, float* o, int64_t n) {
-  exp_like_row<OP>(x, o, n);
-}
-template <UnaryOp OP>
-EMBER_TARGET_AVX512 void exp_like_row_avx512(const float* x, float* o, int64_t n) {
-  exp_like_row<OP>(x, o, n);
-}
-#endif
-template <UnaryOp OP>
 void exp_like_row_any(const float* x, float* o, int64_t n) {
-#if EMBER_HAVE_ISA_VARIANTS
-  switch (cpu_isa()) {
-    case CpuIsa::Avx512: return exp_like_row_avx512<OP>(x, o, n);
-    case CpuIsa::Avx2: return exp_like_row_avx2<OP>(x, o, n);
-    case CpuIsa::Baseline: break;
-  }
-#endif
-  exp_like_row_baseline<OP>(x, o, n);
+  run_best_isa([&] EMBER_INLINE_LAMBDA { exp_like_row<OP>(x, o, n); });
 }
 
 template <UnaryOp OP, typename T>

@@ -3,6 +3,7 @@
 // cache blocking; kernels/cpu/gemm_blocked.inc), chosen at run time; elsewhere Eigen does. Threads
 // split M or N only, never K, so each element's arithmetic is the same for any thread count.
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/isa.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define EMBER_GEMM_X86 1
@@ -36,15 +37,8 @@ constexpr int64_t kMinChunkWork = int64_t{1} << 20;
 std::atomic<GemmBackend> g_backend{GemmBackend::Auto};
 
 bool cpu_supports(GemmBackend b) {
-#if EMBER_GEMM_X86
-  static const bool avx2 = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  static const bool avx512 = avx2 && __builtin_cpu_supports("avx512f");
-#else
-  const bool avx2 = false, avx512 = false;
-#endif
+  const bool avx512 = EMBER_GEMM_X86 && cpu_isa() == CpuIsa::Avx512;
+  const bool avx2 = avx512 || (EMBER_GEMM_X86 && cpu_isa() == CpuIsa::Avx2);
   switch (b) {
     case GemmBackend::Avx512: return avx512;
     case GemmBackend::Avx2: return avx2;

@@ -29,30 +29,8 @@ template <typename T>
 }
 
 template <typename T>
-double sum_run_baseline(const T* p, int64_t n) {
-  return sum_run_impl(p, n);
-}
-#if EMBER_HAVE_ISA_VARIANTS
-template <typename T>
-EMBER_TARGET_AVX2 double sum_run_avx2(const T* p, int64_t n) {
-  return sum_run_impl(p, n);
-}
-template <typename T>
-EMBER_TARGET_AVX512 double sum_run_avx512(const T* p, int64_t n) {
-  return sum_run_impl(p, n);
-}
-#endif
-
-template <typename T>
 double sum_run(const T* p, int64_t n) {
-#if EMBER_HAVE_ISA_VARIANTS
-  switch (cpu_isa()) {
-    case CpuIsa::Avx512: return sum_run_avx512(p, n);
-    case CpuIsa::Avx2: return sum_run_avx2(p, n);
-    case CpuIsa::Baseline: break;
-  }
-#endif
-  return sum_run_baseline(p, n);
+  return run_best_isa([&] EMBER_INLINE_LAMBDA { return sum_run_impl(p, n); });
 }
 
 // sum((a - b)^2) of n contiguous values, in sum_run's lanes and order: d = a - b and d * d round in
@@ -78,30 +56,8 @@ template <typename T, bool kWrite>
 }
 
 template <typename T, bool kWrite>
-double sq_diff_run_baseline(const T* a, const T* b, T* diff, int64_t n) {
-  return sq_diff_run_impl<T, kWrite>(a, b, diff, n);
-}
-#if EMBER_HAVE_ISA_VARIANTS
-template <typename T, bool kWrite>
-EMBER_TARGET_AVX2 double sq_diff_run_avx2(const T* a, const T* b, T* diff, int64_t n) {
-  return sq_diff_run_impl<T, kWrite>(a, b, diff, n);
-}
-template <typename T, bool kWrite>
-EMBER_TARGET_AVX512 double sq_diff_run_avx512(const T* a, const T* b, T* diff, int64_t n) {
-  return sq_diff_run_impl<T, kWrite>(a, b, diff, n);
-}
-#endif
-
-template <typename T, bool kWrite>
 double sq_diff_run(const T* a, const T* b, T* diff, int64_t n) {
-#if EMBER_HAVE_ISA_VARIANTS
-  switch (cpu_isa()) {
-    case CpuIsa::Avx512: return sq_diff_run_avx512<T, kWrite>(a, b, diff, n);
-    case CpuIsa::Avx2: return sq_diff_run_avx2<T, kWrite>(a, b, diff, n);
-    case CpuIsa::Baseline: break;
-  }
-#endif
-  return sq_diff_run_baseline<T, kWrite>(a, b, diff, n);
+  return run_best_isa([&] EMBER_INLINE_LAMBDA { return sq_diff_run_impl<T, kWrite>(a, b, diff, n); });
 }
 
 // Runs shorter than this are added serially (one chain, element order), like the general loop

@@ -65,29 +65,12 @@ namespace {
 [[gnu::always_inline]] inline void convert_row_impl(const uint8_t* __restrict src, float* __restrict dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) / 255.0f;
 }
-void convert_row_baseline(const uint8_t* src, float* dst, int64_t n) { convert_row_impl(src, dst, n); }
-#if EMBER_HAVE_ISA_VARIANTS
-EMBER_TARGET_AVX2 void convert_row_avx2(const uint8_t* src, float* dst, int64_t n) { convert_row_impl(src, dst, n); }
-EMBER_TARGET_AVX512 void convert_row_avx512(const uint8_t* src, float* dst, int64_t n) {
-  convert_row_impl(src, dst, n);
-}
-#endif
-
-using ConvertRow = void (*)(const uint8_t*, float*, int64_t);
-ConvertRow convert_row_for_cpu() {
-#if EMBER_HAVE_ISA_VARIANTS
-  switch (kernels::cpu_isa()) {
-    case kernels::CpuIsa::Avx512: return convert_row_avx512;
-    case kernels::CpuIsa::Avx2: return convert_row_avx2;
-    case kernels::CpuIsa::Baseline: break;
-  }
-#endif
-  return convert_row_baseline;
+void convert_row(const uint8_t* src, float* dst, int64_t n) {
+  kernels::run_best_isa([&] EMBER_INLINE_LAMBDA { convert_row_impl(src, dst, n); });
 }
 
 // dst[i] = src[i] / 255 for n pixels, on the thread pool for large batches.
 void convert_pixels(const uint8_t* src, float* dst, int64_t n) {
-  const ConvertRow convert_row = convert_row_for_cpu();
   parallel_for(0, n, int64_t{1} << 16, [&](int64_t lo, int64_t hi) { convert_row(src + lo, dst + lo, hi - lo); });
 }
 
@@ -125,7 +108,6 @@ Batch MnistDataset::get_batch(std::span<const int64_t> indices, const BatchAlloc
   float* dst = x.data_ptr<float>();
   const int64_t* lab = labels_.data_ptr<int64_t>();
   int64_t* out = y.data_ptr<int64_t>();
-  const ConvertRow convert_row = convert_row_for_cpu();
   parallel_for(0, n, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(px, 1)), [&](int64_t lo, int64_t hi) {
     for (int64_t k = lo; k < hi; ++k) {
       convert_row(src + indices[k] * px, dst + k * px, px);
