@@ -37,8 +37,8 @@ constexpr int64_t kMinChunkWork = int64_t{1} << 20;
 std::atomic<GemmBackend> g_backend{GemmBackend::Auto};
 
 bool cpu_supports(GemmBackend b) {
-  const bool avx512 = EMBER_GEMM_X86 && cpu_isa() == CpuIsa::Avx512;
-  const bool avx2 = avx512 || (EMBER_GEMM_X86 && cpu_isa() == CpuIsa::Avx2);
+  const bool avx512 = EMBER_GEMM_X86 && detected_cpu_isa() == CpuIsa::Avx512;
+  const bool avx2 = avx512 || (EMBER_GEMM_X86 && detected_cpu_isa() == CpuIsa::Avx2);
   switch (b) {
     case GemmBackend::Avx512: return avx512;
     case GemmBackend::Avx2: return avx2;

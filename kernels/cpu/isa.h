@@ -5,15 +5,26 @@
 // wider variants perform exactly the same rounded operations (IEEE +, -, *, /, sqrt are exact
 // per element in every ISA) and give bit-identical results. Private to the library.
 #pragma once
+#include <algorithm>
+#include <atomic>
 
 namespace ember::kernels {
 
 enum class CpuIsa { Baseline, Avx2, Avx512 };
 
+// Caps the ISA that cpu_isa() reports (it never exceeds what the CPU has), so that tests can run
+// every variant of a kernel on one machine; CpuIsa::Avx512 (the default) means no cap.
+inline std::atomic<int>& cpu_isa_cap() {
+  static std::atomic<int> cap{static_cast<int>(CpuIsa::Avx512)};
+  return cap;
+}
+inline void set_cpu_isa_cap(CpuIsa cap) { cpu_isa_cap().store(static_cast<int>(cap), std::memory_order_relaxed); }
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define EMBER_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define EMBER_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
-inline CpuIsa cpu_isa() {
+// The widest ISA this CPU has.
+inline CpuIsa detected_cpu_isa() {
   static const CpuIsa isa = [] {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
@@ -27,9 +38,15 @@ inline CpuIsa cpu_isa() {
 }
 #define EMBER_HAVE_ISA_VARIANTS 1
 #else
-inline CpuIsa cpu_isa() { return CpuIsa::Baseline; }
+inline CpuIsa detected_cpu_isa() { return CpuIsa::Baseline; }
 #define EMBER_HAVE_ISA_VARIANTS 0
 #endif
+
+// The ISA the kernels use: the detected one, lowered by set_cpu_isa_cap.
+inline CpuIsa cpu_isa() {
+  return static_cast<CpuIsa>(
+      std::min(static_cast<int>(detected_cpu_isa()), cpu_isa_cap().load(std::memory_order_relaxed)));
+}
 
 // For the body passed to run_best_isa: `[&] EMBER_INLINE_LAMBDA { loop }`.
 #define EMBER_INLINE_LAMBDA __attribute__((always_inline))

@@ -1,0 +1,96 @@
+// The kernels compiled for several ISAs (kernels/cpu/isa.h: the fused Adam/AdamW loop, long sums,
+// the MSE forward, f32 exp/sigmoid, MNIST pixel conversion) give the same bits in every variant.
+// The cap lowers the ISA on this machine, so the AVX2 and baseline variants run here too.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/cpu/isa.h"
+#include "runtime/autograd.h"
+#include "runtime/ops.h"
+#include "runtime/rng.h"
+#include "tests/support/check.h"
+#include "train/data/mnist.h"
+#include "train/optim.h"
+
+namespace ember {
+namespace {
+
+using kernels::CpuIsa;
+
+class IsaCap {
+ public:
+  explicit IsaCap(CpuIsa cap) { kernels::set_cpu_isa_cap(cap); }
+  ~IsaCap() { kernels::set_cpu_isa_cap(CpuIsa::Avx512); }
+};
+
+// Everything the variants compute, from fixed inputs.
+std::vector<Tensor> run_kernels() {
+  std::vector<Tensor> out;
+  Generator g(21);
+  Tensor x = mul(randn({3, 70000}, {}, &g), 20.0), y = randn({3, 70000}, {}, &g);
+  out.push_back(sum(x));
+  out.push_back(sum(x.reshape({3, 7, 10000}), {0, 2}));
+  out.push_back(exp(x));
+  out.push_back(sigmoid(x));
+  Tensor xr = x.detach().requires_grad_();
+  Tensor loss = mse_loss(xr, y);
+  loss.backward();
+  out.push_back(loss.detach());
+  out.push_back(xr.grad());
+  // Adam, AdamW and Adam with amsgrad + maximize + L2, three steps each.
+  for (int variant = 0; variant < 3; ++variant) {
+    Tensor p = randn({1000, 37}, {}, &g).requires_grad_();
+    std::unique_ptr<optim::Optimizer> opt;
+    optim::NamedParams params{{"p", p}};
+    if (variant == 0) opt = std::make_unique<optim::Adam>(params, optim::AdamOptions{.lr = 1e-2});
+    if (variant == 1) opt = std::make_unique<optim::AdamW>(params, optim::AdamWOptions{.lr = 1e-2});
+    if (variant == 2)
+      opt = std::make_unique<optim::Adam>(
+          params, optim::AdamOptions{.lr = 1e-2, .weight_decay = 0.1, .amsgrad = true, .maximize = true});
+    for (int step = 0; step < 3; ++step) {
+      opt->zero_grad();
+      sum(mul(mul(p, p), p)).backward();
+      opt->step();
+    }
+    out.push_back(p.detach());
+  }
+  std::vector<double> pixels(5 * 4 * 6);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<double>((i * 37) % 256);
+  data::MnistDataset ds(from_vector(pixels, {5, 4, 6}, DType::u8), from_vector(std::vector<int64_t>{1, 2, 3, 4, 5}, {5}),
+                        data::ImageLayout::Flat);
+  out.push_back(ds.images(0, 5));
+  return out;
+}
+
+TEST(IsaVariants, EveryVariantGivesTheBaselineBits) {
+  std::vector<Tensor> baseline;
+  {
+    IsaCap cap(CpuIsa::Baseline);
+    baseline = run_kernels();
+  }
+  for (CpuIsa isa : {CpuIsa::Avx2, CpuIsa::Avx512}) {
+    if (kernels::detected_cpu_isa() < isa) continue;
+    IsaCap cap(isa);
+    ASSERT_EQ(kernels::cpu_isa(), isa);
+    std::vector<Tensor> got = run_kernels();
+    ASSERT_EQ(got.size(), baseline.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_TRUE(test::bit_equal(got[i], baseline[i])) << "result " << i << " with ISA " << static_cast<int>(isa);
+    }
+  }
+}
+
+TEST(IsaVariants, TheCapNeverRaisesTheIsa) {
+  IsaCap cap(CpuIsa::Baseline);
+  EXPECT_EQ(kernels::cpu_isa(), CpuIsa::Baseline);
+  kernels::set_cpu_isa_cap(CpuIsa::Avx512);
+  EXPECT_EQ(kernels::cpu_isa(), kernels::detected_cpu_isa());
+}
+
+}  // namespace
+}  // namespace ember
