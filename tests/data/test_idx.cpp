@@ -254,6 +254,22 @@ TEST(Mnist, LoadsASplitIntoADataset) {
   EXPECT_THROW(ds->images(2, 2), Error);
 }
 
+TEST(Mnist, DatasetRejectsImagesAndLabelsThatDoNotFit) {
+  Tensor u8 = from_vector(std::vector<double>(24, 1.0), {3, 2, 4}, DType::u8);
+  Tensor labels = from_vector(std::vector<int64_t>{0, 1, 2}, {3});
+  EXPECT_TRUE(throws_with([&] { data::MnistDataset(u8.to(DType::f32), labels, data::ImageLayout::Flat); },
+                          {"[mnist] images must be a u8 tensor (N, rows, cols)"}));
+  EXPECT_TRUE(throws_with([&] { data::MnistDataset(u8.reshape({3, 8}), labels, data::ImageLayout::Flat); },
+                          {"[mnist] images must be a u8 tensor (N, rows, cols)"}));
+  EXPECT_TRUE(throws_with(
+      [&] { data::MnistDataset(u8, from_vector(std::vector<int64_t>{0, 1}, {2}), data::ImageLayout::Flat); },
+      {"[mnist] labels must be a tensor (N) with N = 3"}));
+  data::MnistDataset ok(u8, labels, data::ImageLayout::Flat);
+  const int64_t bad[] = {1, 3};
+  EXPECT_TRUE(throws_with([&] { ok.get_batch(bad, data::default_batch_alloc); },
+                          {"[mnist] index 3 is out of range for 3 examples"}));
+}
+
 TEST(Mnist, ImagesAndLabelsMustAgreeInCount) {
   TempDir dir;
   test::write_bytes(dir.file("t10k-images-idx3-ubyte"), small_images());

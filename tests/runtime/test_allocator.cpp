@@ -1,10 +1,14 @@
 // The caching CPU allocator: 64-byte alignment, reuse of freed blocks, and no system allocation for
-// tensor storage once a training step has reached its steady state.
+// tensor storage once a training step has reached its steady state; and small_alloc's free lists.
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
 
 #include "runtime/allocator.h"
+#include "runtime/small_alloc.h"
 #include "runtime/autograd.h"
 #include "runtime/ops.h"
 #include "runtime/rng.h"
@@ -55,4 +59,38 @@ TEST(Allocator, EmptyCacheReturnsBlocks) {
   EXPECT_GT(allocator_stats(kCPU).reserved_bytes, allocator_stats(kCPU).allocated_bytes);
   empty_cache(kCPU);
   EXPECT_EQ(allocator_stats(kCPU).reserved_bytes, allocator_stats(kCPU).allocated_bytes);
+}
+
+// small_alloc recycles a freed block for the next request of its size class, hands out 16-byte
+// aligned blocks of every size (large ones straight from the heap), and takes back blocks freed
+// on another thread than the one that allocated them.
+TEST(SmallAlloc, RecyclesAlignedBlocksAcrossSizesAndThreads) {
+  for (size_t n : {size_t{1}, size_t{16}, size_t{17}, size_t{512}, size_t{513}, size_t{8192}, size_t{8193},
+                   size_t{100000}}) {
+    void* p = small_alloc(n);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 16, 0u) << n;
+    std::memset(p, 0xab, n);  // the whole block is usable
+    small_free(p, n);
+    if (n <= kSmallAllocMax) {
+      void* q = small_alloc(n);
+      EXPECT_EQ(q, p) << "a freed block of " << n << " bytes is handed out again";
+      small_free(q, n);
+    }
+  }
+  // Allocated here, freed on another thread (which keeps them), then reused there.
+  std::vector<void*> blocks;
+  for (int i = 0; i < 100; ++i) blocks.push_back(small_alloc(48));
+  std::thread other([&] {
+    for (void* b : blocks) small_free(b, 48);
+    void* again = small_alloc(48);
+    EXPECT_EQ(again, blocks.back());
+    small_free(again, 48);
+  });
+  other.join();
+  // PoolAllocator in a container, and make_pooled objects, go through the same lists.
+  PoolVector<int> v(1000, 7);
+  EXPECT_EQ(v[999], 7);
+  auto sp = make_pooled<std::vector<int>>(3, 5);
+  EXPECT_EQ((*sp)[2], 5);
 }

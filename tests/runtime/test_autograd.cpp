@@ -76,6 +76,22 @@ TEST(Autograd, LeafGradientsNeverAliasEachOtherOrTheCallersTensor) {
   EXPECT_FALSE(w.grad().is_alias_of(w));
 }
 
+// A custom op recorded with a closure returning std::vector<Tensor> (the older form of a backward)
+// still works: BackwardFn converts its result.
+TEST(Autograd, RecordAcceptsBackwardClosuresReturningStdVector) {
+  Tensor x = make_tensor({1, 2, 3}, {3}, DType::f64, true);
+  Tensor out;
+  {
+    NoGradGuard ng;
+    out = mul(x, 3.0);
+  }
+  autograd::record("times_three", {x}, out, [](const Tensor& g) -> std::vector<Tensor> { return {mul(g, 3.0)}; });
+  sum(out).backward();
+  EXPECT_EQ(values_f64(x.grad()), (std::vector<double>{3, 3, 3}));
+  autograd::BackwardFn empty;
+  EXPECT_FALSE(static_cast<bool>(empty));
+}
+
 TEST(Autograd, SharedSubexpressionsSumTheirGradients) {
   Tensor x = make_tensor({0.5, -1.5}, {2}, DType::f64, true);
   Tensor y = exp(x);
