@@ -111,9 +111,9 @@ void Conv2d::reset_parameters() { reset_weight_and_bias(weight, bias); }
 
 Tensor Conv2d::forward(const Tensor& x) {
   Conv2dOptions o;
-  o.stride = Shape{stride.h, stride.w};
-  o.padding = Shape{padding.h, padding.w};
-  o.dilation = Shape{dilation.h, dilation.w};
+  o.stride = stride.shape();
+  o.padding = padding.shape();
+  o.dilation = dilation.shape();
   o.groups = groups;
   return batched_4d(x, "Conv2d", [&](const Tensor& x4) { return conv2d(x4, weight, bias, o); });
 }
@@ -159,10 +159,10 @@ void ConvTranspose2d::reset_parameters() { reset_weight_and_bias(weight, bias); 
 
 Tensor ConvTranspose2d::forward(const Tensor& x) {
   Conv2dOptions o;
-  o.stride = Shape{stride.h, stride.w};
-  o.padding = Shape{padding.h, padding.w};
-  o.dilation = Shape{dilation.h, dilation.w};
-  o.output_padding = Shape{output_padding.h, output_padding.w};
+  o.stride = stride.shape();
+  o.padding = padding.shape();
+  o.dilation = dilation.shape();
+  o.output_padding = output_padding.shape();
   o.groups = groups;
   return batched_4d(x, "ConvTranspose2d", [&](const Tensor& x4) { return conv_transpose2d(x4, weight, bias, o); });
 }
@@ -192,10 +192,10 @@ MaxPool2d::MaxPool2d(Size2 kernel_size, std::optional<Size2> stride, Size2 paddi
 
 Tensor MaxPool2d::forward(const Tensor& x) {
   Pool2dOptions o;
-  o.kernel_size = Shape{kernel_size.h, kernel_size.w};
-  o.stride = Shape{stride.h, stride.w};
-  o.padding = Shape{padding.h, padding.w};
-  o.dilation = Shape{dilation.h, dilation.w};
+  o.kernel_size = kernel_size.shape();
+  o.stride = stride.shape();
+  o.padding = padding.shape();
+  o.dilation = dilation.shape();
   o.ceil_mode = ceil_mode;
   return batched_4d(x, "MaxPool2d", [&](const Tensor& x4) { return max_pool2d(x4, o); });
 }
@@ -222,9 +222,9 @@ AvgPool2d::AvgPool2d(Size2 kernel_size, std::optional<Size2> stride, Size2 paddi
 
 Tensor AvgPool2d::forward(const Tensor& x) {
   Pool2dOptions o;
-  o.kernel_size = Shape{kernel_size.h, kernel_size.w};
-  o.stride = Shape{stride.h, stride.w};
-  o.padding = Shape{padding.h, padding.w};
+  o.kernel_size = kernel_size.shape();
+  o.stride = stride.shape();
+  o.padding = padding.shape();
   o.ceil_mode = ceil_mode;
   o.count_include_pad = count_include_pad;
   return batched_4d(x, "AvgPool2d", [&](const Tensor& x4) { return avg_pool2d(x4, o); });

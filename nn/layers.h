@@ -21,6 +21,7 @@ struct EMBER_API Size2 {
   Size2(int64_t v) : h(v), w(v), scalar(true) {}  // NOLINT: Conv2d(3, 16, 3) reads as in Python
   Size2(int64_t h_, int64_t w_) : h(h_), w(w_), scalar(false) {}
   std::vector<int64_t> vec() const { return {h, w}; }
+  Shape shape() const { return {h, w}; }  // the {h, w} pair of the conv/pool option structs
   std::string py() const;  // "2" or "(2, 3)"
 };
 
