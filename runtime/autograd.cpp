@@ -209,24 +209,14 @@ bool any_requires_grad(std::initializer_list<const Tensor*> inputs) {
   return false;
 }
 
-bool any_requires_grad(const std::vector<Tensor>& inputs) {
+bool any_requires_grad(std::span<const Tensor> inputs) {
   if (!grad_enabled()) return false;
   for (const Tensor& t : inputs)
     if (t.defined() && t.requires_grad()) return true;
   return false;
 }
 
-bool any_requires_grad(const TensorList& inputs) {
-  if (!grad_enabled()) return false;
-  for (const Tensor& t : inputs)
-    if (t.defined() && t.requires_grad()) return true;
-  return false;
-}
-
-namespace {
-
-template <typename Range>
-void record_impl(const char* op, const Range& inputs, Tensor& out, BackwardFn backward) {
+void record(const char* op, std::span<const Tensor> inputs, Tensor& out, BackwardFn backward) {
   auto node = make_pooled<FunctionNode>(op, std::move(backward));
   node->next_edges.reserve(inputs.size());
   node->input_shapes.reserve(inputs.size());
@@ -238,20 +228,6 @@ void record_impl(const char* op, const Range& inputs, Tensor& out, BackwardFn ba
   }
   out.impl().grad_fn = std::move(node);
   out.impl().requires_grad = true;
-}
-
-}  // namespace
-
-void record(const char* op, std::initializer_list<Tensor> inputs, Tensor& out, BackwardFn backward) {
-  record_impl(op, inputs, out, std::move(backward));
-}
-
-void record(const char* op, const std::vector<Tensor>& inputs, Tensor& out, BackwardFn backward) {
-  record_impl(op, inputs, out, std::move(backward));
-}
-
-void record(const char* op, const TensorList& inputs, Tensor& out, BackwardFn backward) {
-  record_impl(op, inputs, out, std::move(backward));
 }
 
 void run_backward(std::span<const Tensor> roots, std::span<const Tensor> grads, bool retain_graph) {

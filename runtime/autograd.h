@@ -141,14 +141,14 @@ class BackwardFn {
 
 // True when grad mode is on and any input requires grad.
 EMBER_API bool any_requires_grad(std::initializer_list<const Tensor*> inputs);
-EMBER_API bool any_requires_grad(const std::vector<Tensor>& inputs);
-EMBER_API bool any_requires_grad(const TensorList& inputs);
+EMBER_API bool any_requires_grad(std::span<const Tensor> inputs);  // a std::vector or TensorList
 
 // Records `out = op(inputs)` with the given backward; marks out as requiring grad.
 // Call only when any_requires_grad(inputs).
-EMBER_API void record(const char* op, std::initializer_list<Tensor> inputs, Tensor& out, BackwardFn backward);
-EMBER_API void record(const char* op, const std::vector<Tensor>& inputs, Tensor& out, BackwardFn backward);
-EMBER_API void record(const char* op, const TensorList& inputs, Tensor& out, BackwardFn backward);
+EMBER_API void record(const char* op, std::span<const Tensor> inputs, Tensor& out, BackwardFn backward);
+inline void record(const char* op, std::initializer_list<Tensor> inputs, Tensor& out, BackwardFn backward) {
+  record(op, std::span<const Tensor>(inputs.begin(), inputs.size()), out, std::move(backward));
+}
 
 // Runs backward from roots with the given gradients.
 EMBER_API void run_backward(std::span<const Tensor> roots, std::span<const Tensor> grads, bool retain_graph);
