@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Training throughput, Ember vs LibTorch (issue 8): installs what it needs (scripts/setup.sh bench),
+# Training throughput, Ember vs LibTorch: installs what it needs (scripts/setup.sh bench),
 # builds ember_bench_train and ember_bench_train_torch, runs them interleaved (Ember, LibTorch, ...)
 # for each model and thread count, and prints one table of medians with min-max and the ratio.
 # Usage: scripts/bench-train.sh [--reps N] [--models "lit mlp conv"] [--threads "1 2"] [--build DIR]

@@ -1,7 +1,7 @@
 // Checkpoint benchmark: save and load a 100M-parameter training state (model + Adam moments, f32)
 // with Ember's checkpoint format, against a raw sequential write + fsync of the same bytes and,
 // when the optional LibTorch companion was built, against torch::save / torch::load. Prints one
-// table and the targets. Not part of the test suite (it writes ~4 GB).
+// table and the targets it was written against. Not part of the test suite (it writes ~4 GB).
 //
 //   ember_bench_checkpoint [--scale S] [--reps N] [--dir DIR] [--cold] [--zlib]
 //     --scale  model size factor (1.0 = 99.9M parameters)      --reps  repetitions (median)

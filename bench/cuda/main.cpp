@@ -1,5 +1,5 @@
 // ember-bench-cuda: training throughput (samples/s) on CUDA of the example's three autoencoders
-// (issue 6: lit, mlp, conv) with synthetic pixels in [0, 1) resident on the device, MSE loss and
+// (lit, mlp, conv) with synthetic pixels in [0, 1) resident on the device, MSE loss and
 // Adam (lr 1e-3), one optimizer step per batch; then the same models in PyTorch eager
 // (bench/cuda/torch_models.py) when a python3 with torch is available. FP32 throughout unless
 // --tf32. Lines "RESULT <framework> <model> <samples/s> <ms/step>" are for scripts/gpu-check.sh.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch eager twin of ember-bench-cuda: the same three autoencoders (issue 6: lit, mlp, conv),
+"""PyTorch eager twin of ember-bench-cuda: the same three autoencoders (lit, mlp, conv),
 synthetic pixels in [0, 1) resident on the GPU, MSE loss, Adam (lr 1e-3), one optimizer step per
 batch. Prints one line per model: RESULT torch <model> <samples/s> <ms/step>.
 FP32 throughout unless --tf32 (then cuDNN and matmuls may use TF32, PyTorch's conv default)."""

@@ -1,5 +1,5 @@
 // The three MNIST autoencoders of the examples, defined once for training (examples/mnist_ae)
-// and inference (examples/deploy). Exactly as issue 6 specifies them, so that benchmarks against
+// and inference (examples/deploy). Fixed once for every framework, so that benchmarks against
 // other frameworks compare like with like:
 //   lit  (default): Linear(784,64)-ReLU-Linear(64,3) / Linear(3,64)-ReLU-Linear(64,784); batch 256
 //   mlp : 784-512-128-32 / ReLU-32-128-512-784-Sigmoid, ReLU between layers; batch 256
@@ -27,7 +27,7 @@ const std::vector<std::string>& model_names();
 AutoEncoderParts build_autoencoder(const std::string& name);
 // How the model takes images: flat (N, 784) for lit and mlp, (N, 1, 28, 28) for conv.
 data::ImageLayout model_layout(const std::string& name);
-// The batch size the issue fixes for the model: 256 (lit, mlp) or 128 (conv).
+// The batch size fixed for the model: 256 (lit, mlp) or 128 (conv).
 int64_t default_batch_size(const std::string& name);
 
 // encoder and decoder registered under those names, forward = decoder(encoder(x)): the module

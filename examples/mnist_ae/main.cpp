@@ -1,4 +1,4 @@
-// ember-mnist-ae: trains, validates and visualises the MNIST autoencoders of issue 6 with Ember's
+// ember-mnist-ae: trains, validates and visualises the MNIST autoencoders (lit, mlp, conv) with Ember's
 // Trainer. Subcommands: fit, validate, reconstruct (see usage() below and --help). Exit codes: 0
 // success, 2 bad usage (message + usage), 1 runtime error (message naming the file, flag or key),
 // 128+signal when SIGTERM/SIGINT interrupted fit (after on_exception.ckpt was written).

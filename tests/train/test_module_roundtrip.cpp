@@ -1,4 +1,4 @@
-// Issue 3's round trip with real modules: 5 steps, state_dict() of model + optimizer + scheduler,
+// The state_dict round trip with real modules: 5 steps, state_dict() of model + optimizer + scheduler,
 // load into freshly built objects, 5 more steps == 10 uninterrupted steps, bit for bit.
 #include <gtest/gtest.h>
 
