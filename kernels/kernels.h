@@ -110,6 +110,10 @@ void nll_loss_backward_cpu(const Tensor& g, const Tensor& target, const Tensor& 
 void nll_loss_backward_cuda(const Tensor& g, const Tensor& target, const Tensor& weight, int64_t ignore_index,
                             const Tensor& dlogp);
 
+// --- conversion ------------------------------------------------------------------------------
+// dst[i] = float(src[i]) / divisor for n elements (CPU buffers, no overlap), same bits on every ISA
+void u8_to_f32_divided_cpu(const uint8_t* src, float* dst, int64_t n, float divisor);
+
 // --- random (Philox4x32-10; element i uses counter block offset + i/4, lane i%4) -------------
 enum class RandomDist { Uniform, Normal, Bernoulli };
 // out (contiguous f32/f64) = dist(a, b) drawn from (seed, offset): Uniform in [a, b), Normal(mean a,

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "kernels/cpu/isa.h"
+#include "runtime/convert.h"
 #include "runtime/error.h"
 #include "runtime/parallel.h"
 #include "train/data/idx.h"
@@ -62,12 +62,7 @@ MnistData load_mnist(const std::string& dir, Split split) {
 namespace {
 
 // dst[i] = float(src[i]) / 255 (IEEE division: the same in every ISA variant, vectorised).
-[[gnu::always_inline]] inline void convert_row_impl(const uint8_t* __restrict src, float* __restrict dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) / 255.0f;
-}
-void convert_row(const uint8_t* src, float* dst, int64_t n) {
-  kernels::run_best_isa([&] EMBER_INLINE_LAMBDA { convert_row_impl(src, dst, n); });
-}
+void convert_row(const uint8_t* src, float* dst, int64_t n) { u8_to_f32_divided(src, dst, n, 255.0f); }
 
 // dst[i] = src[i] / 255 for n pixels, on the thread pool for large batches.
 void convert_pixels(const uint8_t* src, float* dst, int64_t n) {
