@@ -136,13 +136,4 @@ inline Tensor operator-(double s, const Tensor& a) { return rsub(a, s); }
 inline Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
 inline Tensor operator/(double s, const Tensor& a) { return rdiv(a, s); }
 
-// --- the op registry -------------------------------------------------------------------------
-// Every public op, by name, with whether it is differentiable. Tests enumerate it so that an op
-// without a gradient check (or, on CUDA, a parity test) fails the suite.
-struct OpInfo {
-  const char* name;
-  bool differentiable;
-};
-EMBER_API const std::vector<OpInfo>& op_registry();
-
 }  // namespace ember

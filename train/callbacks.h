@@ -13,7 +13,6 @@
 
 #include "runtime/api.h"
 #include "train/callback.h"
-#include "train/pyformat.h"
 
 namespace ember {
 
@@ -51,8 +50,9 @@ struct ModelCheckpointOptions {
   int64_t starting_version = 1;
 };
 
-// Metrics a checkpoint name is formatted with: ints and floats (float32 values widened to double).
-using NameMetrics = std::map<std::string, py::Number>;
+// Metrics a checkpoint name is formatted with: int and float Values (float32 values widened to
+// double); any other kind is an error.
+using NameMetrics = std::map<std::string, Value>;
 
 class EMBER_API ModelCheckpoint : public Callback {
  public:
@@ -114,7 +114,8 @@ class EMBER_API ModelCheckpoint : public Callback {
                                      std::optional<int64_t> ver = std::nullopt) const;
   // Lightning's template formatting: every "{name" gains "name=" (auto_insert), missing names are
   // the int 0, then Python str.format. Throws "[ModelCheckpoint] filename template '...': <error>".
-  static std::string format_filename(const std::string& templ, NameMetrics metrics, bool auto_insert_metric_name);
+  static std::string format_filename(const std::string& templ, const NameMetrics& metrics,
+                                     bool auto_insert_metric_name);
   // trainer.callback_metrics() plus "epoch" (logged value cast to int, else current_epoch) and
   // "step" (likewise, else global_step).
   static NameMetrics monitor_candidates(const Trainer& trainer);

@@ -6,6 +6,7 @@
 
 #include "runtime/error.h"
 #include "train/callbacks.h"
+#include "train/callbacks_pyformat.h"
 #include "train/trainer.h"
 
 namespace ember {

@@ -11,6 +11,7 @@
 
 #include "runtime/error.h"
 #include "train/callbacks.h"
+#include "train/callbacks_pyformat.h"
 #include "train/trainer.h"
 
 namespace ember {
@@ -296,7 +297,7 @@ void ModelCheckpoint::save_monitor(Trainer& trainer, const NameMetrics& metrics)
   bool accept = false;
   double current = 0.0;
   if (it != metrics.end()) {
-    current = it->second.is_int ? static_cast<double>(it->second.i) : it->second.f;
+    current = it->second.as_double();
     if (opts_.save_top_k == -1 || static_cast<int64_t>(best_k_models_.size()) < opts_.save_top_k) {
       accept = true;
     } else {
@@ -312,7 +313,7 @@ void ModelCheckpoint::save_monitor(Trainer& trainer, const NameMetrics& metrics)
   if (accept) {
     update_best_and_save(current, trainer, metrics);
   } else if (opts_.verbose) {
-    trainer.print(str_cat("Epoch ", metrics.at("epoch").i, ", global step ", metrics.at("step").i, ": ",
+    trainer.print(str_cat("Epoch ", metrics.at("epoch").as_int(), ", global step ", metrics.at("step").as_int(), ": ",
                           py::str_repr(*opts_.monitor), " was not in top ", opts_.save_top_k));
   }
 }
@@ -359,7 +360,7 @@ void ModelCheckpoint::update_best_and_save(double current, Trainer& trainer, con
   best_model_score_ = best->second;
 
   if (opts_.verbose) {
-    trainer.print(str_cat("Epoch ", metrics.at("epoch").i, ", global step ", metrics.at("step").i, ": ",
+    trainer.print(str_cat("Epoch ", metrics.at("epoch").as_int(), ", global step ", metrics.at("step").as_int(), ": ",
                           py::str_repr(*opts_.monitor), " reached ", py::format_number(py::Number::of_float(current), "0.5f"),
                           " (best ", py::format_number(py::Number::of_float(*best_model_score_), "0.5f"),
                           "), saving model to ", py::str_repr(path), " as top ", k));
@@ -455,8 +456,14 @@ std::string ModelCheckpoint::format_checkpoint_name(const NameMetrics& metrics, 
   return dirpath_.empty() ? name : (fs::path(dirpath_) / name).string();
 }
 
-std::string ModelCheckpoint::format_filename(const std::string& templ, NameMetrics metrics,
+std::string ModelCheckpoint::format_filename(const std::string& templ, const NameMetrics& metrics,
                                              bool auto_insert_metric_name) {
+  std::map<std::string, py::Number> numbers;
+  for (const auto& [name, v] : metrics) {
+    EMBER_CHECK(v.is_number(), "[ModelCheckpoint] metric ", py::str_repr(name),
+                " for the checkpoint name must be an int or a float, got ", v.repr());
+    numbers[name] = v.is_int() ? py::Number::of_int(v.as_int()) : py::Number::of_float(v.as_double());
+  }
   std::string text = templ.empty() ? str_cat("{epoch}", kJoinChar, "{step}") : templ;
   // Every "{name" up to the first ':' or '}', longest first so "{epoch_test}" survives "{epoch}".
   static const std::regex field(R"((\{.*?)[:\}])");
@@ -468,12 +475,12 @@ std::string ModelCheckpoint::format_filename(const std::string& templ, NameMetri
     std::string name = group.substr(1);
     if (auto_insert_metric_name) replace_all(text, group, name + kEqualsChar + "{" + name);
     replace_all(text, group, "{0[" + name + "]");
-    if (!metrics.count(name)) metrics[name] = py::Number::of_int(0);
+    if (!numbers.count(name)) numbers[name] = py::Number::of_int(0);
   }
   try {
     return py::format_indexed(text, [&](const std::string& key) {
-      auto it = metrics.find(key);
-      if (it == metrics.end()) throw Error("[pyformat] KeyError: " + py::str_repr(key));
+      auto it = numbers.find(key);
+      if (it == numbers.end()) throw Error("[pyformat] KeyError: " + py::str_repr(key));
       return it->second;
     });
   } catch (const Error& e) {
@@ -488,11 +495,11 @@ NameMetrics ModelCheckpoint::monitor_candidates(const Trainer& trainer) {
   NameMetrics out;
   const Metrics& logged = trainer.callback_metrics();
   for (const auto& [name, m] : logged)
-    out[name] = m.is_int ? py::Number::of_int(static_cast<int64_t>(m.value)) : py::Number::of_float(m.value);
+    out[name] = m.is_int ? Value(static_cast<int64_t>(m.value)) : Value(m.value);
   auto as_int = [&](const char* key, int64_t fallback) {
     auto it = logged.find(key);
-    if (it == logged.end() || !std::isfinite(it->second.value)) return py::Number::of_int(fallback);
-    return py::Number::of_int(static_cast<int64_t>(std::trunc(it->second.value)));
+    if (it == logged.end() || !std::isfinite(it->second.value)) return Value(fallback);
+    return Value(static_cast<int64_t>(std::trunc(it->second.value)));
   };
   out["epoch"] = as_int("epoch", trainer.current_epoch());
   out["step"] = as_int("step", trainer.global_step());

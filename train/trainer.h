@@ -2,7 +2,7 @@
 // semantics (option names in snake_case), writes logs and checkpoints under
 // <default_root_dir>/ember_logs/version_N/, and saves/restores the complete training state:
 // weights, optimizers, schedulers, loop progress, RNG states, data-loader position and callbacks.
-// See README.md ("Resuming") for the epoch arithmetic.
+// README.md ("Resume arithmetic") says which epoch a resumed run continues at.
 #pragma once
 #include <chrono>
 #include <map>

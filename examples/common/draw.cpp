@@ -1,6 +1,6 @@
-// Image grids and line plots for the examples. The plot is deliberately plain: axes with five
-// numbered ticks each, one polyline with point markers per series, and a legend; text uses a
-// hand-drawn 5x7 font covering digits, lowercase letters and the few symbols the plots need.
+// Image grids and line plots for the examples. The plot is deliberately plain: axes with ticks at
+// round values, one polyline with point markers per series, and a legend; text uses a hand-drawn
+// 5x7 font covering digits, lowercase letters and the few symbols the plots need.
 #include "examples/common/draw.h"
 
 #include <algorithm>
@@ -99,12 +99,6 @@ void draw_line(Image& img, int x0, int y0, int x1, int y1, const uint8_t* c) {
   }
 }
 
-std::string tick_label(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.4g", v);
-  return buf;
-}
-
 // CPU float copy of a batch of square images: returns (count, side) and the values.
 std::vector<float> image_values(const Tensor& t, int64_t& count, int64_t& side, const char* what) {
   EMBER_CHECK(t.defined() && t.dim() >= 2, "[reconstruction_grid] ", what, " must be a batch of images (N, ...), got ",
@@ -118,6 +112,37 @@ std::vector<float> image_values(const Tensor& t, int64_t& count, int64_t& side, 
 }
 
 }  // namespace
+
+Ticks nice_ticks(double lo, double hi, int max_ticks, bool integer) {
+  EMBER_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo < hi && max_ticks >= 2, "[nice_ticks] needs finite lo < hi ",
+              "and max_ticks >= 2, got lo=", lo, ", hi=", hi, ", max_ticks=", max_ticks);
+  // A step of mantissa * 10^exponent; steps grow from one decade below range / max_ticks, so the
+  // first that fits is the smallest.
+  static constexpr double kMantissas[] = {1.0, 2.0, 2.5, 5.0};
+  int exponent = static_cast<int>(std::floor(std::log10((hi - lo) / max_ticks))) - 1;
+  if (integer) exponent = std::max(exponent, 0);
+  for (;; ++exponent) {
+    for (double m : kMantissas) {
+      if (integer && m == 2.5 && exponent == 0) continue;
+      const double step = m * std::pow(10.0, exponent);
+      // Multiples k * step in [lo, hi]; the slack absorbs the rounding of lo / step and hi / step.
+      const double first = std::ceil(lo / step - 1e-9), last = std::floor(hi / step + 1e-9);
+      if (last - first + 1 > max_ticks) continue;
+      const int count = static_cast<int>(last - first + 1);
+      // 2.5 * 10^e needs one decimal more than 10^e.
+      const int decimals = std::max(0, -exponent + (m == 2.5 ? 1 : 0));
+      Ticks t;
+      for (int i = 0; i < count; ++i) {
+        const double v = (first + i) * step + 0.0;  // + 0.0 turns -0 (first == -0.0) into 0: no "-0.00"
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+        t.values.push_back(v);
+        t.labels.push_back(buf);
+      }
+      return t;
+    }
+  }
+}
 
 int text_width(const std::string& text, int scale) { return static_cast<int>(text.size()) * kAdvance * scale; }
 
@@ -170,6 +195,7 @@ Image reconstruction_grid(const Tensor& originals, const Tensor& reconstructions
 Image line_plot(const std::vector<Series>& series, const std::string& title, const std::string& xlabel, int width,
                 int height) {
   double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
+  bool x_whole = true;
   for (const Series& s : series) {
     EMBER_CHECK(s.x.size() == s.y.size(), "[line_plot] series '", s.name, "' has ", s.x.size(), " x and ", s.y.size(),
                 " y values");
@@ -179,6 +205,7 @@ Image line_plot(const std::vector<Series>& series, const std::string& title, con
       xmax = std::max(xmax, s.x[i]);
       ymin = std::min(ymin, s.y[i]);
       ymax = std::max(ymax, s.y[i]);
+      x_whole = x_whole && s.x[i] == std::floor(s.x[i]);
     }
   }
   EMBER_CHECK(std::isfinite(xmin), "[line_plot] '", title, "': no series has a finite point to plot");
@@ -196,20 +223,19 @@ Image line_plot(const std::vector<Series>& series, const std::string& title, con
   };
   auto py = [&](double y) { return bottom - static_cast<int>(std::lround((y - ymin) / (ymax - ymin) * (bottom - top))); };
 
-  // grid lines and tick labels: five on y; on x, whole numbers when the range is small
-  for (int i = 0; i <= 4; ++i) {
-    double v = ymin + (ymax - ymin) * i / 4.0;
-    int y = py(v);
+  // grid lines and tick labels at round values: up to 6 on y, up to 10 on x (whole numbers there
+  // when every x is one, as epochs are)
+  const Ticks yticks = nice_ticks(ymin, ymax, 6);
+  for (size_t i = 0; i < yticks.values.size(); ++i) {
+    int y = py(yticks.values[i]);
     for (int x = left; x <= right; ++x) img.set(x, y, grid);
-    std::string label = tick_label(v);
-    draw_text(img, left - 6 - text_width(label), y - 3, label, black);
+    draw_text(img, left - 6 - text_width(yticks.labels[i]), y - 3, yticks.labels[i], black);
   }
-  double step = std::max(1.0, std::ceil((xmax - xmin) / 10.0));
-  for (double v = std::ceil(xmin); v <= xmax + 1e-9; v += step) {
-    int x = px(v);
+  const Ticks xticks = nice_ticks(xmin, xmax, 10, x_whole);
+  for (size_t i = 0; i < xticks.values.size(); ++i) {
+    int x = px(xticks.values[i]);
     for (int y = top; y <= bottom; ++y) img.set(x, y, grid);
-    std::string label = tick_label(v);
-    draw_text(img, x - text_width(label) / 2, bottom + 6, label, black);
+    draw_text(img, x - text_width(xticks.labels[i]) / 2, bottom + 6, xticks.labels[i], black);
   }
   draw_line(img, left, top, left, bottom, black);
   draw_line(img, left, bottom, right, bottom, black);

@@ -21,8 +21,20 @@ struct Series {
   std::vector<double> x, y;  // points in x order; NaN values are skipped
 };
 
-// An RGB line plot (width x height) of the series, with a title, an x-axis label, numbered axes
-// and a legend. Throws when no series has a finite point.
+// Axis ticks at round values, as a plotting library's tick locator places them: every multiple of
+// a step of 1, 2, 2.5 or 5 times a power of ten in [lo, hi], with the smallest such step that gives
+// at most max_ticks ticks. `integer` allows only whole steps (for epochs and counts). Each label has
+// the decimals the step needs, the same for all ("0.030", "0.035", "0.040"). Throws unless lo < hi
+// are finite and max_ticks >= 2.
+struct Ticks {
+  std::vector<double> values;
+  std::vector<std::string> labels;
+};
+Ticks nice_ticks(double lo, double hi, int max_ticks, bool integer = false);
+
+// An RGB line plot (width x height) of the series, with a title, an x-axis label, axes numbered at
+// round values (nice_ticks; whole numbers on x when every x is one) and a legend. Throws when no
+// series has a finite point.
 Image line_plot(const std::vector<Series>& series, const std::string& title, const std::string& xlabel,
                 int width = 640, int height = 400);
 

@@ -1,4 +1,4 @@
-// Python str.format port (train/pyformat.h) and ModelCheckpoint's filename templates against
+// Python str.format port (train/callbacks_pyformat.h) and ModelCheckpoint's filename templates against
 // outputs of Python 3.11 and of Lightning's naming steps (tests/reference/gen_pyformat.py).
 #include <gtest/gtest.h>
 
@@ -13,7 +13,7 @@
 #include "runtime/error.h"
 #include "tests/support/check.h"
 #include "train/callbacks.h"
-#include "train/pyformat.h"
+#include "train/callbacks_pyformat.h"
 
 namespace ember {
 namespace {
@@ -120,7 +120,8 @@ NameMetrics parse_metrics(const std::string& spec) {
     if (item.empty()) continue;
     size_t eq = item.rfind('=');
     size_t colon = item.find(':', eq);
-    m[item.substr(0, eq)] = parse_number(item.substr(eq + 1, colon - eq - 1), item.substr(colon + 1));
+    const py::Number n = parse_number(item.substr(eq + 1, colon - eq - 1), item.substr(colon + 1));
+    m[item.substr(0, eq)] = n.is_int ? Value(n.i) : Value(n.f);
   }
   return m;
 }
@@ -145,13 +146,20 @@ TEST(PyFormat, CheckpointFilenameTemplatesMatchLightning) {
 
 TEST(PyFormat, CheckpointNameAddsDirectoryVersionAndExtension) {
   ModelCheckpoint cb({.dirpath = "/tmp/ember-ckpt-names", .filename = "{epoch}-{val_loss:.2f}"});
-  NameMetrics m{{"epoch", py::Number::of_int(3)}, {"val_loss", py::Number::of_float(0.25)}};
+  NameMetrics m{{"epoch", Value(3)}, {"val_loss", Value(0.25)}};
   EXPECT_EQ(cb.format_checkpoint_name(m), "/tmp/ember-ckpt-names/epoch=3-val_loss=0.25.ckpt");
   EXPECT_EQ(cb.format_checkpoint_name(m, "", 2), "/tmp/ember-ckpt-names/epoch=3-val_loss=0.25-v2.ckpt");
   EXPECT_EQ(cb.format_checkpoint_name(m, "last"), "/tmp/ember-ckpt-names/last.ckpt");
   ModelCheckpoint plain;
-  EXPECT_EQ(plain.format_checkpoint_name({{"epoch", py::Number::of_int(0)}, {"step", py::Number::of_int(5)}}),
+  EXPECT_EQ(plain.format_checkpoint_name({{"epoch", Value(0)}, {"step", Value(5)}}),
             "epoch=0-step=5.ckpt");  // no dirpath before setup
+  try {
+    ModelCheckpoint::format_filename("{name}", {{"name", Value("text")}}, true);
+    ADD_FAILURE() << "a string metric was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("[ModelCheckpoint] metric 'name' for the checkpoint name must be an int or a "
+                                          "float, got ", 0), 0u) << e.what();
+  }
 }
 
 TEST(PyFormat, TimedeltaReprAndStr) {

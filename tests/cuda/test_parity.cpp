@@ -16,6 +16,7 @@
 
 #include "runtime/autograd.h"
 #include "runtime/device.h"
+#include "runtime/op_registry.h"
 #include "runtime/ops.h"
 #include "runtime/rng.h"
 #include "tests/support/check.h"

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes the Python reference fixtures for Ember's str.format port (train/pyformat.h) and for
+"""Writes the Python reference fixtures for Ember's str.format port (train/callbacks_pyformat.h) and for
 ModelCheckpoint's filename templates (tests/callbacks/test_pyformat.cpp).
 
 Run with Debian's Python 3.11 + PyTorch 1.13:  /usr/bin/python3 tests/reference/gen_pyformat.py

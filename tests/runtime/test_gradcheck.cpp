@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "runtime/autograd.h"
+#include "runtime/op_registry.h"
 #include "runtime/ops.h"
 #include "runtime/rng.h"
 #include "tests/support/check.h"

@@ -1,10 +1,15 @@
 // LR scheduler tests against torch 1.13 (fixtures from tests/reference/gen_sched.py): the lr
 // (and momentum) sequence of every scheduler over 50 steps, closed forms via step_to, plateau
-// metric sequences, torch's numeric state_dict fields, save/resume mid-run, and error messages.
+// metric sequences, torch's numeric state_dict fields, save/resume mid-run, error messages, and the
+// closed forms as free functions (known values, and equal to what the classes compute).
 #include <cmath>
+#include <functional>
 #include <iomanip>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -515,6 +520,103 @@ TEST(LRSchedulerErrors, ConstructionAndStepping) {
   u.opt->add_param_group({{{"extra", extra}}, {}});
   EXPECT_EQ(error_of([&] { ex.step(); }),
             "[ExponentialLR] the optimizer has 3 parameter groups but the scheduler was built for 2");
+}
+
+
+// --- the closed forms as free functions -----------------------------------------------------
+
+TEST(LRScheduleFunctions, KnownValues) {
+  EXPECT_DOUBLE_EQ(step_lr(1.0, 0.5, 6, 7), 1.0);
+  EXPECT_DOUBLE_EQ(step_lr(1.0, 0.5, 14, 7), 0.25);
+  EXPECT_DOUBLE_EQ(step_lr(1.0, 0.5, -1, 7), 2.0);  // Python's floor division: -1 // 7 == -1
+  const std::map<int64_t, int64_t> milestones{{5, 1}, {12, 2}};
+  EXPECT_DOUBLE_EQ(multistep_lr(1.0, 0.5, 4, milestones), 1.0);
+  EXPECT_DOUBLE_EQ(multistep_lr(1.0, 0.5, 5, milestones), 0.5);
+  EXPECT_DOUBLE_EQ(multistep_lr(1.0, 0.5, 12, milestones), 0.125);
+  EXPECT_DOUBLE_EQ(constant_lr(0.1, 0.25, 7, 8), 0.025);
+  EXPECT_DOUBLE_EQ(constant_lr(0.1, 0.25, 8, 8), 0.1);
+  EXPECT_DOUBLE_EQ(linear_lr(1.0, 0.2, 0.9, 0, 12), 0.2);
+  EXPECT_DOUBLE_EQ(linear_lr(1.0, 0.2, 0.9, 6, 12), 0.55);
+  EXPECT_DOUBLE_EQ(linear_lr(1.0, 0.2, 0.9, 100, 12), 0.9);
+  EXPECT_DOUBLE_EQ(exponential_lr(2.0, 0.5, 3), 0.25);
+  EXPECT_DOUBLE_EQ(polynomial_lr(1.0, 2.0, 10, 20), 0.25);
+  EXPECT_DOUBLE_EQ(polynomial_lr(1.0, 2.0, 30, 20), 0.0);
+
+  EXPECT_DOUBLE_EQ(cosine_annealing_lr(1.0, 0.0, 0, 10), 1.0);
+  EXPECT_DOUBLE_EQ(cosine_annealing_lr(1.0, 0.0, 5, 10), 0.5);
+  EXPECT_DOUBLE_EQ(cosine_annealing_lr(1.0, 0.1, 10, 10), 0.1);
+  EXPECT_DOUBLE_EQ(cosine_annealing_lr(1.0, 0.1, 20, 10), 1.0);  // back up past T_max
+  // Cycles of 5, 10, 20 epochs start at epochs 0, 5, 15.
+  EXPECT_EQ(warm_restart_position(3.0, 5, 2).T_i, 5);
+  EXPECT_DOUBLE_EQ(warm_restart_position(3.0, 5, 2).T_cur, 3.0);
+  EXPECT_EQ(warm_restart_position(12.5, 5, 2).T_i, 10);
+  EXPECT_DOUBLE_EQ(warm_restart_position(12.5, 5, 2).T_cur, 7.5);
+  EXPECT_EQ(warm_restart_position(15.0, 5, 2).T_i, 20);
+  EXPECT_DOUBLE_EQ(warm_restart_position(15.0, 5, 2).T_cur, 0.0);
+  EXPECT_DOUBLE_EQ(warm_restart_position(12.5, 5, 1).T_cur, 2.5);
+  EXPECT_DOUBLE_EQ(cosine_warm_restarts_lr(1.0, 0.0, 10.0, 5, 2), 0.5);
+
+  EXPECT_DOUBLE_EQ(annealing_cos(1.0, 0.0, 0.0), 1.0);
+  EXPECT_DOUBLE_EQ(annealing_cos(1.0, 0.0, 0.5), 0.5);
+  EXPECT_DOUBLE_EQ(annealing_cos(1.0, 0.2, 1.0), 0.2);
+  EXPECT_DOUBLE_EQ(annealing_linear(0.2, 1.0, 0.25), 0.4);
+  const std::vector<double> ends{14.0, 49.0};
+  EXPECT_EQ(one_cycle_point(0, ends).phase, 0u);
+  EXPECT_DOUBLE_EQ(one_cycle_point(0, ends).pct, 0.0);
+  EXPECT_DOUBLE_EQ(one_cycle_point(14, ends).pct, 1.0);
+  EXPECT_EQ(one_cycle_point(30, ends).phase, 1u);
+  EXPECT_DOUBLE_EQ(one_cycle_point(30, ends).pct, 16.0 / 35.0);
+  EXPECT_DOUBLE_EQ(one_cycle_point(49, ends).pct, 1.0);
+  EXPECT_EQ(error_of([] { one_cycle_point(0, {}); }), "[one_cycle_point] needs at least one phase");
+}
+
+// The free functions give step_to()'s values bit for bit (they are the code step_to runs), for
+// negative epochs (as SequentialLR makes) and epochs past the schedule's end too.
+TEST(LRScheduleFunctions, EqualTheClassesClosedForms) {
+  using Fn = std::function<double(double base, int64_t t)>;
+  const std::map<int64_t, int64_t> milestones{{5, 1}, {12, 2}, {30, 1}};
+  const std::vector<std::pair<Factory, Fn>> cases{
+      {make<StepLR>(int64_t{7}, 0.5), [](double b, int64_t t) { return step_lr(b, 0.5, t, 7); }},
+      {make<MultiStepLR>(std::vector<int64_t>{5, 12, 12, 30}, 0.3),
+       [&](double b, int64_t t) { return multistep_lr(b, 0.3, t, milestones); }},
+      {make<ConstantLR>(0.25, int64_t{8}), [](double b, int64_t t) { return constant_lr(b, 0.25, t, 8); }},
+      {make<LinearLR>(0.2, 0.9, int64_t{12}), [](double b, int64_t t) { return linear_lr(b, 0.2, 0.9, t, 12); }},
+      {make<ExponentialLR>(0.93), [](double b, int64_t t) { return exponential_lr(b, 0.93, t); }},
+      {make<PolynomialLR>(int64_t{20}, 2.0), [](double b, int64_t t) { return polynomial_lr(b, 2.0, t, 20); }},
+      {make<CosineAnnealingLR>(int64_t{15}, 0.001),
+       [](double b, int64_t t) { return cosine_annealing_lr(b, 0.001, static_cast<double>(t), 15.0); }},
+  };
+  for (size_t c = 0; c < cases.size(); ++c) {
+    SCOPED_TRACE(c);
+    Rig s;
+    auto sched = cases[c].first(*s.opt);
+    for (int64_t t = -3; t <= 60; ++t) {
+      sched->step_to(static_cast<double>(t));
+      EXPECT_EQ(s.lrs()[0], cases[c].second(0.1, t)) << "epoch " << t;
+      EXPECT_EQ(s.lrs()[1], cases[c].second(0.05, t)) << "epoch " << t;
+    }
+  }
+  Rig s;
+  CosineAnnealingWarmRestarts warm(*s.opt, 5, 2, 0.0005);
+  for (double e = 0.0; e < 60.0; e += 0.7) {
+    warm.step_to(e);
+    EXPECT_EQ(s.lrs()[0], cosine_warm_restarts_lr(0.1, 0.0005, e, 5, 2)) << "epoch " << e;
+    EXPECT_EQ(warm.T_cur(), warm_restart_position(e, 5, 2).T_cur) << "epoch " << e;
+  }
+}
+
+// OneCycleLR's lr at a step is the anneal of its phase at one_cycle_point's fraction.
+TEST(LRScheduleFunctions, OneCycleSteps) {
+  Rig s;
+  OneCycleLR sched(*s.opt, {.max_lr = {1.0}, .total_steps = 50});
+  const double initial = 1.0 / 25.0, min = initial / 1e4;  // the default div_factor, final_div_factor
+  const std::vector<double> ends{0.3 * 50 - 1, 50 - 1};
+  for (int64_t t = 0; t <= 50; ++t) {
+    if (t > 0) sched.step();
+    const OneCyclePoint at = one_cycle_point(t, ends);
+    const double want = at.phase == 0 ? annealing_cos(initial, 1.0, at.pct) : annealing_cos(1.0, min, at.pct);
+    EXPECT_EQ(s.lrs()[0], want) << "step " << t;
+  }
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
-// Python's str.format / format(value, spec) / repr for ints and floats, so that checkpoint filename
-// templates ("{epoch:02d}-{val_loss:.2f}") give the same names as in Lightning. Covers the format-spec
-// mini-language ([[fill]align][sign][z][#][0][width][,|_][.precision][type]) for int and float
-// values; strings, attribute access and positional arguments are outside its scope.
+// Private to the built-in callbacks (no public header includes it): Python's str.format,
+// format(value, spec) and repr for ints and floats, so that checkpoint filename templates
+// ("{epoch:02d}-{val_loss:.2f}") give Lightning's names and the callbacks' messages print numbers
+// as Lightning's do. Covers the format-spec mini-language
+// ([[fill]align][sign][z][#][0][width][,|_][.precision][type]) for int and float values; strings,
+// attribute access and positional arguments are outside its scope.
 #pragma once
 #include <cstdint>
 #include <functional>

@@ -1,7 +1,7 @@
 // Python number formatting, ported from CPython 3.11's Objects/stringlib/unicode_format.h,
 // Python/formatter_unicode.c and Python/pystrtod.c (format_float_short). The decimal digits that
 // CPython gets from dtoa come from std::to_chars here (also exact and correctly rounded).
-#include "train/pyformat.h"
+#include "train/callbacks_pyformat.h"
 
 #include <algorithm>
 #include <charconv>
