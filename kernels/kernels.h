@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "kernels/common/functors.h"
+#include "kernels/common/pool.h"
+#include "kernels/common/random.h"
 #include "runtime/ops.h"
 #include "runtime/tensor.h"
 
@@ -77,10 +79,7 @@ void conv2d_backward_input_cuda(const ConvGeom& g, const Tensor& dy, const Tenso
 void conv2d_backward_weight_cpu(const ConvGeom& g, const Tensor& x, const Tensor& dy, const Tensor& dw);
 void conv2d_backward_weight_cuda(const ConvGeom& g, const Tensor& x, const Tensor& dy, const Tensor& dw);
 
-struct PoolGeom {
-  int64_t N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw;
-  bool count_include_pad;
-};
+// Pooling geometry (PoolGeom) and windows: kernels/common/pool.h.
 // indices (i64, y's shape) records the flat h*W+w argmax for backward
 void max_pool2d_cpu(const PoolGeom& g, const Tensor& x, const Tensor& y, const Tensor& indices);
 void max_pool2d_cuda(const PoolGeom& g, const Tensor& x, const Tensor& y, const Tensor& indices);
@@ -111,7 +110,7 @@ void nll_loss_backward_cuda(const Tensor& g, const Tensor& target, const Tensor&
                             const Tensor& dlogp);
 
 // --- random (Philox4x32-10; element i uses counter block offset + i/4, lane i%4) -------------
-enum class RandomDist { Uniform, Normal, Bernoulli };
+// RandomDist and the values of one counter block: kernels/common/random.h.
 // out (contiguous f32/f64) = dist(a, b) drawn from (seed, offset): Uniform in [a, b), Normal(mean a,
 // std b), Bernoulli(p a) as 0/1.
 void random_cpu(RandomDist dist, uint64_t seed, uint64_t offset, double a, double b, const Tensor& out);
