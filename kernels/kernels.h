@@ -120,7 +120,8 @@ void random_cuda(RandomDist dist, uint64_t seed, uint64_t offset, double a, doub
 
 namespace ember::kernels {
 
-// --- pinned host memory (CUDA builds; page-locked, cached, falls back to plain memory without a device)
+// --- pinned host memory: page-locked blocks straight from the driver (cudaHostAlloc, uncached;
+// needs a device); the runtime's pinned host allocator (runtime/allocator.h) caches these blocks.
 void* cuda_host_alloc(size_t nbytes);
 void cuda_host_free(void* p);
 
