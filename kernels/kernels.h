@@ -1,64 +1,87 @@
 // Kernel entry points, one per line, <op>_cpu and <op>_cuda. Private to the library: the op front
 // ends (runtime/ops_*.cpp) call these after checking inputs and allocating outputs. Kernels only
 // compute. Inputs already have the output's dtype and device; broadcast inputs arrive as expanded
-// views (stride 0). A CPU-only build links kernels/stubs.cpp, where every _cuda entry throws.
+// views (stride 0). Every _cuda entry is declared with EMBER_CUDA_ENTRY: kernels/cuda/ defines it
+// in a CUDA build, and a CPU-only build gets it from kernels/stubs.cpp as a stub that says so.
 #pragma once
+#include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #include "kernels/common/functors.h"
-#include "runtime/ops.h"
+#include "kernels/common/pool.h"
+#include "kernels/common/random.h"
+#include "runtime/device.h"
 #include "runtime/tensor.h"
 
 namespace ember::kernels {
 
+// EMBER_CUDA_ENTRY(ret, name, (params)) declares a CUDA entry point. kernels/stubs.cpp defines
+// EMBER_CUDA_DEFINE_STUBS in a CPU-only build before it includes this header, which turns each
+// declaration into a definition that throws "[name] this build of Ember has no CUDA backend ...";
+// EMBER_CUDA_ENTRY_OR(ret, name, (params), {body}) gives such a build `body` instead (queries and
+// frees that must work without CUDA).
+#if defined(EMBER_CUDA_DEFINE_STUBS)
+[[noreturn]] void no_cuda_backend(const char* entry);
+#define EMBER_CUDA_ENTRY(ret, name, params) \
+  ret name params { no_cuda_backend(#name); }
+#define EMBER_CUDA_ENTRY_OR(ret, name, params, body) ret name params body
+#else
+#define EMBER_CUDA_ENTRY(ret, name, params) ret name params;
+#define EMBER_CUDA_ENTRY_OR(ret, name, params, body) ret name params;
+#endif
+
 // --- devices and memory ----------------------------------------------------------------------
-int cuda_device_count();
-void* cuda_malloc(int device, size_t nbytes);
-void cuda_free(int device, void* p);
+EMBER_CUDA_ENTRY_OR(int, cuda_device_count, (), { return 0; })
+EMBER_CUDA_ENTRY(void*, cuda_malloc, (int device, size_t nbytes))
+EMBER_CUDA_ENTRY_OR(void, cuda_free, (int device, void* p), {})
 // Copies nbytes between host and device memory (either side may be CUDA).
-void cuda_memcpy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes);
-void cuda_synchronize(int device);
+EMBER_CUDA_ENTRY(void, cuda_memcpy, (void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes))
+EMBER_CUDA_ENTRY(void, cuda_synchronize, (int device))
+// Page-locked host memory straight from the driver (cudaHostAlloc, uncached; needs a device); the
+// runtime's pinned host allocator (runtime/allocator.h) caches these blocks.
+EMBER_CUDA_ENTRY(void*, cuda_host_alloc, (size_t nbytes))
+EMBER_CUDA_ENTRY_OR(void, cuda_host_free, (void* p), {})
 
 // --- elementwise -----------------------------------------------------------------------------
 // out = op(x; a, b); x has out's shape (maybe strided).
 void unary_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b);
-void unary_cuda(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b);
+EMBER_CUDA_ENTRY(void, unary_cuda, (UnaryOp op, const Tensor& x, const Tensor& out, double a, double b))
 // out = op(x, y); x, y expanded to out's shape. Comparison ops write 0/1 in out's dtype.
 void binary_cpu(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out);
-void binary_cuda(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out);
+EMBER_CUDA_ENTRY(void, binary_cuda, (BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out))
 // out = cond ? x : y (all expanded to out's shape; cond is bool)
 void where_cpu(const Tensor& cond, const Tensor& x, const Tensor& y, const Tensor& out);
-void where_cuda(const Tensor& cond, const Tensor& x, const Tensor& y, const Tensor& out);
+EMBER_CUDA_ENTRY(void, where_cuda, (const Tensor& cond, const Tensor& x, const Tensor& y, const Tensor& out))
 // dst = src elementwise (same shape, any strides, any dtypes, same device)
 void copy_cpu(const Tensor& src, const Tensor& dst);
-void copy_cuda(const Tensor& src, const Tensor& dst);
+EMBER_CUDA_ENTRY(void, copy_cuda, (const Tensor& src, const Tensor& dst))
 void fill_cpu(const Tensor& dst, double value);
-void fill_cuda(const Tensor& dst, double value);
+EMBER_CUDA_ENTRY(void, fill_cuda, (const Tensor& dst, double value))
 // dst += alpha*x*y (addcmul; y undefined: dst += alpha*x) or dst += alpha*x/y (addcdiv), evaluated left to right as torch
 void axpby_cpu(const Tensor& dst, const Tensor& x, const Tensor& y, double alpha, bool divide);
-void axpby_cuda(const Tensor& dst, const Tensor& x, const Tensor& y, double alpha, bool divide);
+EMBER_CUDA_ENTRY(void, axpby_cuda, (const Tensor& dst, const Tensor& x, const Tensor& y, double alpha, bool divide))
 
 // --- reductions ------------------------------------------------------------------------------
 enum class ReduceOp { Sum, Max };
 // out has x's rank with reduced dims of size 1 (out is contiguous). For Max, indices (i64,
 // same shape as out) receives the position along the single reduced dim when defined.
 void reduce_cpu(ReduceOp op, const Tensor& x, const DimList& dims, const Tensor& out, const Tensor& indices);
-void reduce_cuda(ReduceOp op, const Tensor& x, const DimList& dims, const Tensor& out, const Tensor& indices);
+EMBER_CUDA_ENTRY(void, reduce_cuda, (ReduceOp op, const Tensor& x, const DimList& dims, const Tensor& out,
+                 const Tensor& indices))
 // out (0-d) = sum((a - b)^2) of contiguous a, b of one floating dtype, in the order of
 // reduce_cpu's full sum of the squared difference; also writes a - b to diff when it is defined.
 // CPU only (elsewhere mse_loss composes sub, mul and sum).
 void squared_error_sum_cpu(const Tensor& a, const Tensor& b, const Tensor& diff, const Tensor& out);
 // out = (log_)softmax(x) along dim (x, out contiguous)
 void softmax_cpu(const Tensor& x, int dim, bool log, const Tensor& out);
-void softmax_cuda(const Tensor& x, int dim, bool log, const Tensor& out);
+EMBER_CUDA_ENTRY(void, softmax_cuda, (const Tensor& x, int dim, bool log, const Tensor& out))
 
 // --- matrix multiply -------------------------------------------------------------------------
 // out[b] = a[b] @ w[b] for a: (B, M, K), w: (B, K, N), out: (B, M, N) contiguous. a and w may be
 // row- or column-major per batch (stride 1 along either of the last two dims) and may have batch
 // stride 0. beta=1 accumulates into out.
 void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta);
-void bmm_cuda(const Tensor& a, const Tensor& w, const Tensor& out, double beta);
+EMBER_CUDA_ENTRY(void, bmm_cuda, (const Tensor& a, const Tensor& w, const Tensor& out, double beta))
 
 // --- convolution and pooling (NCHW, contiguous) ----------------------------------------------
 struct ConvGeom {
@@ -69,65 +92,58 @@ struct ConvGeom {
 };
 // y: (N, K, OH, OW) = conv(x: (N, C, H, W), w: (K, C/g, kh, kw)); no bias
 void conv2d_cpu(const ConvGeom& g, const Tensor& x, const Tensor& w, const Tensor& y);
-void conv2d_cuda(const ConvGeom& g, const Tensor& x, const Tensor& w, const Tensor& y);
+EMBER_CUDA_ENTRY(void, conv2d_cuda, (const ConvGeom& g, const Tensor& x, const Tensor& w, const Tensor& y))
 // dx: (N, C, H, W) = conv2d's input gradient for dy (this is also conv_transpose2d's forward)
 void conv2d_backward_input_cpu(const ConvGeom& g, const Tensor& dy, const Tensor& w, const Tensor& dx);
-void conv2d_backward_input_cuda(const ConvGeom& g, const Tensor& dy, const Tensor& w, const Tensor& dx);
+EMBER_CUDA_ENTRY(void, conv2d_backward_input_cuda, (const ConvGeom& g, const Tensor& dy, const Tensor& w,
+                 const Tensor& dx))
 // dw: (K, C/g, kh, kw) = conv2d's weight gradient
 void conv2d_backward_weight_cpu(const ConvGeom& g, const Tensor& x, const Tensor& dy, const Tensor& dw);
-void conv2d_backward_weight_cuda(const ConvGeom& g, const Tensor& x, const Tensor& dy, const Tensor& dw);
+EMBER_CUDA_ENTRY(void, conv2d_backward_weight_cuda, (const ConvGeom& g, const Tensor& x, const Tensor& dy,
+                 const Tensor& dw))
 
-struct PoolGeom {
-  int64_t N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw;
-  bool count_include_pad;
-};
+// Pooling geometry (PoolGeom) and windows: kernels/common/pool.h.
 // indices (i64, y's shape) records the flat h*W+w argmax for backward
 void max_pool2d_cpu(const PoolGeom& g, const Tensor& x, const Tensor& y, const Tensor& indices);
-void max_pool2d_cuda(const PoolGeom& g, const Tensor& x, const Tensor& y, const Tensor& indices);
+EMBER_CUDA_ENTRY(void, max_pool2d_cuda, (const PoolGeom& g, const Tensor& x, const Tensor& y, const Tensor& indices))
 void max_pool2d_backward_cpu(const PoolGeom& g, const Tensor& dy, const Tensor& indices, const Tensor& dx);
-void max_pool2d_backward_cuda(const PoolGeom& g, const Tensor& dy, const Tensor& indices, const Tensor& dx);
+EMBER_CUDA_ENTRY(void, max_pool2d_backward_cuda, (const PoolGeom& g, const Tensor& dy, const Tensor& indices,
+                 const Tensor& dx))
 void avg_pool2d_cpu(const PoolGeom& g, const Tensor& x, const Tensor& y);
-void avg_pool2d_cuda(const PoolGeom& g, const Tensor& x, const Tensor& y);
+EMBER_CUDA_ENTRY(void, avg_pool2d_cuda, (const PoolGeom& g, const Tensor& x, const Tensor& y))
 void avg_pool2d_backward_cpu(const PoolGeom& g, const Tensor& dy, const Tensor& dx);
-void avg_pool2d_backward_cuda(const PoolGeom& g, const Tensor& dy, const Tensor& dx);
+EMBER_CUDA_ENTRY(void, avg_pool2d_backward_cuda, (const PoolGeom& g, const Tensor& dy, const Tensor& dx))
 
 // --- indexing --------------------------------------------------------------------------------
 // out = x.index_select(dim, index) (out contiguous, index i64 contiguous and validated)
 void index_select_cpu(const Tensor& x, int dim, const Tensor& index, const Tensor& out);
-void index_select_cuda(const Tensor& x, int dim, const Tensor& index, const Tensor& out);
+EMBER_CUDA_ENTRY(void, index_select_cuda, (const Tensor& x, int dim, const Tensor& index, const Tensor& out))
 // out.index_select(dim, index) += src (index_add_, used by backward)
 void index_add_cpu(const Tensor& out, int dim, const Tensor& index, const Tensor& src);
-void index_add_cuda(const Tensor& out, int dim, const Tensor& index, const Tensor& src);
+EMBER_CUDA_ENTRY(void, index_add_cuda, (const Tensor& out, int dim, const Tensor& index, const Tensor& src))
 // nll: logp (M, C) contiguous, target (M) i64, weight (C) or undefined.
 // out_losses (M): -w[t]*logp[i,t] (0 for ignore_index), out_weights (M): w[t] or 0.
 void nll_loss_cpu(const Tensor& logp, const Tensor& target, const Tensor& weight, int64_t ignore_index,
                   const Tensor& out_losses, const Tensor& out_weights);
-void nll_loss_cuda(const Tensor& logp, const Tensor& target, const Tensor& weight, int64_t ignore_index,
-                   const Tensor& out_losses, const Tensor& out_weights);
+EMBER_CUDA_ENTRY(void, nll_loss_cuda, (const Tensor& logp, const Tensor& target, const Tensor& weight,
+                 int64_t ignore_index, const Tensor& out_losses, const Tensor& out_weights))
 // dlogp (M, C) zeroed by the caller: dlogp[i, t_i] = -w[t_i] * g[i]
 void nll_loss_backward_cpu(const Tensor& g, const Tensor& target, const Tensor& weight, int64_t ignore_index,
                            const Tensor& dlogp);
-void nll_loss_backward_cuda(const Tensor& g, const Tensor& target, const Tensor& weight, int64_t ignore_index,
-                            const Tensor& dlogp);
+EMBER_CUDA_ENTRY(void, nll_loss_backward_cuda, (const Tensor& g, const Tensor& target, const Tensor& weight,
+                 int64_t ignore_index, const Tensor& dlogp))
 
 // --- conversion ------------------------------------------------------------------------------
 // dst[i] = float(src[i]) / divisor for n elements (CPU buffers, no overlap), same bits on every ISA
 void u8_to_f32_divided_cpu(const uint8_t* src, float* dst, int64_t n, float divisor);
 
 // --- random (Philox4x32-10; element i uses counter block offset + i/4, lane i%4) -------------
-enum class RandomDist { Uniform, Normal, Bernoulli };
+// RandomDist and the values of one counter block: kernels/common/random.h.
 // out (contiguous f32/f64) = dist(a, b) drawn from (seed, offset): Uniform in [a, b), Normal(mean a,
 // std b), Bernoulli(p a) as 0/1.
 void random_cpu(RandomDist dist, uint64_t seed, uint64_t offset, double a, double b, const Tensor& out);
-void random_cuda(RandomDist dist, uint64_t seed, uint64_t offset, double a, double b, const Tensor& out);
-
-}  // namespace ember::kernels
-
-namespace ember::kernels {
-
-// --- pinned host memory (CUDA builds; page-locked, cached, falls back to plain memory without a device)
-void* cuda_host_alloc(size_t nbytes);
-void cuda_host_free(void* p);
+EMBER_CUDA_ENTRY(void, random_cuda, (RandomDist dist, uint64_t seed, uint64_t offset, double a, double b,
+                 const Tensor& out))
 
 }  // namespace ember::kernels
 
@@ -142,7 +158,7 @@ struct SgdUpdate {
   bool nesterov, maximize;
   bool init;  // first step with momentum: buf = d (buf allocated, uninitialised)
 };
-void sgd_update_cuda(const Tensor& p, const Tensor& g, const Tensor& buf, const SgdUpdate& u);
+EMBER_CUDA_ENTRY(void, sgd_update_cuda, (const Tensor& p, const Tensor& g, const Tensor& buf, const SgdUpdate& u))
 struct AdamUpdate {
   double lr, beta1, beta2, eps, weight_decay;
   double step_size;              // lr / (1 - beta1^step)
@@ -151,7 +167,7 @@ struct AdamUpdate {
   bool decoupled;  // AdamW: p *= 1 - lr * weight_decay instead of the L2 term
 };
 // vmax undefined unless amsgrad.
-void adam_update_cuda(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const Tensor& vmax,
-                      const AdamUpdate& u);
+EMBER_CUDA_ENTRY(void, adam_update_cuda, (const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
+                 const Tensor& vmax, const AdamUpdate& u))
 
 }  // namespace ember::kernels

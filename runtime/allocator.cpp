@@ -1,15 +1,14 @@
-// Caching allocators. CPU: 64-byte aligned blocks, sizes rounded to size classes (64 B steps up
-// to 4 KiB, then quarter powers of two), freed blocks kept per class for reuse, up to a cache cap.
-// CUDA blocks come from kernels::cuda_malloc and are cached the same way.
+// The caching allocators, one BlockCache (runtime/block_cache.h) each: the CPU's (64-byte aligned
+// blocks, 64-byte classes up to 4 KiB), one per CUDA device over kernels::cuda_malloc, and pinned
+// host memory over kernels::cuda_host_alloc (4 KiB pages).
 #include "runtime/allocator.h"
 
 #include <cstdlib>
 #include <mutex>
-#include <new>
-#include <unordered_map>
-#include <vector>
+#include <unordered_set>
 
 #include "kernels/kernels.h"
+#include "runtime/block_cache.h"
 #include "runtime/error.h"
 
 namespace ember {
@@ -17,109 +16,88 @@ namespace {
 
 constexpr size_t kAlign = 64;
 constexpr uint64_t kMaxCachedBytes = 4ull << 30;
+constexpr int kMaxCudaDevices = 16;
+constexpr size_t kPageBytes = 4096;
+constexpr uint64_t kMaxCachedPinnedBytes = 256ull << 20;
 
-size_t round_size(size_t n) {
-  if (n == 0) n = 1;
-  if (n <= 4096) return (n + kAlign - 1) / kAlign * kAlign;
-  size_t p = 1;
-  while (p < n) p <<= 1;
-  size_t step = p / 8;  // eighths of the next power of two
-  return (n + step - 1) / step * step;
+void* cpu_raw_alloc(int, size_t n) {
+  void* p = std::aligned_alloc(kAlign, n);
+  EMBER_CHECK(p != nullptr, "[allocator] out of CPU memory allocating ", n, " bytes");
+  return p;
 }
-
-struct Cache {
-  std::mutex mu;
-  std::unordered_map<size_t, std::vector<void*>> free_blocks;
-  AllocatorStats stats;
-  uint64_t cached_bytes = 0;
-};
+void cpu_raw_free(int, void* p) { std::free(p); }
+void* cuda_raw_alloc(int device, size_t n) { return kernels::cuda_malloc(device, n); }
+void cuda_raw_free(int device, void* p) { kernels::cuda_free(device, p); }
+void* pinned_raw_alloc(int, size_t n) { return kernels::cuda_host_alloc(n); }
+void pinned_raw_free(int, void* p) { kernels::cuda_host_free(p); }
 
 // Never destroyed: tensors held in statics are freed during exit, after function-local statics die.
-Cache& cache_for(Device d) {
-  static Cache* cpu = new Cache;
-  static Cache* cuda = new Cache[16];
-  if (d.is_cpu()) return *cpu;
-  EMBER_CHECK(d.index >= 0 && d.index < 16, "[allocator] CUDA device index ", d.index, " out of range");
-  return cuda[d.index];
-}
-
-void* system_alloc(Device d, size_t n) {
+BlockCache& cache_for(Device d) {
   if (d.is_cpu()) {
-    void* p = std::aligned_alloc(kAlign, n);
-    EMBER_CHECK(p != nullptr, "[allocator] out of CPU memory allocating ", n, " bytes");
-    return p;
+    static BlockCache* cpu = new BlockCache(cpu_raw_alloc, cpu_raw_free, 0, kAlign, kMaxCachedBytes);
+    return *cpu;
   }
-  return kernels::cuda_malloc(d.index, n);
+  EMBER_CHECK(d.index >= 0 && d.index < kMaxCudaDevices, "[allocator] CUDA device index ", d.index, " out of range");
+  static BlockCache** cuda = [] {
+    auto** caches = new BlockCache*[kMaxCudaDevices];
+    for (int i = 0; i < kMaxCudaDevices; ++i)
+      caches[i] = new BlockCache(cuda_raw_alloc, cuda_raw_free, i, kAlign, kMaxCachedBytes);
+    return caches;
+  }();
+  return *cuda[d.index];
 }
 
-void system_free(Device d, void* p) {
-  if (d.is_cpu()) std::free(p);
-  else kernels::cuda_free(d.index, p);
+struct PinnedHost {
+  BlockCache cache{pinned_raw_alloc, pinned_raw_free, 0, kPageBytes, kMaxCachedPinnedBytes};
+  std::mutex mu;
+  std::unordered_set<void*> unpinned;  // ordinary blocks handed out when the driver refused
+};
+
+PinnedHost& pinned_host() {
+  static PinnedHost* p = new PinnedHost;  // never destroyed, as the caches above
+  return *p;
 }
 
 }  // namespace
 
-void* device_alloc(Device d, size_t nbytes) {
-  size_t n = round_size(nbytes);
-  Cache& c = cache_for(d);
-  {
-    std::lock_guard<std::mutex> lk(c.mu);
-    auto it = c.free_blocks.find(n);
-    if (it != c.free_blocks.end() && !it->second.empty()) {
-      void* p = it->second.back();
-      it->second.pop_back();
-      c.cached_bytes -= n;
-      c.stats.cache_hits++;
-      c.stats.allocated_bytes += n;
-      c.stats.peak_allocated_bytes = std::max(c.stats.peak_allocated_bytes, c.stats.allocated_bytes);
-      return p;
-    }
-  }
-  void* p = nullptr;
+void* device_alloc(Device d, size_t nbytes) { return cache_for(d).alloc(nbytes); }
+
+void device_free(Device d, void* p, size_t nbytes) { cache_for(d).free(p, nbytes); }
+
+AllocatorStats allocator_stats(Device d) { return cache_for(d).stats(); }
+
+void empty_cache(Device d) { cache_for(d).empty(); }
+
+bool pinned_host_memory_available() { return kernels::cuda_device_count() > 0; }
+
+void* pinned_host_alloc(size_t nbytes) {
+  if (!pinned_host_memory_available()) return device_alloc(kCPU, nbytes);
+  PinnedHost& h = pinned_host();
   try {
-    p = system_alloc(d, n);
+    return h.cache.alloc(nbytes);
   } catch (const Error&) {
-    empty_cache(d);  // give cached blocks back and try once more
-    p = system_alloc(d, n);
+    // Page-locked memory is a nicety: fall back to ordinary memory, remembered so that
+    // pinned_host_free returns it to the CPU allocator.
+    void* p = device_alloc(kCPU, nbytes);
+    std::lock_guard<std::mutex> lk(h.mu);
+    h.unpinned.insert(p);
+    return p;
   }
-  std::lock_guard<std::mutex> lk(c.mu);
-  c.stats.system_allocs++;
-  c.stats.allocated_bytes += n;
-  c.stats.reserved_bytes += n;
-  c.stats.peak_allocated_bytes = std::max(c.stats.peak_allocated_bytes, c.stats.allocated_bytes);
-  return p;
 }
 
-void device_free(Device d, void* p, size_t nbytes) {
+void pinned_host_free(void* p, size_t nbytes) {
   if (!p) return;
-  size_t n = round_size(nbytes);
-  Cache& c = cache_for(d);
-  std::lock_guard<std::mutex> lk(c.mu);
-  c.stats.allocated_bytes -= n;
-  if (c.cached_bytes + n <= kMaxCachedBytes) {
-    c.free_blocks[n].push_back(p);
-    c.cached_bytes += n;
-  } else {
-    c.stats.reserved_bytes -= n;
-    system_free(d, p);
+  if (!pinned_host_memory_available()) return device_free(kCPU, p, nbytes);
+  PinnedHost& h = pinned_host();
+  bool unpinned = false;
+  {
+    std::lock_guard<std::mutex> lk(h.mu);
+    unpinned = h.unpinned.erase(p) > 0;
   }
+  if (unpinned) device_free(kCPU, p, nbytes);
+  else h.cache.free(p, nbytes);
 }
 
-AllocatorStats allocator_stats(Device d) {
-  Cache& c = cache_for(d);
-  std::lock_guard<std::mutex> lk(c.mu);
-  return c.stats;
-}
-
-void empty_cache(Device d) {
-  Cache& c = cache_for(d);
-  std::lock_guard<std::mutex> lk(c.mu);
-  for (auto& [n, blocks] : c.free_blocks) {
-    for (void* p : blocks) system_free(d, p);
-    c.stats.reserved_bytes -= n * blocks.size();
-    blocks.clear();
-  }
-  c.cached_bytes = 0;
-}
+AllocatorStats pinned_host_stats() { return pinned_host().cache.stats(); }
 
 }  // namespace ember

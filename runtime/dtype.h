@@ -2,10 +2,10 @@
 // storage types that convert with to(dtype). Half types convert through float (round to nearest even).
 #pragma once
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <string_view>
 
+#include "kernels/common/half.h"
 #include "runtime/api.h"
 #include "runtime/error.h"
 
@@ -25,73 +25,22 @@ inline bool is_compute_floating(DType t) { return t == DType::f32 || t == DType:
 // The dtype that binary ops on a and b compute in (PyTorch promotion for the types we have).
 EMBER_API DType promote_types(DType a, DType b);
 
-// IEEE binary16, stored as bits.
+// IEEE binary16, stored as bits; converts with kernels/common/half.h (the CUDA kernels' code too).
 struct Half {
+  static constexpr kernels::HalfFormat kFormat = kernels::HalfFormat::f16;
   uint16_t bits = 0;
   Half() = default;
-  Half(float f) : bits(from_float(f)) {}  // NOLINT: implicit like PyTorch's c10::Half
-  operator float() const { return to_float(bits); }
-  static uint16_t from_float(float f) {
-    uint32_t x;
-    std::memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000u;
-    uint32_t absx = x & 0x7fffffffu;
-    if (absx >= 0x7f800000u) return static_cast<uint16_t>(sign | (absx > 0x7f800000u ? 0x7e00u : 0x7c00u));
-    if (absx >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
-    if (absx < 0x38800000u) {                                              // subnormal or zero
-      float af;
-      std::memcpy(&af, &absx, 4);
-      float scaled = af * 16777216.0f;  // 2^24: subnormal half units
-      uint32_t m = static_cast<uint32_t>(scaled);
-      float rem = scaled - static_cast<float>(m);
-      if (rem > 0.5f || (rem == 0.5f && (m & 1u))) ++m;
-      return static_cast<uint16_t>(sign | m);
-    }
-    uint32_t mant = absx & 0x7fffffu;
-    uint32_t exp = (absx >> 23) - 127 + 15;
-    uint32_t h = (exp << 10) | (mant >> 13);
-    uint32_t rest = mant & 0x1fffu;
-    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;
-    return static_cast<uint16_t>(sign | h);
-  }
-  static float to_float(uint16_t h) {
-    uint32_t sign = (h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t mant = h & 0x3ffu;
-    uint32_t x;
-    if (exp == 0) {
-      float f = static_cast<float>(mant) / 16777216.0f;
-      std::memcpy(&x, &f, 4);
-      x |= sign;
-    } else if (exp == 31) {
-      x = sign | 0x7f800000u | (mant << 13);
-    } else {
-      x = sign | ((exp - 15 + 127) << 23) | (mant << 13);
-    }
-    float f;
-    std::memcpy(&f, &x, 4);
-    return f;
-  }
+  Half(float f) : bits(kernels::f16_from_float(f)) {}  // NOLINT: implicit like PyTorch's c10::Half
+  operator float() const { return kernels::f16_to_float(bits); }
 };
 
 // bfloat16: the upper half of a float32, rounded to nearest even.
 struct BFloat16 {
+  static constexpr kernels::HalfFormat kFormat = kernels::HalfFormat::bf16;
   uint16_t bits = 0;
   BFloat16() = default;
-  BFloat16(float f) : bits(from_float(f)) {}  // NOLINT
-  operator float() const {
-    uint32_t x = static_cast<uint32_t>(bits) << 16;
-    float f;
-    std::memcpy(&f, &x, 4);
-    return f;
-  }
-  static uint16_t from_float(float f) {
-    uint32_t x;
-    std::memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);  // quiet NaN
-    x += 0x7fffu + ((x >> 16) & 1u);
-    return static_cast<uint16_t>(x >> 16);
-  }
+  BFloat16(float f) : bits(kernels::bf16_from_float(f)) {}  // NOLINT
+  operator float() const { return kernels::bf16_to_float(bits); }
 };
 
 template <typename T> struct DTypeOf;

@@ -1,35 +1,21 @@
-// Philox4x32-10 (Salmon et al., "Parallel Random Numbers: As Easy as 1, 2, 3", SC'11), the default
-// generator, and the random tensor factories.
+// The default generator and the random tensor factories, on Philox4x32-10 (kernels/common/philox.h,
+// the same block the random kernels use).
 #include "runtime/rng.h"
 
 #include <cmath>
 #include <cstring>
 #include <mutex>
 
+#include "kernels/common/philox.h"
 #include "runtime/autograd.h"
 #include "runtime/dispatch.h"
 
 namespace ember {
 
 std::array<uint32_t, 4> philox4x32(uint64_t counter, uint64_t key) {
-  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u, kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
-  uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32), c2 = 0, c3 = 0;
-  uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
-  for (int round = 0; round < 10; ++round) {
-    uint64_t p0 = static_cast<uint64_t>(kM0) * c0;
-    uint64_t p1 = static_cast<uint64_t>(kM1) * c2;
-    uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ k0;
-    uint32_t n1 = static_cast<uint32_t>(p1);
-    uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
-    uint32_t n3 = static_cast<uint32_t>(p0);
-    c0 = n0;
-    c1 = n1;
-    c2 = n2;
-    c3 = n3;
-    k0 += kW0;
-    k1 += kW1;
-  }
-  return {c0, c1, c2, c3};
+  std::array<uint32_t, 4> r;
+  kernels::philox4x32(counter, key, r.data());
+  return r;
 }
 
 uint32_t Generator::next_u32() { return philox4x32(advance(4), seed_)[0]; }

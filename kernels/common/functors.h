@@ -3,16 +3,12 @@
 #pragma once
 #include <cmath>
 
-#if defined(__CUDACC__)
-#define EMBER_HOST_DEVICE __host__ __device__
-#else
-#define EMBER_HOST_DEVICE
-#endif
+#include "kernels/common/host_device.h"
 
 namespace ember::kernels {
 
-// Every op, listed once: the enums below and the kernels' switches (which turn the runtime op into
-// a template argument) expand these lists.
+// Every op, listed once: the enums below and kernels/common/dispatch.h's switches (which turn the
+// runtime op into a template argument) expand these lists.
 #define EMBER_FOR_EACH_UNARY_OP(X)                                                                   \
   X(Neg) X(Exp) X(Log) X(Sqrt) X(Abs) X(Sign) X(Relu) X(LeakyRelu) X(Sigmoid) X(Tanh) X(Gelu) X(GeluTanh) \
   X(Clamp)         /* a = min, b = max (either may be +-inf) */                                     \
@@ -39,6 +35,12 @@ namespace ember::kernels {
 enum class UnaryOp : int { EMBER_FOR_EACH_UNARY_OP(EMBER_ENUM_ENTRY) };
 enum class BinaryOp : int { EMBER_FOR_EACH_BINARY_OP(EMBER_ENUM_ENTRY) };
 #undef EMBER_ENUM_ENTRY
+
+// The unary ops integer tensors (counters, indices) take: the exact ones.
+EMBER_HOST_DEVICE constexpr bool is_integer_unary_op(UnaryOp op) {
+  return op == UnaryOp::AddScalar || op == UnaryOp::MulScalar || op == UnaryOp::Neg || op == UnaryOp::Abs ||
+         op == UnaryOp::Sign;
+}
 
 template <typename T>
 EMBER_HOST_DEVICE inline T unary_apply(UnaryOp op, T x, T a, T b) {

@@ -1,11 +1,14 @@
 // CPU elementwise kernels: unary, binary (incl. comparisons), where, copy/convert, fill, axpby.
-// The op is a template parameter, so the switch in functors.h folds away inside the loops.
+// The op is a template parameter (kernels/common/dispatch.h), so the switch in functors.h folds
+// away inside the loops.
 #include <bit>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <type_traits>
 
+#include "kernels/common/convert.h"
+#include "kernels/common/dispatch.h"
 #include "kernels/common/functors.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/loops.h"
@@ -13,17 +16,6 @@
 
 namespace ember::kernels {
 namespace {
-
-template <typename Fn>
-decltype(auto) dispatch_arith(DType t, const char* op, Fn&& fn) {
-  switch (t) {
-    case DType::f32: return fn(float{});
-    case DType::f64: return fn(double{});
-    case DType::i32: return fn(int32_t{});
-    case DType::i64: return fn(int64_t{});
-    default: EMBER_THROW("[", op, "] dtype ", dtype_name(t), " is not supported (expected f32, f64, i32 or i64)");
-  }
-}
 
 // exp for f32 written with IEEE arithmetic and bit operations only (Cephes' expf: x = n ln2 + r,
 // a degree-6 polynomial for e^r, scaled by 2^n in two halves so that results down to the
@@ -123,22 +115,12 @@ void binary_loop(const Tensor& x, const Tensor& y, const Tensor& out) {
 
 template <typename T>
 void unary_typed(UnaryOp op, const Tensor& x, const Tensor& out, T a, T b) {
-  switch (op) {
-#define EMBER_UNARY_CASE(name) \
-  case UnaryOp::name: return unary_loop<UnaryOp::name, T>(x, out, a, b);
-    EMBER_FOR_EACH_UNARY_OP(EMBER_UNARY_CASE)
-#undef EMBER_UNARY_CASE
-  }
+  dispatch_unary_op(op, [&](auto k) { unary_loop<decltype(k)::value, T>(x, out, a, b); });
 }
 
 template <typename T, typename O>
 void binary_typed(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
-  switch (op) {
-#define EMBER_BINARY_CASE(name) \
-  case BinaryOp::name: return binary_loop<BinaryOp::name, T, O>(x, y, out);
-    EMBER_FOR_EACH_BINARY_OP(EMBER_BINARY_CASE)
-#undef EMBER_BINARY_CASE
-  }
+  dispatch_binary_op(op, [&](auto k) { binary_loop<decltype(k)::value, T, O>(x, y, out); });
 }
 
 }  // namespace
@@ -146,9 +128,8 @@ void binary_typed(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& o
 void unary_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) {
   if (out.dtype() == DType::i64 || out.dtype() == DType::i32) {
     // integer tensors (counters, indices): the exact integer ops only
-    EMBER_CHECK(op == UnaryOp::AddScalar || op == UnaryOp::MulScalar || op == UnaryOp::Neg || op == UnaryOp::Abs ||
-                    op == UnaryOp::Sign,
-                "[unary] this op is not supported for integer dtype ", dtype_name(out.dtype()));
+    EMBER_CHECK(is_integer_unary_op(op), "[unary] this op is not supported for integer dtype ",
+                dtype_name(out.dtype()));
     if (out.dtype() == DType::i64) unary_typed<int64_t>(op, x, out, static_cast<int64_t>(a), static_cast<int64_t>(b));
     else unary_typed<int32_t>(op, x, out, static_cast<int32_t>(a), static_cast<int32_t>(b));
     return;

@@ -7,9 +7,8 @@
 namespace ember::kernels {
 
 void index_select_cpu(const Tensor& x, int dim, const Tensor& index, const Tensor& out) {
-  int64_t outer = 1, inner = 1, n_in = x.shape()[dim], n_idx = index.numel();
-  for (int d = 0; d < dim; ++d) outer *= x.shape()[d];
-  for (int d = dim + 1; d < x.dim(); ++d) inner *= x.shape()[d];
+  const AroundDim a = around_dim(x.shape(), dim);
+  const int64_t outer = a.outer, inner = a.inner, n_in = a.size, n_idx = index.numel();
   size_t es = x.element_size();
   const char* xp = static_cast<const char*>(x.data_ptr());
   char* op = static_cast<char*>(out.data_ptr());
@@ -24,9 +23,8 @@ void index_select_cpu(const Tensor& x, int dim, const Tensor& index, const Tenso
 }
 
 void index_add_cpu(const Tensor& out, int dim, const Tensor& index, const Tensor& src) {
-  int64_t outer = 1, inner = 1, n_out = out.shape()[dim], n_idx = index.numel();
-  for (int d = 0; d < dim; ++d) outer *= out.shape()[d];
-  for (int d = dim + 1; d < out.dim(); ++d) inner *= out.shape()[d];
+  const AroundDim a = around_dim(out.shape(), dim);
+  const int64_t outer = a.outer, inner = a.inner, n_out = a.size, n_idx = index.numel();
   const int64_t* ip = static_cast<const int64_t*>(index.data_ptr());
   dispatch_floating(out.dtype(), "index_add", [&](auto tag) {
     using T = decltype(tag);

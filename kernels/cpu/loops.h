@@ -1,44 +1,15 @@
 // Strided iteration for CPU elementwise kernels: NT tensors of one shape, each with its own
-// strides. Size-1 dims are dropped and mergeable dims coalesced; rows of the innermost dim are
+// strides, coalesced by kernels/common/geometry.h (as on CUDA); rows of the innermost dim are
 // handed to a row function (offsets in elements, inner strides), rows split across threads.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cstdint>
 
+#include "kernels/common/geometry.h"
 #include "runtime/parallel.h"
-#include "runtime/tensor.h"
 
 namespace ember::kernels {
-
-template <int NT>
-struct Geometry {
-  int ndim = 0;
-  int64_t shape[kMaxRank] = {};
-  int64_t strides[NT][kMaxRank] = {};
-};
-
-template <int NT>
-Geometry<NT> make_geometry(const Shape& shape, const std::array<const Tensor*, NT>& ts) {
-  Geometry<NT> g;
-  for (int d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    if (g.ndim > 0) {
-      // merge with the previous kept dim when every tensor is contiguous across the pair
-      bool merge = true;
-      for (int t = 0; t < NT; ++t)
-        if (g.strides[t][g.ndim - 1] != ts[t]->strides()[d] * shape[d]) merge = false;
-      if (merge) {
-        g.shape[g.ndim - 1] *= shape[d];
-        for (int t = 0; t < NT; ++t) g.strides[t][g.ndim - 1] = ts[t]->strides()[d];
-        continue;
-      }
-    }
-    g.shape[g.ndim] = shape[d];
-    for (int t = 0; t < NT; ++t) g.strides[t][g.ndim] = ts[t]->strides()[d];
-    ++g.ndim;
-  }
-  return g;
-}
 
 // row(off[NT], n, inner_stride[NT]) for every row; off are element offsets from each base.
 template <int NT, typename RowFn>
@@ -70,22 +41,6 @@ void for_each_row(const Geometry<NT>& g, int64_t numel, RowFn&& row, int64_t gra
       }
     }
   });
-}
-
-// Converts between element types (half types through float, bool as != 0).
-template <typename D, typename S>
-inline D convert(S v) {
-  if constexpr (std::is_same_v<D, S>) {
-    return v;
-  } else if constexpr (std::is_same_v<D, bool>) {
-    return static_cast<float>(v) != 0.0f;
-  } else if constexpr (std::is_same_v<S, Half> || std::is_same_v<S, BFloat16>) {
-    return convert<D>(static_cast<float>(v));
-  } else if constexpr (std::is_same_v<D, Half> || std::is_same_v<D, BFloat16>) {
-    return D(static_cast<float>(v));
-  } else {
-    return static_cast<D>(v);
-  }
 }
 
 }  // namespace ember::kernels

@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/common/softmax.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/loops.h"
 #include "kernels/kernels.h"
@@ -148,20 +149,13 @@ void reduce_cpu(ReduceOp op, const Tensor& x, const DimList& dims, const Tensor&
   // Split x's dims into kept (outer) and reduced (inner) groups.
   bool reduced[kMaxRank] = {};
   for (int d : dims) reduced[d] = true;
-  int64_t kshape[kMaxRank], kstride[kMaxRank], rshape[kMaxRank], rstride[kMaxRank];
-  int nk = 0, nr = 0;
-  for (int d = 0; d < x.dim(); ++d) {
-    if (reduced[d]) {
-      rshape[nr] = x.shape()[d];
-      rstride[nr++] = x.strides()[d];
-    } else {
-      kshape[nk] = x.shape()[d];
-      kstride[nk++] = x.strides()[d];
-    }
-  }
-  int64_t n_out = 1, n_red = 1;
-  for (int i = 0; i < nk; ++i) n_out *= kshape[i];
-  for (int i = 0; i < nr; ++i) n_red *= rshape[i];
+  const ReduceDims split = split_reduce_dims(x, reduced);
+  const Shape& kshape = split.kept_shape;
+  const Shape& rshape = split.red_shape;
+  const Strides& kstride = split.kept_strides;
+  const Strides& rstride = split.red_strides;
+  const int nk = kshape.size(), nr = rshape.size();
+  const int64_t n_out = kshape.numel(), n_red = rshape.numel();
   // Fast path: a sum of a contiguous tensor over a leading and/or trailing block of dims (a bias
   // gradient over the batch, or over batch and pixels; a full sum), read in memory order instead
   // of with an index walk per element.
@@ -239,31 +233,17 @@ void reduce_cpu(ReduceOp op, const Tensor& x, const DimList& dims, const Tensor&
 }
 
 void softmax_cpu(const Tensor& x, int dim, bool log, const Tensor& out) {
-  int64_t outer = 1, inner = 1, n = x.shape()[dim];
-  for (int d = 0; d < dim; ++d) outer *= x.shape()[d];
-  for (int d = dim + 1; d < x.dim(); ++d) inner *= x.shape()[d];
+  const AroundDim a = around_dim(x.shape(), dim);
+  const int64_t n = a.size, inner = a.inner;
   dispatch_floating(x.dtype(), "softmax", [&](auto tag) {
     using T = decltype(tag);
     const T* xp = static_cast<const T*>(x.data_ptr());
     T* op = static_cast<T*>(out.data_ptr());
     int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(n, 1));
-    parallel_for(0, outer * inner, grain, [&](int64_t b, int64_t e) {
+    parallel_for(0, a.outer * inner, grain, [&](int64_t b, int64_t e) {
       for (int64_t idx = b; idx < e; ++idx) {
         int64_t o = idx / inner, i = idx % inner;
-        const T* xi = xp + o * n * inner + i;
-        T* yi = op + o * n * inner + i;
-        T m = -std::numeric_limits<T>::infinity();
-        for (int64_t k = 0; k < n; ++k) m = std::max(m, xi[k * inner]);
-        if (std::isinf(m) && m < 0) m = 0;
-        double s = 0;
-        for (int64_t k = 0; k < n; ++k) s += std::exp(static_cast<double>(xi[k * inner] - m));
-        if (log) {
-          T ls = static_cast<T>(std::log(s));
-          for (int64_t k = 0; k < n; ++k) yi[k * inner] = xi[k * inner] - m - ls;
-        } else {
-          T inv = static_cast<T>(1.0 / s);
-          for (int64_t k = 0; k < n; ++k) yi[k * inner] = std::exp(xi[k * inner] - m) * inv;
-        }
+        softmax_line(xp + o * n * inner + i, op + o * n * inner + i, n, inner, log);
       }
     });
   });

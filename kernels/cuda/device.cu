@@ -1,18 +1,10 @@
-// CUDA device management: device count, allocation, copies, synchronisation, streams and events,
-// and pinned host memory (a small cache of page-locked blocks, registered with the DataLoader at
-// load time). Every CUDA status becomes an ember::Error naming the call that failed.
+// CUDA device management: device count, raw device and page-locked host allocations (the caching
+// allocators of runtime/allocator.cpp sit on top), copies, synchronisation, streams and events.
+// Every CUDA status becomes an ember::Error naming the call that failed.
 #include <cuda_runtime.h>
-
-#include <cstdio>
-#include <cstdlib>
-#include <map>
-#include <mutex>
-#include <unordered_map>
-#include <vector>
 
 #include "kernels/cuda/launch.h"
 #include "kernels/kernels.h"
-#include "train/data/dataloader.h"
 
 namespace ember::cu {
 
@@ -161,95 +153,16 @@ void cuda_synchronize(int device) {
   EMBER_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
-// --- pinned host memory ------------------------------------------------------------------------
-
-namespace {
-
-// Page-locked blocks by rounded size; freed blocks are kept (up to kMaxCached bytes) for reuse.
-// Without a usable device the blocks are ordinary aligned host memory, so a CUDA build still runs
-// CPU-only code that asks for pinned memory.
-struct HostCache {
-  std::mutex mu;
-  std::unordered_map<void*, std::pair<size_t, bool>> live;  // ptr -> (rounded size, pinned)
-  std::map<size_t, std::vector<void*>> free_blocks;         // rounded size -> pinned blocks
-  size_t cached_bytes = 0;
-  static constexpr size_t kMaxCached = size_t{256} << 20;
-};
-
-HostCache& host_cache() {
-  static HostCache* c = new HostCache;  // never destroyed: frees may come during process exit
-  return *c;
-}
-
-size_t round_host(size_t n) {
-  if (n <= 4096) return 4096;
-  size_t p = 4096;
-  while (p < n) p <<= 1;
-  size_t step = std::max<size_t>(4096, p / 8);
-  return (n + step - 1) / step * step;
-}
-
-}  // namespace
+// --- pinned host memory (cached by runtime/allocator.cpp) -------------------------------------
 
 void* cuda_host_alloc(size_t nbytes) {
-  const size_t n = round_host(nbytes);
-  HostCache& c = host_cache();
-  {
-    std::lock_guard<std::mutex> lk(c.mu);
-    auto it = c.free_blocks.find(n);
-    if (it != c.free_blocks.end() && !it->second.empty()) {
-      void* p = it->second.back();
-      it->second.pop_back();
-      c.cached_bytes -= n;
-      c.live[p] = {n, true};
-      return p;
-    }
-  }
   void* p = nullptr;
-  bool pinned = false;
-  if (cuda_device_count() > 0) {
-    cudaError_t st = cudaHostAlloc(&p, n, cudaHostAllocPortable);
-    if (st == cudaSuccess) pinned = true;
-    else cudaGetLastError();
-  }
-  if (!pinned) {
-    p = std::aligned_alloc(4096, n);
-    EMBER_CHECK(p != nullptr, "[cuda] out of host memory allocating ", n, " bytes");
-  }
-  std::lock_guard<std::mutex> lk(c.mu);
-  c.live[p] = {n, pinned};
+  EMBER_CUDA_CHECK(cudaHostAlloc(&p, nbytes, cudaHostAllocPortable));
   return p;
 }
 
 void cuda_host_free(void* p) {
-  if (!p) return;
-  HostCache& c = host_cache();
-  std::lock_guard<std::mutex> lk(c.mu);
-  auto it = c.live.find(p);
-  if (it == c.live.end()) {
-    // Called from storage deleters (destructors), so this reports instead of throwing.
-    std::fprintf(stderr, "[cuda] cuda_host_free: pointer %p was not allocated by cuda_host_alloc; ignored\n", p);
-    return;
-  }
-  auto [n, pinned] = it->second;
-  c.live.erase(it);
-  if (!pinned) {
-    std::free(p);
-  } else if (c.cached_bytes + n <= HostCache::kMaxCached) {
-    c.free_blocks[n].push_back(p);
-    c.cached_bytes += n;
-  } else {
-    cudaFreeHost(p);
-  }
+  if (p) cudaFreeHost(p);  // errors ignored, as cuda_free's
 }
-
-namespace {
-// Registers the pinned allocator with the DataLoader when the library loads. This lives in the
-// translation unit that defines cuda_malloc, which every program using tensors links in.
-const bool g_pinned_registered = [] {
-  data::set_pinned_host_allocator({[](size_t n) { return cuda_host_alloc(n); }, [](void* p) { cuda_host_free(p); }});
-  return true;
-}();
-}  // namespace
 
 }  // namespace ember::kernels

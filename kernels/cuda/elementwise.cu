@@ -4,9 +4,9 @@
 // math when it fits); fully contiguous f32/f64/int inputs take a vectorised path.
 #include <cstring>
 
+#include "kernels/common/convert.h"
+#include "kernels/common/dispatch.h"
 #include "kernels/common/functors.h"
-#include "kernels/cpu/loops.h"
-#include "kernels/cuda/device/numeric.cuh"
 #include "kernels/cuda/device/vec.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/kernels.h"
@@ -15,11 +15,20 @@ namespace ember::kernels {
 namespace {
 
 using cu::Array;
-using cu::Dims;
 using cu::kThreads;
 using cu::OffsetCalc;
 
 constexpr int kUnroll = 4;
+
+// Device storage of f16/bf16 elements: bits only, converted by kernels/common/convert.h.
+struct F16 {
+  static constexpr HalfFormat kFormat = HalfFormat::f16;
+  uint16_t bits;
+};
+struct BF16 {
+  static constexpr HalfFormat kFormat = HalfFormat::bf16;
+  uint16_t bits;
+};
 
 // f(offsets) for every linear index below n; each thread takes kUnroll indices a block apart.
 template <int NT, typename Index, typename F>
@@ -33,7 +42,7 @@ __global__ void strided_kernel(Index n, OffsetCalc<NT, Index> oc, F f) {
 }
 
 template <int NT, typename F>
-void launch_strided(const Dims<NT>& d, int64_t n, const F& f) {
+void launch_strided(const Geometry<NT>& d, int64_t n, const F& f) {
   if (n == 0) return;
   cudaStream_t s = cu::current_stream();
   const unsigned blocks = cu::blocks_for(n, kThreads * kUnroll);
@@ -113,7 +122,7 @@ void unary_launch(const Tensor& x, const Tensor& out, T a, T b) {
   T* op = static_cast<T*>(out.data_ptr());
   const T* xp = static_cast<const T*>(x.data_ptr());
   const UnaryFn<OP, T> fn{a, b};
-  const Dims<2> d = cu::coalesce<2>(out.shape(), {&out, &x});
+  const Geometry<2> d = make_geometry<2>(out.shape(), {&out, &x});
   constexpr int V = vec_width<T>();
   if (d.contiguous() && aligned(op, sizeof(T) * V) && aligned(xp, sizeof(T) * V)) {
     map1_contig<V><<<contig_blocks(n, V), kThreads, 0, cu::current_stream()>>>(n, op, xp, fn);
@@ -125,25 +134,17 @@ void unary_launch(const Tensor& x, const Tensor& out, T a, T b) {
 
 template <typename T>
 void unary_typed(UnaryOp op, const Tensor& x, const Tensor& out, T a, T b) {
-  switch (op) {
-#define EMBER_UNARY_CASE(name) \
-  case UnaryOp::name: return unary_launch<UnaryOp::name, T>(x, out, a, b);
-    EMBER_FOR_EACH_UNARY_OP(EMBER_UNARY_CASE)
-#undef EMBER_UNARY_CASE
-  }
+  dispatch_unary_op(op, [&](auto k) { unary_launch<decltype(k)::value, T>(x, out, a, b); });
 }
 
 // Integer tensors (counters, indices) support the exact integer ops only, as on the CPU.
 template <typename T>
 void unary_integer(UnaryOp op, const Tensor& x, const Tensor& out, T a, T b) {
-  switch (op) {
-    case UnaryOp::AddScalar: return unary_launch<UnaryOp::AddScalar, T>(x, out, a, b);
-    case UnaryOp::MulScalar: return unary_launch<UnaryOp::MulScalar, T>(x, out, a, b);
-    case UnaryOp::Neg: return unary_launch<UnaryOp::Neg, T>(x, out, a, b);
-    case UnaryOp::Abs: return unary_launch<UnaryOp::Abs, T>(x, out, a, b);
-    case UnaryOp::Sign: return unary_launch<UnaryOp::Sign, T>(x, out, a, b);
-    default: EMBER_THROW("[unary] this op is not supported for integer dtype ", dtype_name(out.dtype()));
-  }
+  EMBER_CHECK(is_integer_unary_op(op), "[unary] this op is not supported for integer dtype ",
+              dtype_name(out.dtype()));
+  dispatch_unary_op(op, [&](auto k) {
+    if constexpr (is_integer_unary_op(decltype(k)::value)) unary_launch<decltype(k)::value, T>(x, out, a, b);
+  });
 }
 
 // --- binary ----------------------------------------------------------------------------------
@@ -170,7 +171,7 @@ void binary_launch(const Tensor& x, const Tensor& y, const Tensor& out) {
   O* op = static_cast<O*>(out.data_ptr());
   const T* xp = static_cast<const T*>(x.data_ptr());
   const T* yp = static_cast<const T*>(y.data_ptr());
-  const Dims<3> d = cu::coalesce<3>(out.shape(), {&out, &x, &y});
+  const Geometry<3> d = make_geometry<3>(out.shape(), {&out, &x, &y});
   constexpr int V = vec_width<T>();
   if (d.contiguous() && aligned(op, sizeof(O) * V) && aligned(xp, sizeof(T) * V) && aligned(yp, sizeof(T) * V)) {
     map2_contig<V><<<contig_blocks(n, V), kThreads, 0, cu::current_stream()>>>(n, op, xp, yp, BinaryFn<OP, T, O>{});
@@ -182,23 +183,7 @@ void binary_launch(const Tensor& x, const Tensor& y, const Tensor& out) {
 
 template <typename T, typename O>
 void binary_typed(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
-  switch (op) {
-#define EMBER_BINARY_CASE(name) \
-  case BinaryOp::name: return binary_launch<BinaryOp::name, T, O>(x, y, out);
-    EMBER_FOR_EACH_BINARY_OP(EMBER_BINARY_CASE)
-#undef EMBER_BINARY_CASE
-  }
-}
-
-template <typename Fn>
-void dispatch_arith(DType t, const char* op, Fn&& fn) {
-  switch (t) {
-    case DType::f32: return fn(float{});
-    case DType::f64: return fn(double{});
-    case DType::i32: return fn(int32_t{});
-    case DType::i64: return fn(int64_t{});
-    default: EMBER_THROW("[", op, "] dtype ", dtype_name(t), " is not supported (expected f32, f64, i32 or i64)");
-  }
+  dispatch_binary_op(op, [&](auto k) { binary_launch<decltype(k)::value, T, O>(x, y, out); });
 }
 
 // Calls fn(T{}) with T the device storage type of any dtype.
@@ -207,26 +192,14 @@ void dispatch_device_type(DType t, Fn&& fn) {
   switch (t) {
     case DType::f32: return fn(float{});
     case DType::f64: return fn(double{});
-    case DType::f16: return fn(cu::f16{});
-    case DType::bf16: return fn(cu::bf16{});
+    case DType::f16: return fn(F16{});
+    case DType::bf16: return fn(BF16{});
     case DType::i32: return fn(int32_t{});
     case DType::i64: return fn(int64_t{});
     case DType::u8: return fn(uint8_t{});
     case DType::b8: return fn(bool{});
   }
   EMBER_THROW("[dtype] invalid dtype code ", static_cast<int>(t));
-}
-
-// Calls fn(W{}) with W an unsigned word of the dtype's size (kernels that only move bits).
-template <typename Fn>
-void dispatch_by_size(DType t, Fn&& fn) {
-  switch (dtype_size(t)) {
-    case 1: return fn(uint8_t{});
-    case 2: return fn(uint16_t{});
-    case 4: return fn(uint32_t{});
-    case 8: return fn(uint64_t{});
-  }
-  EMBER_THROW("[dtype] unexpected element size ", dtype_size(t));
 }
 
 // --- where, copy, fill, axpby ----------------------------------------------------------------
@@ -244,7 +217,7 @@ template <typename D, typename S>
 struct CopyStrided {
   D* dst;
   const S* src;
-  __device__ void operator()(const Array<int64_t, 2>& off) const { dst[off[0]] = cu::convert<D>(src[off[1]]); }
+  __device__ void operator()(const Array<int64_t, 2>& off) const { dst[off[0]] = convert<D>(src[off[1]]); }
 };
 
 template <typename W>
@@ -294,7 +267,7 @@ void where_cuda(const Tensor& cond, const Tensor& x, const Tensor& y, const Tens
   cu::DeviceGuard g(out);
   dispatch_by_size(out.dtype(), [&](auto tag) {
     using W = decltype(tag);
-    const Dims<4> d = cu::coalesce<4>(out.shape(), {&out, &cond, &x, &y});
+    const Geometry<4> d = make_geometry<4>(out.shape(), {&out, &cond, &x, &y});
     launch_strided<4>(d, out.numel(),
                       WhereStrided<W>{static_cast<W*>(out.data_ptr()), static_cast<const bool*>(cond.data_ptr()),
                                       static_cast<const W*>(x.data_ptr()), static_cast<const W*>(y.data_ptr())});
@@ -310,7 +283,7 @@ void copy_cuda(const Tensor& src, const Tensor& dst) {
                                        cu::current_stream()));
     return;
   }
-  const Dims<2> d = cu::coalesce<2>(dst.shape(), {&dst, &src});
+  const Geometry<2> d = make_geometry<2>(dst.shape(), {&dst, &src});
   if (src.dtype() == dst.dtype()) {
     dispatch_by_size(dst.dtype(), [&](auto tag) {
       using W = decltype(tag);
@@ -347,7 +320,7 @@ void fill_cuda(const Tensor& dst, double value) {
     using W = decltype(tag);
     W w;
     std::memcpy(&w, &bits, sizeof(W));
-    const Dims<1> d = cu::coalesce<1>(dst.shape(), {&dst});
+    const Geometry<1> d = make_geometry<1>(dst.shape(), {&dst});
     launch_strided<1>(d, dst.numel(), FillStrided<W>{static_cast<W*>(dst.data_ptr()), w});
   });
 }
@@ -357,7 +330,7 @@ void axpby_cuda(const Tensor& dst, const Tensor& x, const Tensor& y, double alph
   dispatch_floating(dst.dtype(), "axpby", [&](auto tag) {
     using T = decltype(tag);
     const Tensor& yy = y.defined() ? y : x;  // stand-in strides when y is absent (never read)
-    const Dims<3> d = cu::coalesce<3>(dst.shape(), {&dst, &x, &yy});
+    const Geometry<3> d = make_geometry<3>(dst.shape(), {&dst, &x, &yy});
     launch_strided<3>(d, dst.numel(),
                       AxpbyStrided<T>{static_cast<T*>(dst.data_ptr()), static_cast<const T*>(x.data_ptr()),
                                       y.defined() ? static_cast<const T*>(y.data_ptr()) : nullptr,

@@ -6,6 +6,8 @@
 // kernel (one synchronisation per call).
 #include <cub/device/device_radix_sort.cuh>
 
+#include "kernels/common/dispatch.h"
+#include "kernels/common/geometry.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/kernels.h"
 
@@ -75,24 +77,6 @@ __global__ void nll_loss_backward_kernel(int64_t M, int64_t C, const T* g, const
   dlogp[i * C + t] = -(weight ? weight[t] : T(1)) * g[i];
 }
 
-template <typename Fn>
-void dispatch_by_size(DType t, Fn&& fn) {
-  switch (dtype_size(t)) {
-    case 1: return fn(uint8_t{});
-    case 2: return fn(uint16_t{});
-    case 4: return fn(uint32_t{});
-    case 8: return fn(uint64_t{});
-  }
-  EMBER_THROW("[dtype] unexpected element size ", dtype_size(t));
-}
-
-void outer_inner(const Tensor& t, int dim, int64_t& outer, int64_t& inner) {
-  outer = 1;
-  inner = 1;
-  for (int d = 0; d < dim; ++d) outer *= t.shape()[d];
-  for (int d = dim + 1; d < t.dim(); ++d) inner *= t.shape()[d];
-}
-
 int bits_for(int64_t max_value) {
   int b = 1;
   while (b < 63 && (int64_t{1} << b) <= max_value) ++b;
@@ -105,9 +89,8 @@ void index_select_cuda(const Tensor& x, int dim, const Tensor& index, const Tens
   const int64_t total = out.numel();
   if (total == 0) return;
   cu::DeviceGuard g(out);
-  int64_t outer, inner;
-  outer_inner(x, dim, outer, inner);
-  const int64_t n_in = x.shape()[dim], n_idx = index.numel();
+  const AroundDim a = around_dim(x.shape(), dim);
+  const int64_t inner = a.inner, n_in = a.size, n_idx = index.numel();
   dispatch_by_size(x.dtype(), [&](auto tag) {
     using W = decltype(tag);
     index_select_kernel<W><<<cu::blocks_for(total, cu::kThreads), cu::kThreads, 0, cu::current_stream()>>>(
@@ -119,13 +102,12 @@ void index_select_cuda(const Tensor& x, int dim, const Tensor& index, const Tens
 
 void index_add_cuda(const Tensor& out, int dim, const Tensor& index, const Tensor& src) {
   const int64_t n_idx = index.numel();
-  int64_t outer, inner;
-  outer_inner(out, dim, outer, inner);
-  const int64_t total = outer * n_idx * inner;
+  const AroundDim a = around_dim(out.shape(), dim);
+  const int64_t inner = a.inner, total = a.outer * n_idx * inner;
   if (total == 0) return;
   cu::DeviceGuard g(out);
   const int dev = out.device().index;
-  const int64_t n_out = out.shape()[dim];
+  const int64_t n_out = a.size;
   cudaStream_t s = cu::current_stream(dev);
   // Stable sort of (index, position) pairs.
   cu::Scratch sorted(dev, static_cast<size_t>(n_idx) * 3 * sizeof(int64_t));

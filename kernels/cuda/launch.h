@@ -1,6 +1,6 @@
 // Host-side helpers shared by the CUDA kernel files: error checks that name the failing call, the
 // device guard, the current stream, launch sizing, scratch buffers from the caching allocator, and
-// offset calculators built from tensors. Included only by kernels/cuda/*.cu.
+// offset calculators built from coalesced dims. Included only by kernels/cuda/*.cu.
 //
 // Streams: every kernel, cuBLAS and cuDNN call and copy of a device runs on that device's current
 // stream for the calling thread, the legacy default stream unless a StreamGuard says otherwise. The
@@ -13,6 +13,7 @@
 #include <array>
 #include <cstdint>
 
+#include "kernels/common/geometry.h"
 #include "kernels/cuda/device/offset.cuh"
 #include "runtime/allocator.h"
 #include "runtime/error.h"
@@ -100,68 +101,16 @@ inline unsigned blocks_for(int64_t n, int64_t per_block) {
 // Whether every index below n fits the 32-bit fast path.
 inline bool fits_u32(int64_t n) { return n < (int64_t{1} << 31); }
 
-// Dims of NT tensors of one shape with size-1 dims dropped and mergeable neighbours coalesced
-// (the same rules as the CPU loops), innermost first.
-template <int NT>
-struct Dims {
-  int ndim = 0;
-  int64_t sizes[kMaxDims] = {};
-  int64_t strides[kMaxDims][NT] = {};
-  // True when every tensor walks memory contiguously (ndim <= 1 with unit strides).
-  bool contiguous() const {
-    if (ndim == 0) return true;
-    if (ndim > 1) return false;
-    for (int t = 0; t < NT; ++t)
-      if (strides[0][t] != 1) return false;
-    return true;
-  }
-};
-
-template <int NT>
-Dims<NT> coalesce(const Shape& shape, const std::array<const Strides*, NT>& st) {
-  // outermost-first pass as kernels/cpu/loops.h make_geometry, then reversed
-  int n = 0;
-  int64_t sizes[kMaxDims] = {};
-  int64_t strides[kMaxDims][NT] = {};
-  for (int d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    if (n > 0) {
-      bool merge = true;
-      for (int t = 0; t < NT; ++t)
-        if (strides[n - 1][t] != (*st[t])[d] * shape[d]) merge = false;
-      if (merge) {
-        sizes[n - 1] *= shape[d];
-        for (int t = 0; t < NT; ++t) strides[n - 1][t] = (*st[t])[d];
-        continue;
-      }
-    }
-    sizes[n] = shape[d];
-    for (int t = 0; t < NT; ++t) strides[n][t] = (*st[t])[d];
-    ++n;
-  }
-  Dims<NT> out;
-  out.ndim = n;
-  for (int d = 0; d < n; ++d) {
-    out.sizes[d] = sizes[n - 1 - d];
-    for (int t = 0; t < NT; ++t) out.strides[d][t] = strides[n - 1 - d][t];
-  }
-  return out;
-}
-
-template <int NT>
-Dims<NT> coalesce(const Shape& shape, const std::array<const Tensor*, NT>& ts) {
-  std::array<const Strides*, NT> st;
-  for (int t = 0; t < NT; ++t) st[t] = &ts[t]->strides();
-  return coalesce<NT>(shape, st);
-}
-
+// The offset calculator of coalesced dims (kernels/common/geometry.h), innermost dim first.
 template <int NT, typename Index>
-OffsetCalc<NT, Index> make_offset_calc(const Dims<NT>& d) {
+OffsetCalc<NT, Index> make_offset_calc(const kernels::Geometry<NT>& g) {
+  static_assert(kMaxRank <= kMaxDims, "an offset calculator holds every dim of a tensor");
   OffsetCalc<NT, Index> oc;
-  oc.ndim = d.ndim;
-  for (int i = 0; i < d.ndim; ++i) {
-    oc.sizes[i] = IntDivider<Index>(static_cast<Index>(d.sizes[i]));
-    for (int t = 0; t < NT; ++t) oc.strides[i][t] = d.strides[i][t];
+  oc.ndim = g.ndim;
+  for (int i = 0; i < g.ndim; ++i) {
+    const int d = g.ndim - 1 - i;
+    oc.sizes[i] = IntDivider<Index>(static_cast<Index>(g.shape[d]));
+    for (int t = 0; t < NT; ++t) oc.strides[i][t] = g.strides[t][d];
   }
   return oc;
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/common/softmax.h"
 #include "kernels/cuda/device/block_reduce.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/kernels.h"
@@ -143,7 +144,7 @@ unsigned pow2_threads(int64_t n, unsigned lo, unsigned hi) {
 }
 
 template <typename T, typename Index, bool kMax>
-void reduce_launch(const cu::Dims<1>& kd, const cu::Dims<1>& rd, int64_t n_out, int64_t n_red, const Tensor& x,
+void reduce_launch(const Geometry<1>& kd, const Geometry<1>& rd, int64_t n_out, int64_t n_red, const Tensor& x,
                    const Tensor& out, const Tensor& indices) {
   const auto kept = cu::make_offset_calc<1, Index>(kd);
   const auto red = cu::make_offset_calc<1, Index>(rd);
@@ -185,7 +186,7 @@ void reduce_launch(const cu::Dims<1>& kd, const cu::Dims<1>& rd, int64_t n_out, 
 // --- softmax ---------------------------------------------------------------------------------
 
 template <typename T>
-struct MaxIgnoringNaN {  // std::max(m, v) as the CPU loop: a NaN v leaves m unchanged
+struct MaxIgnoringNaN {  // m < v ? v : m as softmax_line: a NaN v leaves m unchanged
   __device__ T operator()(T m, T v) const { return m < v ? v : m; }
 };
 
@@ -217,20 +218,7 @@ __global__ void softmax_strided_kernel(int64_t outer, int64_t n, int64_t inner, 
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= outer * inner) return;
   const int64_t o = idx / inner, i = idx % inner;
-  const T* xi = x + o * n * inner + i;
-  T* yi = y + o * n * inner + i;
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t k = 0; k < n; ++k) m = MaxIgnoringNaN<T>{}(m, xi[k * inner]);
-  if (m == -std::numeric_limits<T>::infinity()) m = 0;
-  double s = 0;
-  for (int64_t k = 0; k < n; ++k) s += std::exp(static_cast<double>(xi[k * inner] - m));
-  if (log) {
-    const T ls = static_cast<T>(std::log(s));
-    for (int64_t k = 0; k < n; ++k) yi[k * inner] = xi[k * inner] - m - ls;
-  } else {
-    const T inv = static_cast<T>(1.0 / s);
-    for (int64_t k = 0; k < n; ++k) yi[k * inner] = std::exp(xi[k * inner] - m) * inv;
-  }
+  softmax_line(x + o * n * inner + i, y + o * n * inner + i, n, inner, log);
 }
 
 }  // namespace
@@ -239,21 +227,11 @@ void reduce_cuda(ReduceOp op, const Tensor& x, const DimList& dims, const Tensor
   cu::DeviceGuard g(out);
   bool reduced[kMaxRank] = {};
   for (int d : dims) reduced[d] = true;
-  Shape kshape, rshape;
-  Strides kstride, rstride;
-  for (int d = 0; d < x.dim(); ++d) {
-    if (reduced[d]) {
-      rshape.push_back(x.shape()[d]);
-      rstride.push_back(x.strides()[d]);
-    } else {
-      kshape.push_back(x.shape()[d]);
-      kstride.push_back(x.strides()[d]);
-    }
-  }
-  const int64_t n_out = kshape.numel(), n_red = rshape.numel();
+  const ReduceDims split = split_reduce_dims(x, reduced);
+  const int64_t n_out = split.kept_shape.numel(), n_red = split.red_shape.numel();
   if (n_out == 0) return;
-  const cu::Dims<1> kd = cu::coalesce<1>(kshape, {&kstride});
-  const cu::Dims<1> rd = cu::coalesce<1>(rshape, {&rstride});
+  const Geometry<1> kd = make_geometry<1>(split.kept_shape, {&split.kept_strides});
+  const Geometry<1> rd = make_geometry<1>(split.red_shape, {&split.red_strides});
   dispatch_floating(x.dtype(), "reduce", [&](auto tag) {
     using T = decltype(tag);
     const bool small = cu::fits_u32(n_out) && cu::fits_u32(n_red);
@@ -269,9 +247,8 @@ void reduce_cuda(ReduceOp op, const Tensor& x, const DimList& dims, const Tensor
 
 void softmax_cuda(const Tensor& x, int dim, bool log, const Tensor& out) {
   cu::DeviceGuard g(out);
-  int64_t outer = 1, inner = 1, n = x.shape()[dim];
-  for (int d = 0; d < dim; ++d) outer *= x.shape()[d];
-  for (int d = dim + 1; d < x.dim(); ++d) inner *= x.shape()[d];
+  const AroundDim a = around_dim(x.shape(), dim);
+  const int64_t outer = a.outer, n = a.size, inner = a.inner;
   if (outer * inner == 0 || n == 0) return;
   dispatch_floating(x.dtype(), "softmax", [&](auto tag) {
     using T = decltype(tag);

@@ -396,24 +396,23 @@ TEST(CudaDevice, ThreadsRunKernelsConcurrently) {
   for (const Tensor& r : results) EXPECT_TRUE(test::allclose(r, relu(expected), 1e-5, 1e-5));
 }
 
-TEST(CudaPinnedMemory, HostAllocatorIsRegisteredAndCachesBlocks) {
-  // Runs in every CUDA build, with or without a device (without one the blocks are plain memory).
-  if (!EMBER_WITH_CUDA) GTEST_SKIP() << "CPU-only build";
-  EXPECT_TRUE(data::pinned_host_allocator_registered());
-  void* p = kernels::cuda_host_alloc(10000);
+TEST(CudaPinnedMemory, HostAllocatorCachesBlocks) {
+  // Runs in every build: without a device the blocks are ordinary memory of the CPU allocator.
+  EXPECT_EQ(pinned_host_memory_available(), cuda_is_available());
+  void* p = pinned_host_alloc(10000);
   ASSERT_NE(p, nullptr);
   static_cast<char*>(p)[9999] = 7;
-  kernels::cuda_host_free(p);
-  void* q = kernels::cuda_host_alloc(9000);  // same size class
+  pinned_host_free(p, 10000);
+  void* q = pinned_host_alloc(9000);  // same size class
+  EXPECT_EQ(q, p) << "a freed pinned block of the same class is reused";
+  pinned_host_free(q, 9000);
+  pinned_host_free(nullptr, 0);  // a no-op, as free()
   if (cuda_is_available()) {
-    EXPECT_EQ(q, p) << "a freed pinned block of the same class is reused";
+    EXPECT_GE(pinned_host_stats().cache_hits, 1u);
   }
-  kernels::cuda_host_free(q);
-  kernels::cuda_host_free(nullptr);  // a no-op, as free()
 }
 
 TEST(CudaPinnedMemory, DataLoaderBatchesForCudaMatchPlainOnes) {
-  if (!EMBER_WITH_CUDA) GTEST_SKIP() << "CPU-only build";
   Generator g(11);
   auto ds = std::make_shared<data::TensorDataset>(std::vector<Tensor>{rand({37, 5}, {}, &g)});
   data::DataLoaderOptions o{.batch_size = 8, .num_workers = 2, .device = kGPU};

@@ -1,9 +1,7 @@
 // DataLoader: order (sequential, seeded shuffle, per-epoch permutations), batch contents, drop_last,
 // mid-epoch state save/restore, epoch bookkeeping on break and on exceptions, prefetch workers
-// (identical batches, exceptions, shutdown), the pinned-memory hook, and the error messages.
+// (identical batches, exceptions, shutdown), pinned batches, and the error messages.
 #include <algorithm>
-#include <atomic>
-#include <cstdlib>
 #include <memory>
 #include <numeric>
 #include <set>
@@ -11,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "runtime/allocator.h"
 #include "runtime/rng.h"
 #include "tests/data/helpers.h"
 #include "tests/support/check.h"
@@ -341,17 +340,10 @@ TEST(DataLoader, ShutsDownCleanlyMidEpoch) {
   EXPECT_TRUE(throws_with([&] { ++it; }, {"[DataLoader] the loader was destroyed during iteration"}));
 }
 
-TEST(DataLoader, PinnedMemoryHook) {
-  std::atomic<int> allocs{0}, frees{0};
-  data::set_pinned_host_allocator({[&](size_t n) {
-                                     ++allocs;
-                                     return std::malloc(n);
-                                   },
-                                   [&](void* p) {
-                                     ++frees;
-                                     std::free(p);
-                                   }});
-  EXPECT_TRUE(data::pinned_host_allocator_registered());
+TEST(DataLoader, PinnedBatchesMatchPlainOnes) {
+  // Pinned batches come from the runtime's pinned host allocator: page-locked blocks with a CUDA
+  // device, ordinary CPU memory without one. Either way they hold the plain batches' values.
+  const AllocatorStats before = pinned_host_stats();
   {
     DataLoaderOptions o = shuffled(4, 2, 1);
     o.device = cuda_device(0);  // pin_memory defaults to true for CUDA-bound batches
@@ -360,18 +352,16 @@ TEST(DataLoader, PinnedMemoryHook) {
     DataLoader plain(indexed_dataset(10), shuffled(4, 2));
     EXPECT_FALSE(plain.pin_memory());
     EXPECT_EQ(run_epoch(pinned), run_epoch(plain));
-    EXPECT_EQ(allocs.load(), 6);  // 3 batches x 2 tensors
-    EXPECT_EQ(allocs.load(), frees.load());
     o.pin_memory = false;
     EXPECT_FALSE(DataLoader(indexed_dataset(10), o).pin_memory());
+    o.pin_memory = true;
+    o.device = kCPU;
+    EXPECT_TRUE(DataLoader(indexed_dataset(10), o).pin_memory());
   }
-  data::set_pinned_host_allocator({});
-  EXPECT_FALSE(data::pinned_host_allocator_registered());
-  DataLoaderOptions o = shuffled(4, 2);
-  o.pin_memory = true;  // no allocator registered: ordinary host memory
-  DataLoader fallback(indexed_dataset(10), o);
-  EXPECT_EQ(run_epoch(fallback).size(), 3u);
-  EXPECT_EQ(allocs.load(), 6);
+  const AllocatorStats after = pinned_host_stats();
+  const uint64_t blocks = (after.system_allocs + after.cache_hits) - (before.system_allocs + before.cache_hits);
+  EXPECT_EQ(blocks, pinned_host_memory_available() ? 6u : 0u);  // 3 batches x 2 tensors
+  EXPECT_EQ(after.allocated_bytes, before.allocated_bytes) << "every pinned batch gave its block back";
 }
 
 TEST(DataLoaderErrors, Options) {

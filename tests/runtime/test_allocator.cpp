@@ -1,13 +1,17 @@
 // The caching CPU allocator: 64-byte alignment, reuse of freed blocks, and no system allocation for
-// tensor storage once a training step has reached its steady state; and small_alloc's free lists.
+// tensor storage once a training step has reached its steady state; the block cache behind every
+// caching allocator; and small_alloc's free lists.
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
 
 #include "runtime/allocator.h"
+#include "runtime/block_cache.h"
+#include "runtime/error.h"
 #include "runtime/small_alloc.h"
 #include "runtime/autograd.h"
 #include "runtime/ops.h"
@@ -59,6 +63,65 @@ TEST(Allocator, EmptyCacheReturnsBlocks) {
   EXPECT_GT(allocator_stats(kCPU).reserved_bytes, allocator_stats(kCPU).allocated_bytes);
   empty_cache(kCPU);
   EXPECT_EQ(allocator_stats(kCPU).reserved_bytes, allocator_stats(kCPU).allocated_bytes);
+}
+
+// The block cache behind every caching allocator (CPU, CUDA devices, pinned host), over a counting
+// raw allocator: size classes for both granules, reuse, the cap on cached bytes, a retry after
+// a failed raw allocation, and empty().
+namespace {
+int g_raw_allocs = 0, g_raw_frees = 0, g_raw_failures_left = 0;
+void* counting_alloc(int, size_t n) {
+  if (g_raw_failures_left > 0) {
+    --g_raw_failures_left;
+    EMBER_THROW("[test] raw allocation refused");
+  }
+  ++g_raw_allocs;
+  return std::malloc(n);
+}
+void counting_free(int, void* p) {
+  ++g_raw_frees;
+  std::free(p);
+}
+}  // namespace
+
+TEST(BlockCache, SizeClassesReuseCapAndRetry) {
+  BlockCache bytes(counting_alloc, counting_free, 0, 64, 1 << 20);
+  EXPECT_EQ(bytes.round(0), 64u);
+  EXPECT_EQ(bytes.round(65), 128u);
+  EXPECT_EQ(bytes.round(4096), 4096u);
+  EXPECT_EQ(bytes.round(4097), 5120u);  // eighths of 8192
+  EXPECT_EQ(bytes.round(100000), 114688u);
+  BlockCache pages(counting_alloc, counting_free, 0, 4096, 16384);
+  EXPECT_EQ(pages.round(1), 4096u);
+  EXPECT_EQ(pages.round(4097), 8192u);  // no finer than a page
+  EXPECT_EQ(pages.round(10000), 12288u);
+  EXPECT_EQ(pages.round(9000), 12288u);
+
+  void* a = pages.alloc(10000);
+  pages.free(a, 10000);
+  EXPECT_EQ(pages.alloc(9000), a) << "a freed block of the same class is reused";
+  EXPECT_EQ(pages.stats().cache_hits, 1u);
+  EXPECT_EQ(pages.stats().system_allocs, 1u);
+  EXPECT_EQ(pages.stats().allocated_bytes, 12288u);
+  void* b = pages.alloc(10240);
+  const int frees_before = g_raw_frees;
+  pages.free(a, 9000);
+  pages.free(b, 10240);  // over the 16 KiB cap: back to the raw allocator at once
+  EXPECT_EQ(g_raw_frees, frees_before + 1);
+  EXPECT_EQ(pages.stats().reserved_bytes, 12288u);
+  EXPECT_EQ(pages.stats().allocated_bytes, 0u);
+
+  g_raw_failures_left = 1;  // the first raw try fails: the cached block goes back, then it succeeds
+  void* c = pages.alloc(20000);
+  EXPECT_EQ(g_raw_frees, frees_before + 2);
+  EXPECT_EQ(pages.stats().reserved_bytes, 20480u);
+  pages.free(c, 20000);  // over the cap again
+  EXPECT_EQ(pages.stats().reserved_bytes, 0u);
+  void* d = bytes.alloc(100);
+  bytes.free(d, 100);
+  bytes.empty();
+  EXPECT_EQ(bytes.stats().reserved_bytes, 0u);
+  EXPECT_EQ(bytes.stats().peak_allocated_bytes, 128u);
 }
 
 // small_alloc recycles a freed block for the next request of its size class, hands out 16-byte

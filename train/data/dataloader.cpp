@@ -11,42 +11,25 @@
 #include <numeric>
 #include <thread>
 
+#include "runtime/allocator.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
 
 namespace ember::data {
 
-// --- pinned host memory hook -------------------------------------------------------------------
+// --- pinned host memory ------------------------------------------------------------------------
 
 namespace {
 
-std::mutex g_pinned_mu;
-std::shared_ptr<const PinnedHostAllocator> g_pinned;
-
-std::shared_ptr<const PinnedHostAllocator> pinned_allocator() {
-  std::lock_guard<std::mutex> lk(g_pinned_mu);
-  return g_pinned;
-}
-
+// A batch tensor in the runtime's pinned host memory (ordinary memory without a CUDA device).
 Tensor pinned_batch_alloc(const Shape& shape, DType dtype) {
-  auto a = pinned_allocator();
   const size_t nbytes = static_cast<size_t>(shape.numel()) * dtype_size(dtype);
-  if (!a || nbytes == 0) return empty(shape, dtype);
-  void* p = a->alloc(nbytes);
-  EMBER_CHECK(p != nullptr, "[DataLoader] the pinned host allocator returned null for ", nbytes, " bytes");
-  return from_blob(p, shape, dtype, kCPU, [a](void* q) { a->free(q); });
+  if (nbytes == 0) return empty(shape, dtype);
+  void* p = pinned_host_alloc(nbytes);
+  return from_blob(p, shape, dtype, kCPU, [nbytes](void* q) { pinned_host_free(q, nbytes); });
 }
 
 }  // namespace
-
-void set_pinned_host_allocator(PinnedHostAllocator allocator) {
-  EMBER_CHECK(static_cast<bool>(allocator.alloc) == static_cast<bool>(allocator.free),
-              "[DataLoader] a pinned host allocator needs both alloc and free (or neither, to unregister)");
-  std::lock_guard<std::mutex> lk(g_pinned_mu);
-  g_pinned = allocator.alloc ? std::make_shared<const PinnedHostAllocator>(std::move(allocator)) : nullptr;
-}
-
-bool pinned_host_allocator_registered() { return pinned_allocator() != nullptr; }
 
 // --- state shared by the loader and its iterator -----------------------------------------------
 

@@ -11,7 +11,6 @@
 // only the prefetch workers run elsewhere (they call Dataset::get_batch concurrently).
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -31,18 +30,8 @@ struct DataLoaderOptions {
   int num_workers = 0;                 // 0: batches gathered on the consumer's thread
   int prefetch_factor = 2;             // batches in flight per worker (num_workers > 0)
   Device device = kCPU;                // where the batches go next (the loader itself yields CPU batches)
-  std::optional<bool> pin_memory;      // default: device.is_cuda()
+  std::optional<bool> pin_memory;      // batches in pinned host memory (runtime/allocator.h); default: device.is_cuda()
 };
-
-// Page-locked host memory for CUDA-bound batches (fast, asynchronous host-to-device copies). A
-// CUDA build registers its allocator here (calls may come from worker threads); until one is
-// registered, batches that asked for pinned memory use ordinary host memory.
-struct PinnedHostAllocator {
-  std::function<void*(size_t)> alloc;
-  std::function<void(void*)> free;
-};
-EMBER_API void set_pinned_host_allocator(PinnedHostAllocator allocator);
-EMBER_API bool pinned_host_allocator_registered();
 
 class EMBER_API DataLoader {
  public:

@@ -1,0 +1,17 @@
+// EMBER_HOST_DEVICE marks the functions of kernels/common/ that both devices run: __host__
+// __device__ when nvcc compiles a .cu file, nothing in ordinary C++. Headers of this folder
+// include only the standard library, each other and the low-level runtime headers.
+#pragma once
+
+#if defined(__CUDACC__)
+#define EMBER_HOST_DEVICE __host__ __device__
+#else
+#define EMBER_HOST_DEVICE
+#endif
+
+// Asks nvcc to unroll the loop that follows in device code; nothing for the host compiler.
+#if defined(__CUDA_ARCH__)
+#define EMBER_UNROLL _Pragma("unroll")
+#else
+#define EMBER_UNROLL
+#endif
