@@ -127,27 +127,29 @@ void cuda_host_free(void* p);
 
 }  // namespace ember::kernels
 
+// The optimizers' scalars structs (SgdUpdate, ...) and per-element math, shared with the CUDA kernels.
+#include "kernels/common/optim.h"
+
 namespace ember::kernels {
 
-// --- fused optimizer updates (CUDA; the CPU's are the loops in train/optim_update.cpp) ----------
-// One elementwise pass per parameter with the CPU loop's rounded operations in its order, so a
-// CUDA step equals the CPU's bit for bit. p, g and the state are contiguous tensors of p's dtype
-// (f32/f64) on one CUDA device.
-struct SgdUpdate {
-  double lr, momentum, dampening, weight_decay;
-  bool nesterov, maximize;
-  bool init;  // first step with momentum: buf = d (buf allocated, uninitialised)
-};
+// --- fused optimizer updates (runtime/ops_optim.cpp's fused_*_ front ends call these) ----------
+// One in-place elementwise pass per parameter with the math of kernels/common/optim.h, so the CPU
+// and CUDA give the same bits. p, g and the state are contiguous tensors of p's dtype (f32/f64)
+// and shape on one device; state an option leaves out is undefined.
+// buf undefined unless momentum != 0.
+void sgd_update_cpu(const Tensor& p, const Tensor& g, const Tensor& buf, const SgdUpdate& u);
 void sgd_update_cuda(const Tensor& p, const Tensor& g, const Tensor& buf, const SgdUpdate& u);
-struct AdamUpdate {
-  double lr, beta1, beta2, eps, weight_decay;
-  double step_size;              // lr / (1 - beta1^step)
-  double bias_correction2_sqrt;  // sqrt(1 - beta2^step)
-  bool amsgrad, maximize;
-  bool decoupled;  // AdamW: p *= 1 - lr * weight_decay instead of the L2 term
-};
 // vmax undefined unless amsgrad.
+void adam_update_cpu(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const Tensor& vmax,
+                     const AdamUpdate& u);
 void adam_update_cuda(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const Tensor& vmax,
                       const AdamUpdate& u);
+// buf undefined unless momentum > 0, grad_avg unless centered.
+void rmsprop_update_cpu(const Tensor& p, const Tensor& g, const Tensor& square_avg, const Tensor& buf,
+                        const Tensor& grad_avg, const RmspropUpdate& u);
+void rmsprop_update_cuda(const Tensor& p, const Tensor& g, const Tensor& square_avg, const Tensor& buf,
+                         const Tensor& grad_avg, const RmspropUpdate& u);
+void adagrad_update_cpu(const Tensor& p, const Tensor& g, const Tensor& sum, const AdagradUpdate& u);
+void adagrad_update_cuda(const Tensor& p, const Tensor& g, const Tensor& sum, const AdagradUpdate& u);
 
 }  // namespace ember::kernels

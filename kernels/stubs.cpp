@@ -50,6 +50,11 @@ void sgd_update_cuda(const Tensor&, const Tensor&, const Tensor&, const SgdUpdat
 void adam_update_cuda(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const AdamUpdate&) {
   no_cuda("Adam");
 }
+void rmsprop_update_cuda(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                         const RmspropUpdate&) {
+  no_cuda("RMSprop");
+}
+void adagrad_update_cuda(const Tensor&, const Tensor&, const Tensor&, const AdagradUpdate&) { no_cuda("Adagrad"); }
 
 }  // namespace ember::kernels
 #endif  // !EMBER_WITH_CUDA
