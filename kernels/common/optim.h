@@ -96,7 +96,7 @@ void with_sgd_flags(const SgdUpdate& u, Fn&& fn) {
   const bool momentum = u.momentum != 0.0;
   with_flags(fn, u.maximize, u.weight_decay != 0.0, momentum, momentum && u.nesterov, momentum && u.init);
 }
-// The flags of adam_element: maximize, decoupled (AdamW), weight decay, amsgrad.
+// The flags of adam_element: maximize, decoupled weight decay (AdamW), L2 weight decay (Adam), amsgrad.
 template <typename Fn>
 void with_adam_flags(const AdamUpdate& u, Fn&& fn) {
   with_flags(fn, u.maximize, u.decoupled, !u.decoupled && u.weight_decay != 0.0, u.amsgrad);
@@ -137,14 +137,14 @@ EMBER_OPTIM_INLINE void sgd_element(int64_t i, T* p, const T* g, T* buf, const S
   p[i] = p[i] + s.nlr * d;
 }
 
-// Adam/AdamW: moments m, v (and the running maximum vmax of v with amsgrad), then
-// p += -step_size m / (sqrt(v) / sqrt(1 - beta2^step) + eps).
-template <typename T, bool kMaximize, bool kDecoupled, bool kWeightDecay, bool kAmsgrad>
+// Adam/AdamW: d = g (+ wd p with L2; AdamW scales p by 1 - lr wd instead), the moments m, v of d
+// (and the running maximum vmax of v with amsgrad), then p += -step_size m / (sqrt(v) / sqrt(1 - beta2^step) + eps).
+template <typename T, bool kMaximize, bool kDecoupled, bool kL2, bool kAmsgrad>
 EMBER_OPTIM_INLINE void adam_element(int64_t i, T* p, const T* g, T* m, T* v, T* vmax, const AdamScalars<T>& s) {
   T d = kMaximize ? -g[i] : g[i];
   T pi = p[i];
   if constexpr (kDecoupled) pi = pi * s.decay;
-  if constexpr (kWeightDecay) d = d + s.wd * pi;
+  if constexpr (kL2) d = d + s.wd * pi;
   const T mi = m[i] * s.b1 + s.omb1 * d;
   const T vi = v[i] * s.b2 + (s.omb2 * d) * d;
   m[i] = mi;
