@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "kernels/common/functors.h"
+#include "kernels/common/optim.h"
 #include "kernels/common/pool.h"
 #include "kernels/common/random.h"
 #include "runtime/device.h"
@@ -149,25 +150,24 @@ EMBER_CUDA_ENTRY(void, random_cuda, (RandomDist dist, uint64_t seed, uint64_t of
 
 namespace ember::kernels {
 
-// --- fused optimizer updates (CUDA; the CPU's are the loops in train/optim_update.cpp) ----------
-// One elementwise pass per parameter with the CPU loop's rounded operations in its order, so a
-// CUDA step equals the CPU's bit for bit. p, g and the state are contiguous tensors of p's dtype
-// (f32/f64) on one CUDA device.
-struct SgdUpdate {
-  double lr, momentum, dampening, weight_decay;
-  bool nesterov, maximize;
-  bool init;  // first step with momentum: buf = d (buf allocated, uninitialised)
-};
+// --- fused optimizer updates (runtime/ops_optim.cpp's fused_*_ front ends call these) ----------
+// One in-place elementwise pass per parameter with the math of kernels/common/optim.h, so the CPU
+// and CUDA give the same bits. p, g and the state are contiguous tensors of p's dtype (f32/f64)
+// and shape on one device; state an option leaves out is undefined.
+// buf undefined unless momentum != 0.
+void sgd_update_cpu(const Tensor& p, const Tensor& g, const Tensor& buf, const SgdUpdate& u);
 EMBER_CUDA_ENTRY(void, sgd_update_cuda, (const Tensor& p, const Tensor& g, const Tensor& buf, const SgdUpdate& u))
-struct AdamUpdate {
-  double lr, beta1, beta2, eps, weight_decay;
-  double step_size;              // lr / (1 - beta1^step)
-  double bias_correction2_sqrt;  // sqrt(1 - beta2^step)
-  bool amsgrad, maximize;
-  bool decoupled;  // AdamW: p *= 1 - lr * weight_decay instead of the L2 term
-};
 // vmax undefined unless amsgrad.
+void adam_update_cpu(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const Tensor& vmax,
+                     const AdamUpdate& u);
 EMBER_CUDA_ENTRY(void, adam_update_cuda, (const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
                  const Tensor& vmax, const AdamUpdate& u))
+// buf undefined unless momentum > 0, grad_avg unless centered.
+void rmsprop_update_cpu(const Tensor& p, const Tensor& g, const Tensor& square_avg, const Tensor& buf,
+                        const Tensor& grad_avg, const RmspropUpdate& u);
+EMBER_CUDA_ENTRY(void, rmsprop_update_cuda, (const Tensor& p, const Tensor& g, const Tensor& square_avg,
+                 const Tensor& buf, const Tensor& grad_avg, const RmspropUpdate& u))
+void adagrad_update_cpu(const Tensor& p, const Tensor& g, const Tensor& sum, const AdagradUpdate& u);
+EMBER_CUDA_ENTRY(void, adagrad_update_cuda, (const Tensor& p, const Tensor& g, const Tensor& sum, const AdagradUpdate& u))
 
 }  // namespace ember::kernels

@@ -121,6 +121,31 @@ EMBER_API Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index)
 // --- embedding / normalisation helpers used by nn layers -------------------------------------
 EMBER_API Tensor embedding(const Tensor& weight, const Tensor& indices);  // (V, D), i64 (...) -> (..., D)
 
+// --- fused optimizer updates (in place, not recorded by autograd) ------------------------------
+// One step of torch 1.13's single-tensor optimizer math on a parameter and its state, as torch's
+// _fused_*_ ops (the optimizers of train/optim.h keep the state and call these). The gradient and
+// state have the parameter's shape, dtype (f32/f64) and device, any layout; state an option leaves
+// out may be undefined.
+// SGD; momentum_buffer is used when momentum != 0 and set to the step's direction on the first step.
+EMBER_API void fused_sgd_(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, double lr,
+                          double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
+                          bool first_step);
+// Adam with L2 weight decay at step 1, 2, ...; max_exp_avg_sq is used with amsgrad.
+EMBER_API void fused_adam_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                           const Tensor& max_exp_avg_sq, double step, double lr, double beta1, double beta2,
+                           double eps, double weight_decay, bool amsgrad, bool maximize);
+// AdamW: fused_adam_ with decoupled weight decay (param *= 1 - lr * weight_decay).
+EMBER_API void fused_adamw_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                            const Tensor& max_exp_avg_sq, double step, double lr, double beta1, double beta2,
+                            double eps, double weight_decay, bool amsgrad, bool maximize);
+// RMSprop; momentum_buffer is used when momentum > 0, grad_avg when centered.
+EMBER_API void fused_rmsprop_(const Tensor& param, const Tensor& grad, const Tensor& square_avg,
+                              const Tensor& momentum_buffer, const Tensor& grad_avg, double lr, double alpha,
+                              double eps, double weight_decay, double momentum, bool centered, bool maximize);
+// Adagrad at step 1, 2, ...: the rate is lr / (1 + (step - 1) * lr_decay).
+EMBER_API void fused_adagrad_(const Tensor& param, const Tensor& grad, const Tensor& state_sum, double step,
+                              double lr, double lr_decay, double weight_decay, double eps, bool maximize);
+
 // --- operators -------------------------------------------------------------------------------
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }

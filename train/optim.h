@@ -2,10 +2,10 @@
 // (foreach=False) update math, parameter groups with per-group options, PyTorch-layout state dicts,
 // and gradient clipping. Parameters are named; per-parameter state is keyed by that name.
 //
-// Update paths: contiguous f32/f64 CPU parameters (with contiguous grads and state) are updated by
-// one fused loop over raw pointers that performs torch's float operations in torch's order (scalars
-// rounded to the parameter dtype as ATen does); anything else (CUDA, strided views) goes through
-// the generic tensor ops. Both run under NoGradGuard and modify parameter data in place.
+// Updates: each parameter's step is one call of the runtime's fused in-place update (fused_sgd_,
+// fused_adam_, ... in runtime/ops.h), one pass over the data on the CPU or CUDA that performs torch's
+// float operations in torch's order (scalars rounded to the parameter dtype as ATen does); strided
+// views go through contiguous copies with the same bits. It runs under NoGradGuard.
 //
 // State dict layout (an ember::Value map), PyTorch's plus parameter names:
 //   {"state": {"<index>": {"step": 3.0, "exp_avg": Tensor, ...}, ...},

@@ -1,5 +1,5 @@
-// Training on CUDA against the CPU: optimizer steps (SGD, Adam, AdamW on device parameters take
-// the generic tensor-op path, the CPU its fused loops) give the same parameters; a small model
+// Training on CUDA against the CPU: optimizer steps (the fused CUDA update kernels against the CPU
+// loops, which share their per-element math) give the same parameters; a small model
 // trains to the same losses; checkpoints written from CUDA tensors load on the CPU and the reverse;
 // and a Trainer run checkpointed on one device resumes on the other.
 #include <unistd.h>
@@ -119,6 +119,55 @@ TEST(CudaTraining, FusedUpdateKernelsEqualTheCpuOptimizersBitForBit) {
         kernels::sgd_update_cuda(sgp, grads[static_cast<size_t>(s)].to(kGPU), buf, u);
       }
       EXPECT_TRUE(test::bit_equal(sgp.to(kCPU), sp[0].second.detach()));
+    }
+  }
+}
+
+// Every optimizer through its front end on the device equals the CPU bit for bit (the two share
+// the per-element math), for the options that change it, with a contiguous and a transposed
+// parameter (the latter updated through a contiguous copy).
+TEST(CudaTraining, EveryOptimizerStepEqualsTheCpuBitForBit) {
+  REQUIRE_CUDA();
+  const std::vector<std::pair<std::string, MakeOpt>> opts = {
+      {"sgd_dampening_wd_maximize",
+       [](optim::NamedParams p) {
+         return std::make_unique<optim::SGD>(std::move(p), optim::SGDOptions{.lr = 0.1, .momentum = 0.9, .dampening = 0.3,
+                                                                             .weight_decay = 1e-2, .maximize = true});
+       }},
+      {"adamw_amsgrad",
+       [](optim::NamedParams p) {
+         return std::make_unique<optim::AdamW>(std::move(p), optim::AdamWOptions{.lr = 1e-2, .amsgrad = true});
+       }},
+      {"rmsprop", [](optim::NamedParams p) { return std::make_unique<optim::RMSprop>(std::move(p), optim::RMSpropOptions{}); }},
+      {"rmsprop_centered_momentum_wd",
+       [](optim::NamedParams p) {
+         return std::make_unique<optim::RMSprop>(
+             std::move(p), optim::RMSpropOptions{.weight_decay = 0.1, .momentum = 0.5, .centered = true, .maximize = true});
+       }},
+      {"adagrad_lr_decay_wd",
+       [](optim::NamedParams p) {
+         return std::make_unique<optim::Adagrad>(
+             std::move(p), optim::AdagradOptions{.lr_decay = 0.01, .weight_decay = 0.1, .initial_accumulator_value = 0.2});
+       }},
+  };
+  for (const auto& [name, make] : opts) {
+    for (DType dt : {DType::f32, DType::f64}) {
+      for (bool transposed : {false, true}) {
+        SCOPED_TRACE(name + " " + dtype_name(dt) + (transposed ? " transposed" : ""));
+        auto run = [&](Device d) {
+          Generator g(29);
+          Tensor init = rand({13, 7}, dt, &g);
+          Tensor p = transposed ? init.t().contiguous().to(d).t() : init.to(d);
+          p.requires_grad_(true);
+          auto opt = make(optim::NamedParams{{"p", p}});
+          for (int s = 0; s < 4; ++s) {
+            p.set_grad(randn({13, 7}, dt, &g).to(d));
+            opt->step();
+          }
+          return p.detach().contiguous().to(kCPU);
+        };
+        EXPECT_TRUE(test::bit_equal(run(kGPU), run(kCPU)));
+      }
     }
   }
 }

@@ -1,4 +1,4 @@
-// The kernels compiled for several ISAs (kernels/cpu/isa.h: the fused Adam/AdamW loop, long sums,
+// The kernels compiled for several ISAs (kernels/cpu/isa.h: the fused optimizer updates, long sums,
 // the MSE forward, f32 exp/sigmoid, MNIST pixel conversion) give the same bits in every variant.
 // The cap lowers the ISA on this machine, so the AVX2 and baseline variants run here too.
 #include <gtest/gtest.h>
@@ -42,8 +42,10 @@ std::vector<Tensor> run_kernels() {
   loss.backward();
   out.push_back(loss.detach());
   out.push_back(xr.grad());
-  // Adam, AdamW and Adam with amsgrad + maximize + L2, three steps each.
-  for (int variant = 0; variant < 3; ++variant) {
+  // The fused optimizer updates, three steps each: Adam, AdamW, Adam with amsgrad + maximize + L2,
+  // SGD plain and with Nesterov momentum + L2 + maximize, RMSprop plain and centered with momentum
+  // + L2, Adagrad with lr decay + L2 + maximize.
+  for (int variant = 0; variant < 8; ++variant) {
     Tensor p = randn({1000, 37}, {}, &g).requires_grad_();
     std::unique_ptr<optim::Optimizer> opt;
     optim::NamedParams params{{"p", p}};
@@ -52,6 +54,17 @@ std::vector<Tensor> run_kernels() {
     if (variant == 2)
       opt = std::make_unique<optim::Adam>(
           params, optim::AdamOptions{.lr = 1e-2, .weight_decay = 0.1, .amsgrad = true, .maximize = true});
+    if (variant == 3) opt = std::make_unique<optim::SGD>(params, optim::SGDOptions{.lr = 1e-2});
+    if (variant == 4)
+      opt = std::make_unique<optim::SGD>(params, optim::SGDOptions{.lr = 1e-2, .momentum = 0.9, .weight_decay = 0.1,
+                                                                   .nesterov = true, .maximize = true});
+    if (variant == 5) opt = std::make_unique<optim::RMSprop>(params, optim::RMSpropOptions{.lr = 1e-2});
+    if (variant == 6)
+      opt = std::make_unique<optim::RMSprop>(
+          params, optim::RMSpropOptions{.lr = 1e-2, .weight_decay = 0.1, .momentum = 0.5, .centered = true});
+    if (variant == 7)
+      opt = std::make_unique<optim::Adagrad>(
+          params, optim::AdagradOptions{.lr = 1e-2, .lr_decay = 0.01, .weight_decay = 0.1, .maximize = true});
     for (int step = 0; step < 3; ++step) {
       opt->zero_grad();
       sum(mul(mul(p, p), p)).backward();

@@ -1,5 +1,5 @@
 // Optimizer tests: 10 steps of every option combination against torch 1.13 (fixtures from
-// tests/reference/gen_optim.py) in f32 and f64, the generic (non-fused) path, state-dict layout,
+// tests/reference/gen_optim.py) in f32 and f64, non-contiguous parameters, state-dict layout,
 // load_state_dict validation, bit-exact save/resume with a scheduler, and gradient clipping.
 #include <cmath>
 #include <memory>
@@ -81,7 +81,7 @@ std::unique_ptr<Optimizer> make_optimizer(const std::string& kind, std::vector<P
 }
 
 // Fresh leaf parameters from the fixture's initial values; with strided_a, parameter a is a
-// transposed view (non-contiguous), which forces the generic tensor-op update path.
+// transposed view (non-contiguous), which the update reaches through a contiguous copy.
 std::map<std::string, Tensor> make_params(const Fixture& f, DType dt, bool strided_a = false) {
   std::map<std::string, Tensor> params;
   for (const auto& p : kParams) params[p] = f["init/" + p].to(dt).clone().requires_grad_(true);
@@ -189,7 +189,7 @@ TEST(OptimTorch, AdamW) { check_against_torch("adamw"); }
 TEST(OptimTorch, RMSprop) { check_against_torch("rmsprop"); }
 TEST(OptimTorch, Adagrad) { check_against_torch("adagrad"); }
 
-// A non-contiguous parameter takes the generic tensor-op path; it must give torch's numbers too.
+// A non-contiguous parameter is updated through a contiguous copy; it must give torch's numbers too.
 TEST(OptimTorch, GenericPathSGD) { check_against_torch("sgd", true); }
 TEST(OptimTorch, GenericPathAdam) { check_against_torch("adam", true); }
 TEST(OptimTorch, GenericPathAdamW) { check_against_torch("adamw", true); }
@@ -197,7 +197,7 @@ TEST(OptimTorch, GenericPathRMSprop) { check_against_torch("rmsprop", true); }
 TEST(OptimTorch, GenericPathAdagrad) { check_against_torch("adagrad", true); }
 
 // The fused loops split large tensors across threads; results must not depend on the split, and
-// must agree with the generic tensor-op path.
+// must agree with a non-contiguous parameter's.
 TEST(OptimTorch, LargeParameterFusedAndGenericPathsAgree) {
   const int64_t n = 70001;  // several parallel chunks, odd tail
   auto run = [&](int threads, bool strided) {
