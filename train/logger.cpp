@@ -26,24 +26,30 @@ std::string format_double(double v) {
 }
 
 CSVLogger::CSVLogger(const std::string& root, const std::string& name, int version) {
+  // Only picks the directory: it is created by the first write, so that a fit which fails before
+  // logging anything (a checkpoint that cannot be restored) leaves no empty version_N behind.
   fs::path base = fs::path(root) / name;
-  std::error_code ec;
-  fs::create_directories(base, ec);
-  EMBER_CHECK(!ec, "[CSVLogger] cannot create log directory '", base.string(), "': ", ec.message());
   if (version < 0) {
     int next = 0;
-    for (auto& entry : fs::directory_iterator(base)) {
-      std::string n = entry.path().filename().string();
-      if (!entry.is_directory() || n.rfind("version_", 0) != 0) continue;
-      int v = 0;
-      auto s = n.substr(8);
-      auto [p, e] = std::from_chars(s.data(), s.data() + s.size(), v);
-      if (e == std::errc() && p == s.data() + s.size()) next = std::max(next, v + 1);
+    std::error_code ec;
+    if (fs::is_directory(base, ec)) {
+      for (auto& entry : fs::directory_iterator(base)) {
+        std::string n = entry.path().filename().string();
+        if (!entry.is_directory() || n.rfind("version_", 0) != 0) continue;
+        int v = 0;
+        auto s = n.substr(8);
+        auto [p, e] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (e == std::errc() && p == s.data() + s.size()) next = std::max(next, v + 1);
+      }
     }
     version = next;
   }
   version_ = version;
   dir_ = (base / ("version_" + std::to_string(version))).string();
+}
+
+void CSVLogger::create_dir() {
+  std::error_code ec;
   fs::create_directories(dir_, ec);
   EMBER_CHECK(!ec, "[CSVLogger] cannot create run directory '", dir_, "': ", ec.message());
 }
@@ -75,6 +81,7 @@ void CSVLogger::flush() {
   for (auto& c : columns_)
     if (c != "epoch" && c != "step") rest.insert(c);
   cols.insert(cols.end(), rest.begin(), rest.end());
+  create_dir();
   std::string path = (fs::path(dir_) / "metrics.csv").string();
   std::string tmp = path + ".tmp";
   {
@@ -140,6 +147,7 @@ void yaml_value(std::ostream& os, const Value& v, int indent) {
 }  // namespace
 
 void CSVLogger::log_hyperparams(const HParams& hparams) {
+  create_dir();
   std::string path = (fs::path(dir_) / "hparams.yaml").string();
   std::ofstream out(path, std::ios::trunc);
   EMBER_CHECK(out.good(), "[CSVLogger] cannot write '", path, "'");

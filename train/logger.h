@@ -1,6 +1,6 @@
 // Loggers. CSVLogger keeps Lightning's CSVLogger layout: <root>/ember_logs/version_N/metrics.csv
 // (one row per logging call: epoch, step and the metrics logged then; the header grows as new
-// metric names appear) and hparams.yaml.
+// metric names appear; no file until something is logged) and hparams.yaml.
 #pragma once
 #include <map>
 #include <string>
@@ -14,7 +14,7 @@ namespace ember {
 class EMBER_API Logger {
  public:
   virtual ~Logger() = default;
-  // The run's directory (created by the constructor).
+  // The run's directory (it may not exist before the first write).
   virtual const std::string& log_dir() const = 0;
   // metrics: name -> value; integers (epoch, step) are written without a fraction.
   virtual void log_metrics(const std::map<std::string, double>& metrics, int64_t step) = 0;
@@ -24,7 +24,8 @@ class EMBER_API Logger {
 
 class EMBER_API CSVLogger : public Logger {
  public:
-  // Creates <root>/<name>/version_<N>, N the next free number (or `version` when given).
+  // Logs to <root>/<name>/version_<N>, N the next free number (or `version` when given). The
+  // directory is created by the first write (hyperparameters or metrics), not here.
   explicit CSVLogger(const std::string& root, const std::string& name = "ember_logs", int version = -1);
   ~CSVLogger() override;
   const std::string& log_dir() const override { return dir_; }
@@ -34,6 +35,8 @@ class EMBER_API CSVLogger : public Logger {
   void flush() override;
 
  private:
+  void create_dir();
+
   std::string dir_;
   int version_ = 0;
   std::vector<std::string> columns_;

@@ -246,9 +246,9 @@ void Trainer::setup(LightningModule& model, const std::string& stage) {
   validation_ran_ = false;
   if (stage == "fit") {
     if (opts_.logger) {
+      // its directory appears with the hyperparameters, once fit() has restored its checkpoint
       logger_ = std::make_shared<CSVLogger>(opts_.default_root_dir);
       log_dir_ = logger_->log_dir();
-      logger_->log_hyperparams(model.hparams());
     } else {
       logger_.reset();
       log_dir_.clear();
@@ -469,6 +469,8 @@ void Trainer::fit(LightningModule& model, data::DataLoader& train_loader, data::
       print("Restored training state from " + resolved + " (epoch " + std::to_string(progress_.epochs_completed) +
             ", global step " + std::to_string(progress_.global_step) + ")");
     }
+    // Only now: a checkpoint that cannot be restored leaves no run directory behind.
+    if (logger_) logger_->log_hyperparams(model.hparams());
     model.on_fit_start();
     for (auto& cb : callbacks_) cb->on_fit_start(*this, model);
     loop_started = true;

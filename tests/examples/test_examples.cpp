@@ -235,6 +235,20 @@ TEST_F(ExamplesTest, ResumeLastContinuesTheRun) {
   EXPECT_EQ(val.step, (std::vector<double>{9, 12}));
 }
 
+TEST_F(ExamplesTest, FailedResumeLeavesNoRunDirectory) {
+  ASSERT_EQ(fit("--max-epochs 1").code, 0);
+  const fs::path ckpt = run_dir(0) / "checkpoints" / "epoch=0-step=3.ckpt";
+  ASSERT_TRUE(fs::exists(ckpt));
+  const auto top = names_in(root_), logs = names_in(root_ / "ember_logs"), run0 = names_in(run_dir(0));
+  // a checkpoint of the lit model cannot be restored into the mlp model
+  Result r = fit("--max-epochs 2 --model mlp --resume '" + ckpt.string() + "'");
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("[load_state_dict]"), std::string::npos) << r.err;
+  EXPECT_EQ(names_in(root_), top);
+  EXPECT_EQ(names_in(root_ / "ember_logs"), logs);
+  EXPECT_EQ(names_in(run_dir(0)), run0);
+}
+
 TEST_F(ExamplesTest, SigtermLeavesOnExceptionCheckpointThatResumeLastFinds) {
   int err_pipe[2];
   ASSERT_EQ(::pipe(err_pipe), 0);

@@ -1,13 +1,16 @@
 // Trainer: resume arithmetic, bit-exact resume (end-of-epoch, mid-epoch, SIGTERM), hyperparameter
-// round trip, weights-only refusal, scheduler continuation, logging layout.
+// round trip, weights-only refusal, scheduler continuation, logging layout and what a failed restore
+// leaves behind.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "checkpoint/checkpoint.h"
 #include "nn/nn.h"
@@ -54,6 +57,18 @@ class TinyAE : public LightningModule {
   int64_t sigterm_at_batch = -1;
 };
 
+// A model whose parameters do not match TinyAE's: its checkpoints cannot be restored into one.
+class OtherAE : public LightningModule {
+ public:
+  OtherAE() : LightningModule("OtherAE") { net = register_module("net", std::make_shared<nn::Linear>(8, 8)); }
+  Tensor forward(const Tensor& x) override { return net->forward(x); }
+  Tensor training_step(const Batch& b, int64_t) override { return mse_loss(forward(b[0]), b[0]); }
+  OptimizerConfig configure_optimizers() override {
+    return OptimizerConfig(std::make_shared<optim::Adam>(named_parameters(), optim::AdamOptions{.lr = 0.01}));
+  }
+  std::shared_ptr<nn::Linear> net;
+};
+
 struct Data {
   std::shared_ptr<data::TensorDataset> train, val;
   Data() {
@@ -96,6 +111,14 @@ std::vector<std::string> files_in(const fs::path& dir) {
   std::vector<std::string> out;
   if (!fs::exists(dir)) return out;
   for (auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Every path under dir, directories included, relative and sorted.
+std::vector<std::string> tree(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (auto& e : fs::recursive_directory_iterator(dir)) out.push_back(e.path().lexically_relative(dir).string());
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -231,6 +254,39 @@ TEST_F(TrainerTest, ManualSaveAfterFitResumesAtCompletedEpochs) {
     std::string msg = e.what();
     EXPECT_NE(msg.find("2 completed epochs"), std::string::npos) << msg;
     EXPECT_NE(msg.find("max_epochs=1"), std::string::npos) << msg;
+  }
+}
+
+TEST_F(TrainerTest, FailedRestoreLeavesNoRunDirectory) {
+  TinyAE model(hp());
+  auto tl = data.train_loader();
+  Trainer t(opts(1));
+  t.fit(model, *tl);
+  fs::path good = root / "ember_logs" / "version_0" / "checkpoints" / "epoch=0-step=8.ckpt";
+  ASSERT_TRUE(fs::exists(good));
+  fs::path corrupt = root / "corrupt.ckpt";
+  {
+    std::string bytes;
+    std::ifstream in(good, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+    std::ofstream out(corrupt, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));  // truncated
+  }
+  const std::vector<std::string> before = tree(root);
+  // into an existing ember_logs/ and into a root directory that does not exist yet
+  for (const fs::path& dir : {root, root / "fresh"}) {
+    TrainerOptions o = opts(2);
+    o.default_root_dir = dir.string();
+    for (const fs::path& ckpt : {root / "absent.ckpt", corrupt}) {
+      TinyAE r(hp());
+      Trainer t2(o);
+      EXPECT_THROW(t2.fit(r, *tl, nullptr, ckpt.string()), Error) << ckpt;
+      EXPECT_EQ(tree(root), before) << ckpt << " into " << dir;
+    }
+    OtherAE other;  // a checkpoint of another model
+    Trainer t3(o);
+    EXPECT_THROW(t3.fit(other, *tl, nullptr, good.string()), Error);
+    EXPECT_EQ(tree(root), before) << "OtherAE into " << dir;
   }
 }
 
