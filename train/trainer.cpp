@@ -501,12 +501,23 @@ void Trainer::run_fit(data::DataLoader& train_loader, data::DataLoader* val_load
     int64_t n = opts_.num_sanity_val_steps < 0 ? num_val_batches_ : std::min(opts_.num_sanity_val_steps, num_val_batches_);
     run_validation(*val_loader, n, true);
   }
+  auto steps_done = [&] { return opts_.max_steps >= 0 && progress_.global_step >= opts_.max_steps; };
+  auto epochs_done = [&] { return max_epochs_ >= 0 && progress_.epochs_completed >= max_epochs_; };
+  // The loop can be done before it starts (a checkpoint that already reached max_epochs or
+  // max_steps): as Lightning's fit loop, training is then skipped, its hooks included, and fit
+  // returns normally.
+  if (steps_done() || epochs_done()) {
+    print(steps_done() ? str_cat("[Trainer.fit] nothing left to train: max_steps=", opts_.max_steps,
+                                 " reached (global step ", progress_.global_step, ")")
+                       : str_cat("[Trainer.fit] nothing left to train: max_epochs=", max_epochs_, " reached (",
+                                 progress_.epochs_completed, " epochs completed)"));
+    return;
+  }
   model.train();
   model.on_train_start();
   for (auto& cb : callbacks_) cb->on_train_start(*this, model);
-  auto steps_done = [&] { return opts_.max_steps >= 0 && progress_.global_step >= opts_.max_steps; };
   for (;;) {
-    if (max_epochs_ >= 0 && progress_.epochs_completed >= max_epochs_) break;
+    if (epochs_done()) break;
     if (steps_done()) break;
     if (should_stop && progress_.epochs_completed >= opts_.min_epochs.value_or(0)) break;
     should_stop = false;

@@ -274,8 +274,10 @@ void write_reconstructions(LightningModule& model, const data::MnistDataset& tes
 }
 
 // loss.png: train_loss (mean of its rows per epoch) and val_loss per epoch from metrics.csv.
-// Returns false (writing nothing) when the run logged no loss.
+// Returns false (writing nothing) when the run logged no loss: then there may be no metrics.csv
+// at all (a resumed run with nothing left to train logs nothing).
 bool write_loss_plot(const std::string& metrics_csv, const std::string& path) {
+  if (!fs::exists(metrics_csv)) return false;
   auto cols = read_metrics_csv(metrics_csv);
   if (!cols.count("epoch")) return false;
   const auto& epoch = cols.at("epoch");

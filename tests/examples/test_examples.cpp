@@ -235,6 +235,30 @@ TEST_F(ExamplesTest, ResumeLastContinuesTheRun) {
   EXPECT_EQ(val.step, (std::vector<double>{9, 12}));
 }
 
+TEST_F(ExamplesTest, ResumeWithNothingLeftToTrainSucceeds) {
+  ASSERT_EQ(fit("--max-epochs 2").code, 0);
+  // max epochs (2) come from the checkpoint's hyperparameters: both epochs are done
+  const fs::path ckpt = run_dir(0) / "checkpoints" / "epoch=1-step=6.ckpt";
+  Result r = run(kAe, "fit --data '" + data_->string() + "' --default-root-dir '" + root_.string() +
+                          "' --threads 1 --resume '" + ckpt.string() + "'", root_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("[Trainer.fit] nothing left to train: max_epochs=2 reached (2 epochs completed)\n"),
+            std::string::npos) << r.err;
+  // nothing trained, logged or saved; the restored model's reconstructions are still drawn
+  EXPECT_EQ(names_in(run_dir(1)), (std::vector<std::string>{"hparams.yaml", "reconstructions.png"}));
+  EXPECT_EQ(r.out.find("loss.png"), std::string::npos) << r.out;
+
+  // the same for max steps: 4 steps end in epoch 1 (3 batches per epoch), and `--resume last`
+  ASSERT_EQ(fit("--max-epochs 5 --max-steps 4").code, 0);
+  ASSERT_EQ(names_in(run_dir(2) / "checkpoints"), std::vector<std::string>{"epoch=1-step=4.ckpt"});
+  r = run(kAe, "fit --data '" + data_->string() + "' --default-root-dir '" + root_.string() +
+                   "' --threads 1 --resume last", root_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("[Trainer.fit] nothing left to train: max_steps=4 reached (global step 4)\n"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(names_in(run_dir(3)), (std::vector<std::string>{"hparams.yaml", "reconstructions.png"}));
+}
+
 TEST_F(ExamplesTest, FailedResumeLeavesNoRunDirectory) {
   ASSERT_EQ(fit("--max-epochs 1").code, 0);
   const fs::path ckpt = run_dir(0) / "checkpoints" / "epoch=0-step=3.ckpt";

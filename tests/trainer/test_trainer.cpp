@@ -1,6 +1,6 @@
 // Trainer: resume arithmetic, bit-exact resume (end-of-epoch, mid-epoch, SIGTERM), hyperparameter
-// round trip, weights-only refusal, scheduler continuation, logging layout and what a failed restore
-// leaves behind.
+// round trip, weights-only refusal, scheduler continuation, logging layout, resuming a finished run
+// and what a failed restore leaves behind.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -121,6 +121,12 @@ std::vector<std::string> tree(const fs::path& dir) {
   for (auto& e : fs::recursive_directory_iterator(dir)) out.push_back(e.path().lexically_relative(dir).string());
   std::sort(out.begin(), out.end());
   return out;
+}
+
+size_t count_of(const std::string& text, const std::string& part) {
+  size_t n = 0;
+  for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + part.size())) ++n;
+  return n;
 }
 
 void expect_same_state(LightningModule& a, LightningModule& b, Trainer& ta, Trainer& tb) {
@@ -255,6 +261,50 @@ TEST_F(TrainerTest, ManualSaveAfterFitResumesAtCompletedEpochs) {
     EXPECT_NE(msg.find("2 completed epochs"), std::string::npos) << msg;
     EXPECT_NE(msg.find("max_epochs=1"), std::string::npos) << msg;
   }
+}
+
+TEST_F(TrainerTest, ResumeAtMaxEpochsOrMaxStepsHasNothingLeftToTrain) {
+  TinyAE model(hp());
+  auto tl = data.train_loader();
+  auto vl = data.val_loader();
+  Trainer t(opts(2));
+  t.fit(model, *tl, vl.get());
+  fs::path ckpt = root / "ember_logs" / "version_0" / "checkpoints" / "epoch=1-step=16.ckpt";
+  ASSERT_TRUE(fs::exists(ckpt));
+
+  // max_epochs equal to the completed epochs: fit ends at once, saying so in one line
+  TinyAE resumed(hp());
+  Trainer t2(opts(2));
+  ::testing::internal::CaptureStderr();
+  t2.fit(resumed, *tl, vl.get(), ckpt.string());
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(count_of(err, "[Trainer.fit] nothing left to train: max_epochs=2 reached (2 epochs completed)\n"), 1u) << err;
+  EXPECT_EQ(count_of(err, "nothing left to train"), 1u) << err;
+  EXPECT_EQ(t2.current_epoch(), 2);
+  EXPECT_EQ(t2.global_step(), 16);
+  auto sa = model.state_dict(), sb = resumed.state_dict();
+  for (size_t i = 0; i < sa.size(); ++i) EXPECT_TRUE(test::bit_equal(sa[i].second, sb[i].second)) << sa[i].first;
+  // its run directory holds the hyperparameters only: nothing was logged, nothing saved
+  fs::path run = root / "ember_logs" / "version_1";
+  EXPECT_EQ(files_in(run), std::vector<std::string>{"hparams.yaml"});
+
+  // the same with max_steps: 12 steps end in epoch 1, whose end writes epoch=1-step=12.ckpt
+  TrainerOptions o = opts(5);
+  o.default_root_dir = (root / "s").string();
+  o.max_steps = 12;
+  TinyAE by_steps(hp());
+  Trainer t3(o);
+  t3.fit(by_steps, *tl, vl.get());
+  fs::path step_ckpt = root / "s" / "ember_logs" / "version_0" / "checkpoints" / "epoch=1-step=12.ckpt";
+  ASSERT_TRUE(fs::exists(step_ckpt));
+  TinyAE resumed2(hp());
+  Trainer t4(o);
+  ::testing::internal::CaptureStderr();
+  t4.fit(resumed2, *tl, vl.get(), step_ckpt.string());
+  err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(count_of(err, "[Trainer.fit] nothing left to train: max_steps=12 reached (global step 12)\n"), 1u) << err;
+  EXPECT_EQ(t4.global_step(), 12);
+  EXPECT_EQ(files_in(root / "s" / "ember_logs" / "version_1"), std::vector<std::string>{"hparams.yaml"});
 }
 
 TEST_F(TrainerTest, FailedRestoreLeavesNoRunDirectory) {
