@@ -235,9 +235,10 @@ struct LearningRateMonitorOptions {
 
 // Logs every optimizer's learning rate as "lr-<Optimizer>" (a scheduler's `name` if set; "-1", "-2"
 // for further optimizers of one type; "/pg1", "/pg2" or the group's "name" for several parameter
-// groups), through the module's log() with logger=true: at the start of every epoch ("epoch"
-// schedulers, float32 epoch metric) and of every training batch whose logs reach the logger
-// ("step" schedulers, float64 step metric). Optimizers without a scheduler are logged at both.
+// groups): at the start of every epoch ("epoch" schedulers: a logger row of its own, labelled with
+// the epoch's first step, and a float32 epoch metric in callback_metrics) and of every training
+// batch whose logs reach the logger ("step" schedulers: a float64 step metric, through the module's
+// log()). Optimizers without a scheduler are logged at both.
 class EMBER_API LearningRateMonitor : public Callback {
  public:
   explicit LearningRateMonitor(LearningRateMonitorOptions options = {});

@@ -1,12 +1,14 @@
 // LearningRateMonitor: logs each optimizer's learning rate (and optionally momentum / weight decay)
-// under Lightning's names, at every training batch start ("step") or epoch start ("epoch"). Values
-// go through LightningModule::log as float64 tensors, so the logger sees the exact learning rate.
+// under Lightning's names, at every training batch start ("step") or epoch start ("epoch"). The
+// logger sees the exact learning rate: step values go through LightningModule::log as float64 step
+// metrics, epoch values are written as a row of their own at epoch start (as Lightning does).
 #include <algorithm>
 #include <set>
 
 #include "runtime/error.h"
 #include "train/callbacks.h"
 #include "train/callbacks_pyformat.h"
+#include "train/logger.h"
 #include "train/trainer.h"
 
 namespace ember {
@@ -110,11 +112,18 @@ void LearningRateMonitor::on_train_epoch_start(Trainer& trainer, LightningModule
 
 void LearningRateMonitor::log_stats(Trainer& trainer, LightningModule& module, const std::string& interval,
                                     bool on_step) {
+  // Step values join the batch's row in the logger. Epoch values reach callback_metrics through
+  // log() (a float32 epoch metric) but are kept from the logger there, which would write them in
+  // the epoch-end row; as Lightning, they are written at epoch start in a row of their own, below.
   LogOptions lo;
   lo.on_step = on_step;
   lo.on_epoch = !on_step;
-  lo.logger = true;
-  auto log = [&](const std::string& name, double v) { module.log(name, scalar_tensor(v, DType::f64), lo); };
+  lo.logger = on_step;
+  std::map<std::string, double> row;
+  auto log = [&](const std::string& name, double v) {
+    module.log(name, scalar_tensor(v, DType::f64), lo);
+    row[name] = v;
+  };
   for (const Entry& e : entries(trainer)) {
     // optimizers without a scheduler are logged at both intervals, as Lightning does
     if (interval != "any" && e.interval != "any" && e.interval != interval) continue;
@@ -135,6 +144,11 @@ void LearningRateMonitor::log_stats(Trainer& trainer, LightningModule& module, c
     }
     if (opts_.log_weight_decay && g.options.count("weight_decay")) log(e.name + "-weight_decay", g.number("weight_decay"));
   }
+  if (on_step || row.empty() || !trainer.logger()) return;
+  // Lightning labels this row with the step its epoch's first batch logs under; the trainer labels
+  // a batch's row with the optimizer step count after that batch, so that is the next step.
+  row["epoch"] = static_cast<double>(trainer.current_epoch());
+  trainer.logger()->log_metrics(row, trainer.global_step() + 1);
 }
 
 }  // namespace ember

@@ -113,6 +113,8 @@ class EMBER_API Trainer {
   const std::string& default_root_dir() const { return opts_.default_root_dir; }
   // ember_logs/version_N under default_root_dir ("" when the logger is disabled); set at setup.
   const std::string& log_dir() const { return log_dir_; }
+  // The fit's logger (nullptr with logger=false): callbacks may write rows of their own through it.
+  Logger* logger() const { return logger_.get(); }
   // The checkpoint this fit resumed from ("" if none).
   const std::string& ckpt_path() const { return ckpt_path_; }
   const std::string& stage() const { return stage_; }  // "fit", "validate", "test", "predict", ""

@@ -3,6 +3,9 @@
 // from it, deletion after the next successful fit).
 #include <gtest/gtest.h>
 
+#include <map>
+#include <optional>
+
 #include "train/logger.h"
 #include "tests/callbacks/harness.h"
 
@@ -41,7 +44,48 @@ TEST(LearningRateMonitor, EpochIntervalFollowsEpochScheduler) {
   std::vector<double> logged;
   for (double v : csv.at("lr-SGD"))
     if (!std::isnan(v)) logged.push_back(v);
-  EXPECT_EQ(logged, (std::vector<double>{f32(0.1), f32(0.05), f32(0.025)}));
+  EXPECT_EQ(logged, (std::vector<double>{0.1, 0.05, 0.025}));  // the logger gets them exact, as Lightning's
+}
+
+// Records the learning rate each training batch used, by epoch, and the step each epoch's first
+// batch is logged under.
+class LrUsed : public Callback {
+ public:
+  std::string state_key() const override { return "LrUsed"; }
+  void on_train_batch_start(Trainer& t, LightningModule&, const Batch&, int64_t) override {
+    used[t.current_epoch()].push_back(t.optimizer_config().optimizers[0]->param_groups()[0].lr());
+  }
+  void on_train_batch_end(Trainer& t, LightningModule&, const Tensor&, const Batch&, int64_t batch_idx) override {
+    if (batch_idx == 0) first_step.push_back(static_cast<double>(t.global_step()));
+  }
+  std::map<int64_t, std::vector<double>> used;
+  std::vector<double> first_step;
+};
+
+TEST(LearningRateMonitor, EpochValueIsTheEpochsLearningRateInItsFirstStepRow) {
+  // As Lightning: logged at epoch start, before the epoch-end scheduler step, in a row labelled
+  // with the step of the epoch's first batch. Forced to "epoch" and by the scheduler's interval.
+  for (const std::optional<std::string>& interval : {std::optional<std::string>("epoch"), std::optional<std::string>()}) {
+    ScriptedModel model;
+    model.step_lr = "epoch";
+    auto lrm = std::make_shared<LearningRateMonitor>(LearningRateMonitorOptions{.logging_interval = interval});
+    auto lr_used = std::make_shared<LrUsed>();
+    auto t = fit_logged(model, scratch_dir(interval ? "_epoch" : "_none"), {lrm, lr_used}, 3);
+    auto csv = read_metrics_csv(t->log_dir() + "/metrics.csv");
+    ASSERT_EQ(csv.count("lr-SGD"), 1u);
+    std::vector<double> lr, epoch, step;
+    for (size_t i = 0; i < csv.at("lr-SGD").size(); ++i) {
+      if (std::isnan(csv.at("lr-SGD")[i])) continue;
+      lr.push_back(csv.at("lr-SGD")[i]);
+      epoch.push_back(csv.at("epoch")[i]);
+      step.push_back(csv.at("step")[i]);
+    }
+    EXPECT_EQ(lr, (std::vector<double>{0.1, 0.05, 0.025}));
+    EXPECT_EQ(epoch, (std::vector<double>{0, 1, 2}));
+    EXPECT_EQ(step, lr_used->first_step);
+    for (size_t e = 0; e < lr.size(); ++e)
+      EXPECT_EQ(lr_used->used.at(static_cast<int64_t>(e)), std::vector<double>(2, lr[e])) << "epoch " << e;
+  }
 }
 
 TEST(LearningRateMonitor, StepIntervalFollowsStepScheduler) {
