@@ -1,6 +1,8 @@
 // Per-thread free lists behind small_alloc: 32 classes of 16..512 bytes (16-byte steps) and 4 of
 // 1, 2, 4 and 8 KiB. A list keeps at most kMaxCached blocks; the rest go back to ::operator new's
 // heap. At thread exit the lists are returned; frees after that (static destructors) bypass them.
+// A thread registers its exit drain when it first caches a block, so a thread that only frees
+// (blocks allocated on other threads) returns them too.
 #include "runtime/small_alloc.h"
 
 #include <cstdint>
@@ -29,11 +31,15 @@ struct FreeBlock {
   FreeBlock* next;
 };
 
+// A thread's lists are kFresh (empty, no exit drain yet) until it first caches a block, then kLive
+// until the drain has run, then kDead (empty for good: later frees go to ::operator delete).
+enum class State : uint8_t { kFresh, kLive, kDead };
+
 // Trivially destructible, so it can still be read after the thread's destructors have run.
 struct Lists {
   FreeBlock* head[kClasses];
   uint32_t count[kClasses];
-  bool dead;
+  State state;
 };
 thread_local Lists t_lists{};
 
@@ -51,10 +57,24 @@ void release_all(Lists& l) noexcept {
 struct Drain {
   ~Drain() {
     release_all(t_lists);
-    t_lists.dead = true;
+    t_lists.state = State::kDead;
   }
 };
 thread_local Drain t_drain;
+
+void push(Lists& l, void* p, int c) noexcept {
+  auto* b = static_cast<FreeBlock*>(p);
+  b->next = l.head[c];
+  l.head[c] = b;
+  ++l.count[c];
+}
+
+// A thread's first cached block, off the hot path: registers the drain, then caches the block.
+[[gnu::noinline]] void first_free(Lists& l, void* p, int c) noexcept {
+  (void)&t_drain;  // the first odr-use registers its destructor for this thread's exit
+  l.state = State::kLive;
+  push(l, p, c);
+}
 
 }  // namespace
 
@@ -67,7 +87,6 @@ void* small_alloc(std::size_t n) {
     --l.count[c];
     return b;
   }
-  if (!l.dead) (void)&t_drain;  // registers the thread's drain on first use
   return ::operator new(class_bytes(c));
 }
 
@@ -80,14 +99,15 @@ void small_free(void* p, std::size_t n) noexcept {
   const int c = size_class(n);
   Lists& l = t_lists;
   const uint32_t cap = c < kFineClasses ? kMaxCachedFine : kMaxCachedCoarse;
-  if (l.dead || l.count[c] >= cap) {
-    ::operator delete(p);
+  if (l.state != State::kLive || l.count[c] >= cap) [[unlikely]] {
+    if (l.state == State::kFresh) {
+      first_free(l, p, c);
+    } else {
+      ::operator delete(p);  // the list is full, or the thread's drain has run
+    }
     return;
   }
-  auto* b = static_cast<FreeBlock*>(p);
-  b->next = l.head[c];
-  l.head[c] = b;
-  ++l.count[c];
+  push(l, p, c);
 }
 
 }  // namespace ember

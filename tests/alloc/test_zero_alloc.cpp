@@ -31,6 +31,10 @@ void* counted_new_aligned(std::size_t n, std::align_val_t a) {
   if (void* p = std::aligned_alloc(al, (n + al - 1) / al * al)) return p;
   throw std::bad_alloc();
 }
+// Out of line: were free() inlined into a delete expression, g++ (under TSan, say) would warn
+// that it frees memory from operator new (-Wmismatched-new-delete), not seeing that the
+// replacement operator new above allocates with malloc.
+[[gnu::noinline]] void free_block(void* p) noexcept { std::free(p); }
 }  // namespace
 
 void* operator new(std::size_t n) { return counted_new(n); }
@@ -51,14 +55,14 @@ void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
 }
 void* operator new(std::size_t n, std::align_val_t a) { return counted_new_aligned(n, a); }
 void* operator new[](std::size_t n, std::align_val_t a) { return counted_new_aligned(n, a); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept { free_block(p); }
+void operator delete[](void* p) noexcept { free_block(p); }
+void operator delete(void* p, std::size_t) noexcept { free_block(p); }
+void operator delete[](void* p, std::size_t) noexcept { free_block(p); }
+void operator delete(void* p, std::align_val_t) noexcept { free_block(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { free_block(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { free_block(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { free_block(p); }
 
 namespace ember {
 namespace {
