@@ -9,18 +9,12 @@
 #include <limits>
 
 #include "tests/callbacks/harness.h"
+#include "tests/support/check.h"
 
 namespace ember::cbtest {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using ember::test::error_of;
 
 // --- construction ------------------------------------------------------------------------------
 

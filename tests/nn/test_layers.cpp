@@ -38,14 +38,7 @@ nn::StateDict state_of(const test::Fixture& f, const std::string& prefix) {
   return sd;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using test::error_of;
 
 // Loads case NAME into m, runs forward/backward and compares everything the fixture holds.
 void check_layer(const std::string& name, nn::Module& m, double rtol = 1e-5, double atol = 1e-6) {

@@ -45,14 +45,7 @@ std::vector<std::string> names_of(const Pairs& pairs) {
   return out;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using test::error_of;
 
 TEST(Module, NamesAndOrderMatchPyTorch) {
   auto net = std::make_shared<Net>();

@@ -19,20 +19,12 @@ using test::allclose;
 using test::make_tensor;
 using test::values_f64;
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 #define EXPECT_ERROR_CONTAINS(stmt, text)                                             \
   do {                                                                                \
     const std::string _msg = error_of([&] { stmt; });                                 \
-    EXPECT_FALSE(_msg.empty()) << #stmt " did not throw ember::Error";                \
+    EXPECT_NE(_msg, "no error") << #stmt " did not throw ember::Error";           \
     EXPECT_NE(_msg.find(text), std::string::npos) << "'" << (text) << "' not in: " << _msg; \
   } while (0)
 

@@ -470,4 +470,13 @@ std::string index_str(const Shape& shape, int64_t flat) {
   return gradcheck(std::string(), f, inputs, eps, atol, rtol);
 }
 
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
 }  // namespace ember::test

@@ -61,6 +61,9 @@ std::string index_str(const Shape& shape, int64_t flat);
 // Absolute path of a file under tests/reference/.
 std::string reference_path(const std::string& relpath);
 
+// The message of the ember::Error that fn throws, or "no error" when it throws none.
+std::string error_of(const std::function<void()>& fn);
+
 // Parses fixture text (as load_fixture; `origin` names the source in error messages).
 Fixture parse_fixture(const std::string& text, const std::string& origin);
 

@@ -370,14 +370,7 @@ TEST(LRSchedulerResume, PlateauRoundTrip) {
 
 // --- state dict contents and errors ---------------------------------------------------------
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 TEST(LRSchedulerState, LambdaLRSaysItsFunctionsAreNotSaved) {
   Rig s;

@@ -184,14 +184,7 @@ TEST(OptimUpdate, NonContiguousStateGivesTheContiguousBits) {
 
 // --- the front ends ---------------------------------------------------------------------------
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using test::error_of;
 
 // Bad tensors are reported with their names, dtypes, shapes and devices before anything is written.
 TEST(OptimUpdate, FrontEndErrors) {
