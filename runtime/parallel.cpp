@@ -73,10 +73,11 @@ class ThreadPool {
   explicit ThreadPool(int n) { resize(n); }
   ~ThreadPool() { stop(); }
 
-  int size() const { return n_; }
-
+  // Restarts the workers for n threads; n_ is read and written under call_mu_ only, so concurrent
+  // set_num_threads calls and parallel_for calls never race on it.
   void resize(int n) {
     std::lock_guard<std::mutex> call_lock(call_mu_);
+    if (n == n_) return;
     stop();
     n_ = n;
     shutdown_.store(false);
@@ -212,7 +213,7 @@ ThreadPool& pool() {
 void set_num_threads(int n) {
   EMBER_CHECK(n >= 1, "[set_num_threads] thread count must be >= 1, got ", n);
   g_num_threads = n;
-  if (pool().size() != n) pool().resize(n);
+  pool().resize(n);
 }
 
 int get_num_threads() {

@@ -106,6 +106,28 @@ TEST(Parallel, CallsFromSeveralUserThreadsAreSerialised) {
   EXPECT_EQ(total.load(), 3 * 2000 * 16);
 }
 
+// Resizing the pool from several threads while others run parallel_for: every call still covers
+// its range exactly once (the ThreadSanitizer job checks that the pool's size is never raced on).
+TEST(Parallel, ResizingWhileOtherThreadsRunIsSafe) {
+  ThreadsGuard guard;
+  std::atomic<int64_t> total{0};
+  std::vector<std::thread> users;
+  for (int u = 0; u < 2; ++u) {
+    users.emplace_back([&, u] {
+      for (int call = 0; call < 200; ++call) set_num_threads(1 + (call + u) % 3);
+    });
+    users.emplace_back([&] {
+      for (int call = 0; call < 500; ++call) {
+        parallel_for(0, 64, 1, [&](int64_t b, int64_t e) { total.fetch_add(e - b); });
+      }
+    });
+  }
+  for (auto& t : users) t.join();
+  EXPECT_EQ(total.load(), 2 * 500 * 64);
+  set_num_threads(2);
+  EXPECT_EQ(get_num_threads(), 2);
+}
+
 // Long sums run in 8 lanes and in blocks; the order depends on the shape only, so every thread
 // count gives the same bits, and the result stays within double rounding of the exact sum.
 TEST(Parallel, SumsDoNotDependOnTheThreadCount) {
