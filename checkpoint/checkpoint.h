@@ -32,9 +32,9 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/limits.h"
-#include "runtime/api.h"
-#include "runtime/value.h"
+#include "ember/checkpoint/limits.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/value.h"
 
 namespace ember::checkpoint {
 

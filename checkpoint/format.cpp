@@ -2,7 +2,7 @@
 // docs/checkpoint-format.md). Every length read from a file is checked against the bytes that
 // remain before it is used; sizes are multiplied and added with overflow checks.
 #include "checkpoint/format.h"
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 
 #include <zlib.h>
 

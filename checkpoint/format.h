@@ -11,9 +11,9 @@
 #include <string_view>
 #include <vector>
 
-#include "checkpoint/limits.h"
-#include "runtime/api.h"
-#include "runtime/error.h"
+#include "ember/checkpoint/limits.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/error.h"
 
 namespace ember::checkpoint::format {
 

@@ -10,7 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember::checkpoint::posix {
 

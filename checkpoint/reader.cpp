@@ -7,10 +7,10 @@
 #include <atomic>
 #include <functional>
 
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 #include "checkpoint/format.h"
 #include "checkpoint/posix_file.h"
-#include "runtime/parallel.h"
+#include "ember/runtime/parallel.h"
 
 namespace ember::checkpoint {
 

@@ -12,7 +12,7 @@
 #include <random>
 #include <unordered_map>
 
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 #include "checkpoint/format.h"
 #include "checkpoint/posix_file.h"
 #include "ember/config.h"

@@ -11,8 +11,8 @@
 #include "kernels/common/optim.h"
 #include "kernels/common/pool.h"
 #include "kernels/common/random.h"
-#include "runtime/device.h"
-#include "runtime/tensor.h"
+#include "ember/runtime/device.h"
+#include "ember/runtime/tensor.h"
 
 namespace ember::kernels {
 

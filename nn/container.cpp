@@ -1,7 +1,7 @@
 // Sequential and ModuleList.
-#include "nn/container.h"
+#include "ember/nn/container.h"
 
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember::nn {
 

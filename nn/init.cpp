@@ -1,11 +1,11 @@
 // torch.nn.init's rules on Ember's generator.
-#include "nn/init.h"
+#include "ember/nn/init.h"
 
 #include <cmath>
 #include <string>
 
-#include "runtime/autograd.h"
-#include "runtime/error.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/error.h"
 
 namespace ember::nn::init {
 

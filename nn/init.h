@@ -6,9 +6,9 @@
 #include <optional>
 #include <string_view>
 
-#include "runtime/api.h"
-#include "runtime/rng.h"
-#include "runtime/tensor.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/rng.h"
+#include "ember/runtime/tensor.h"
 
 namespace ember::nn::init {
 

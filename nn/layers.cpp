@@ -1,12 +1,12 @@
 // The basic layers: construction with torch's default initialisation, forward passes over
 // runtime/ops.h, and torch's extra_repr strings.
-#include "nn/layers.h"
+#include "ember/nn/layers.h"
 
 #include <cmath>
 
-#include "nn/init.h"
-#include "runtime/autograd.h"
-#include "runtime/error.h"
+#include "ember/nn/init.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/error.h"
 
 namespace ember::nn {
 

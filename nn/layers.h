@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "nn/module.h"
-#include "runtime/ops.h"
+#include "ember/nn/module.h"
+#include "ember/runtime/ops.h"
 
 namespace ember::nn {
 

@@ -1,7 +1,7 @@
 // The loss modules: argument checks and calls into runtime/ops.h.
-#include "nn/loss.h"
+#include "ember/nn/loss.h"
 
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember::nn {
 

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string>
 
-#include "nn/module.h"
-#include "runtime/ops.h"
+#include "ember/nn/module.h"
+#include "ember/runtime/ops.h"
 
 namespace ember::nn {
 

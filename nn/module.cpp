@@ -1,6 +1,6 @@
 // nn::Module: registration, traversal with dotted names, state dicts, modes, device/dtype moves
 // and PyTorch-style printing.
-#include "nn/module.h"
+#include "ember/nn/module.h"
 
 #include <cxxabi.h>
 
@@ -13,8 +13,8 @@
 #include <sstream>
 #include <typeinfo>
 
-#include "runtime/autograd.h"
-#include "runtime/error.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/error.h"
 
 namespace ember::nn {
 

@@ -8,9 +8,9 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/api.h"
-#include "runtime/tensor.h"
-#include "runtime/value.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/tensor.h"
+#include "ember/runtime/value.h"
 
 namespace ember::nn {
 

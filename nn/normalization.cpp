@@ -1,10 +1,10 @@
 // BatchNorm and LayerNorm from mean/sub/mul/sqrt: (x - mean) * (1 / sqrt(var + eps)) * w + b,
 // the same order of operations as torch's CPU kernels.
-#include "nn/normalization.h"
+#include "ember/nn/normalization.h"
 
-#include "runtime/autograd.h"
-#include "runtime/error.h"
-#include "runtime/ops.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/ops.h"
 
 namespace ember::nn {
 

@@ -1,7 +1,7 @@
 // The caching allocators, one BlockCache (runtime/block_cache.h) each: the CPU's (64-byte aligned
 // blocks, 64-byte classes up to 4 KiB), one per CUDA device over kernels::cuda_malloc, and pinned
 // host memory over kernels::cuda_host_alloc (4 KiB pages).
-#include "runtime/allocator.h"
+#include "ember/runtime/allocator.h"
 
 #include <cstdlib>
 #include <mutex>
@@ -9,7 +9,7 @@
 
 #include "kernels/kernels.h"
 #include "runtime/block_cache.h"
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember {
 namespace {

@@ -5,8 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "runtime/api.h"
-#include "runtime/device.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/device.h"
 
 namespace ember {
 

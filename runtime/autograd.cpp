@@ -1,12 +1,12 @@
 // The autograd engine: recording, saved-tensor version checks, and the backward pass.
-#include "runtime/autograd.h"
+#include "ember/runtime/autograd.h"
 
 #include <atomic>
 #include <queue>
 #include <unordered_map>
 #include <unordered_set>
 
-#include "runtime/ops.h"
+#include "ember/runtime/ops.h"
 
 namespace ember {
 

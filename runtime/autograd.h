@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "runtime/api.h"
-#include "runtime/small_alloc.h"
-#include "runtime/tensor.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/small_alloc.h"
+#include "ember/runtime/tensor.h"
 
 namespace ember {
 

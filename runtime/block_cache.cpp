@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember {
 

@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "runtime/allocator.h"
+#include "ember/runtime/allocator.h"
 
 namespace ember {
 

@@ -1,8 +1,8 @@
 // Bulk conversions (runtime/convert.h): thin entry points over the CPU conversion kernels.
-#include "runtime/convert.h"
+#include "ember/runtime/convert.h"
 
 #include "kernels/kernels.h"
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember {
 

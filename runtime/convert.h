@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "runtime/api.h"
+#include "ember/runtime/api.h"
 
 namespace ember {
 

@@ -1,10 +1,10 @@
 // Device parsing and printing.
-#include "runtime/device.h"
+#include "ember/runtime/device.h"
 
 #include <charconv>
 
 #include "kernels/kernels.h"
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember {
 

@@ -1,8 +1,8 @@
 // Private helpers for op front ends: device dispatch to <kernel>_cpu / <kernel>_cuda, and input checks.
 #pragma once
 #include "kernels/kernels.h"
-#include "runtime/error.h"
-#include "runtime/tensor.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/tensor.h"
 
 // EMBER_DISPATCH(device, kernel, args...) calls kernels::kernel_cpu(args) or kernels::kernel_cuda(args).
 #define EMBER_DISPATCH(device, kernel, ...)                                                 \

@@ -1,5 +1,5 @@
 // Dtype names, sizes and promotion.
-#include "runtime/dtype.h"
+#include "ember/runtime/dtype.h"
 
 namespace ember {
 

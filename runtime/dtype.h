@@ -5,9 +5,9 @@
 #include <string>
 #include <string_view>
 
-#include "kernels/common/half.h"
-#include "runtime/api.h"
-#include "runtime/error.h"
+#include "ember/runtime/half.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/error.h"
 
 namespace ember {
 
@@ -25,7 +25,7 @@ inline bool is_compute_floating(DType t) { return t == DType::f32 || t == DType:
 // The dtype that binary ops on a and b compute in (PyTorch promotion for the types we have).
 EMBER_API DType promote_types(DType a, DType b);
 
-// IEEE binary16, stored as bits; converts with kernels/common/half.h (the CUDA kernels' code too).
+// IEEE binary16, stored as bits; converts with runtime/half.h (the CUDA kernels' code too).
 struct Half {
   static constexpr kernels::HalfFormat kFormat = kernels::HalfFormat::f16;
   uint16_t bits = 0;

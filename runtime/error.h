@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "runtime/api.h"
+#include "ember/runtime/api.h"
 
 namespace ember {
 

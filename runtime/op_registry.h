@@ -4,7 +4,7 @@
 #pragma once
 #include <vector>
 
-#include "runtime/api.h"
+#include "ember/runtime/api.h"
 
 namespace ember {
 

@@ -5,8 +5,8 @@
 #include <optional>
 #include <vector>
 
-#include "runtime/api.h"
-#include "runtime/tensor.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/tensor.h"
 
 namespace ember {
 

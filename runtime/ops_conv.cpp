@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "kernels/kernels.h"
-#include "runtime/autograd.h"
+#include "ember/runtime/autograd.h"
 #include "runtime/dispatch.h"
-#include "runtime/error.h"
-#include "runtime/ops.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/ops.h"
 
 namespace ember {
 namespace {

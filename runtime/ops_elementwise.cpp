@@ -3,9 +3,9 @@
 #include <cmath>
 #include <limits>
 
-#include "runtime/autograd.h"
+#include "ember/runtime/autograd.h"
 #include "runtime/dispatch.h"
-#include "runtime/ops.h"
+#include "ember/runtime/ops.h"
 
 namespace ember {
 

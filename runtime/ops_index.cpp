@@ -1,7 +1,7 @@
 // Front ends of cat, stack, index_select and embedding.
-#include "runtime/autograd.h"
+#include "ember/runtime/autograd.h"
 #include "runtime/dispatch.h"
-#include "runtime/ops.h"
+#include "ember/runtime/ops.h"
 
 namespace ember {
 

@@ -1,7 +1,7 @@
 // Front ends of matmul (1-D, 2-D, batched with broadcast) and linear (x @ W^T + b).
-#include "runtime/autograd.h"
+#include "ember/runtime/autograd.h"
 #include "runtime/dispatch.h"
-#include "runtime/ops.h"
+#include "ember/runtime/ops.h"
 
 namespace ember {
 

@@ -2,10 +2,10 @@
 // and binary_cross_entropy_with_logits have explicit backward formulas (as torch).
 #include <cmath>
 
-#include "runtime/autograd.h"
+#include "ember/runtime/autograd.h"
 #include "runtime/dispatch.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 
 namespace ember {
 

@@ -5,9 +5,9 @@
 #include <array>
 #include <cmath>
 
-#include "runtime/autograd.h"
+#include "ember/runtime/autograd.h"
 #include "runtime/dispatch.h"
-#include "runtime/ops.h"
+#include "ember/runtime/ops.h"
 
 namespace ember {
 namespace {

@@ -1,9 +1,9 @@
 // Front ends of reductions (sum, mean, max, argmax, sum_to) and (log_)softmax.
 #include <algorithm>
 
-#include "runtime/autograd.h"
+#include "ember/runtime/autograd.h"
 #include "runtime/dispatch.h"
-#include "runtime/ops.h"
+#include "ember/runtime/ops.h"
 
 namespace ember {
 

@@ -5,7 +5,7 @@
 // counter and only then sleep on a condition variable. Every worker takes part in every call
 // (workers without a chunk just check in), so no worker can lag behind into the next call.
 // A call from inside a parallel region runs serially.
-#include "runtime/parallel.h"
+#include "ember/runtime/parallel.h"
 
 #include <algorithm>
 #include <atomic>
@@ -19,7 +19,7 @@
 
 #include <pthread.h>
 
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "runtime/api.h"
+#include "ember/runtime/api.h"
 
 namespace ember {
 

@@ -1,13 +1,13 @@
 // The default generator and the random tensor factories, on Philox4x32-10 (kernels/common/philox.h,
 // the same block the random kernels use).
-#include "runtime/rng.h"
+#include "ember/runtime/rng.h"
 
 #include <cmath>
 #include <cstring>
 #include <mutex>
 
 #include "kernels/common/philox.h"
-#include "runtime/autograd.h"
+#include "ember/runtime/autograd.h"
 #include "runtime/dispatch.h"
 
 namespace ember {

@@ -1,5 +1,5 @@
 // Shape helpers: printing, numel, broadcasting, dim wrapping.
-#include "runtime/shape.h"
+#include "ember/runtime/shape.h"
 
 namespace ember {
 

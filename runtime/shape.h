@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "runtime/api.h"
-#include "runtime/error.h"
-#include "runtime/small_alloc.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/small_alloc.h"
 
 namespace ember {
 

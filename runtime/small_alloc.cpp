@@ -3,7 +3,7 @@
 // heap. At thread exit the lists are returned; frees after that (static destructors) bypass them.
 // A thread registers its exit drain when it first caches a block, so a thread that only frees
 // (blocks allocated on other threads) returns them too.
-#include "runtime/small_alloc.h"
+#include "ember/runtime/small_alloc.h"
 
 #include <cstdint>
 

@@ -9,7 +9,7 @@
 #include <new>
 #include <vector>
 
-#include "runtime/api.h"
+#include "ember/runtime/api.h"
 
 namespace ember {
 

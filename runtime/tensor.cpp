@@ -1,5 +1,5 @@
 // Tensor metadata, views, conversions, in-place ops, factories and printing.
-#include "runtime/tensor.h"
+#include "ember/runtime/tensor.h"
 
 #include <cmath>
 #include <cstring>
@@ -8,11 +8,11 @@
 #include <sstream>
 
 #include "kernels/kernels.h"
-#include "runtime/allocator.h"
-#include "runtime/autograd.h"
-#include "runtime/small_alloc.h"
+#include "ember/runtime/allocator.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/small_alloc.h"
 #include "runtime/dispatch.h"
-#include "runtime/ops.h"
+#include "ember/runtime/ops.h"
 
 namespace ember {
 

@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "runtime/api.h"
-#include "runtime/device.h"
-#include "runtime/dtype.h"
-#include "runtime/shape.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/device.h"
+#include "ember/runtime/dtype.h"
+#include "ember/runtime/shape.h"
 
 namespace ember {
 

@@ -1,5 +1,5 @@
 // Value accessors, equality and printing.
-#include "runtime/value.h"
+#include "ember/runtime/value.h"
 
 #include <cstring>
 #include <sstream>

@@ -9,9 +9,9 @@
 #include <variant>
 #include <vector>
 
-#include "runtime/api.h"
-#include "runtime/error.h"
-#include "runtime/tensor.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/tensor.h"
 
 namespace ember {
 

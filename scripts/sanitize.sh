@@ -20,7 +20,7 @@ configure() {
   shift 2
   log="$(mktemp)"
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
-    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DEMBER_CUDA=OFF -DEMBER_BUILD_BENCH=OFF \
+    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DEMBER_CUDA=OFF -DEMBER_BUILD_BENCH=OFF -DEMBER_BUILD_SHARED=OFF \
     -DEMBER_SANITIZE="$san" "$@" >"$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }
   grep -E "^-- Ember:" "$log" || true
   rm -f "$log"

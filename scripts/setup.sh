@@ -7,7 +7,9 @@ mode="${1:-run}"
 pkgs=(build-essential cmake zlib1g-dev libeigen3-dev libcli11-dev nlohmann-json3-dev libpng-dev dataset-fashion-mnist)
 case "$mode" in
   run) ;;
-  test) pkgs+=(libgtest-dev clang libclang-rt-dev) ;;  # libclang-rt-dev: libFuzzer + sanitizer runtimes
+  # libclang-rt-dev: libFuzzer + sanitizer runtimes; pkgconf, dpkg-dev and file (cpack's
+  # dpkg-shlibdeps) and python3 (ctypes) for the installed-library checks of tests/consumer/.
+  test) pkgs+=(libgtest-dev clang libclang-rt-dev pkgconf dpkg-dev file python3) ;;
   bench) pkgs+=(libbenchmark-dev libtorch-dev libopenblas0-openmp) ;;
   *) echo "usage: scripts/setup.sh [run|test|bench]" >&2; exit 2 ;;
 esac

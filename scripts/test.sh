@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every Ember test job in turn, stopping at the first failure: the
-# Release build (into build/) with its GoogleTest suites through CTest; the CPU tests under
+# Release build (into build/) with its GoogleTest suites through CTest; Ember installed from that
+# build and used from outside (tests/consumer/run.sh: find_package, FetchContent, pkg-config, the
+# C API from C and Python, the Debian packages); the CPU tests under
 # ASan + UBSan and the multi-threaded ones under TSan (scripts/sanitize.sh, into build-asan/ and
 # build-tsan/); then the bounded checkpoint-reader fuzz run. Prints each job's wall time.
 # Usage: scripts/test.sh   (env: JOBS, default 2)
@@ -18,6 +20,8 @@ rm -f "$log"
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs" --timeout 600
 step_done "Release build + tests"
+JOBS="$jobs" bash tests/consumer/run.sh build
+step_done "install + consumer projects + Debian packages"
 JOBS="$jobs" bash scripts/sanitize.sh asan
 step_done "ASan + UBSan build + tests"
 JOBS="$jobs" bash scripts/sanitize.sh tsan

@@ -4,9 +4,9 @@
 #include <exception>
 #include <string>
 
-#include "runtime/api.h"
-#include "runtime/value.h"
-#include "train/lightning_module.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/value.h"
+#include "ember/train/lightning_module.h"
 
 namespace ember {
 

@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/api.h"
-#include "train/callback.h"
+#include "ember/runtime/api.h"
+#include "ember/train/callback.h"
 
 namespace ember {
 
@@ -185,7 +185,7 @@ class EMBER_API EarlyStopping : public Callback {
   // Throws on an empty monitor or a mode other than "min" / "max" (Lightning's message).
   explicit EarlyStopping(EarlyStoppingOptions options);
   // EarlyStopping("val_loss") with the other options at their defaults.
-  explicit EarlyStopping(const char* monitor) : EarlyStopping(EarlyStoppingOptions{.monitor = monitor}) {}
+  explicit EarlyStopping(const char* monitor);
 
   // "EarlyStopping{'monitor': 'val_loss', 'mode': 'min'}"
   std::string state_key() const override;

@@ -9,7 +9,7 @@
 #include <limits>
 #include <system_error>
 
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember::py {
 namespace {

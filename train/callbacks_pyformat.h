@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "runtime/api.h"
+#include "ember/runtime/api.h"
 
 namespace ember::py {
 

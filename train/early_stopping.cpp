@@ -4,10 +4,10 @@
 #include <cmath>
 #include <limits>
 
-#include "runtime/error.h"
-#include "train/callbacks.h"
+#include "ember/runtime/error.h"
+#include "ember/train/callbacks.h"
 #include "train/callbacks_pyformat.h"
-#include "train/trainer.h"
+#include "ember/train/trainer.h"
 
 namespace ember {
 namespace {
@@ -17,6 +17,8 @@ bool is_float32(double v) { return std::isnan(v) || static_cast<double>(static_c
 std::string value_str(double v) { return py::float_repr(v); }
 
 }  // namespace
+
+EarlyStopping::EarlyStopping(const char* monitor) : EarlyStopping(EarlyStoppingOptions{.monitor = monitor}) {}
 
 EarlyStopping::EarlyStopping(EarlyStoppingOptions options) : opts_(std::move(options)) {
   EMBER_CHECK(!opts_.monitor.empty(), "[EarlyStopping] monitor must name a logged metric");

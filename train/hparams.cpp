@@ -1,5 +1,5 @@
 // HParams lookups.
-#include "train/hparams.h"
+#include "ember/train/hparams.h"
 
 namespace ember {
 

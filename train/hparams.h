@@ -4,8 +4,8 @@
 #include <string>
 #include <type_traits>
 
-#include "runtime/api.h"
-#include "runtime/value.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/value.h"
 
 namespace ember {
 

@@ -1,10 +1,10 @@
 // LightningModule defaults, log() forwarding to the trainer, and load_from_checkpoint's pieces.
-#include "train/lightning_module.h"
+#include "ember/train/lightning_module.h"
 
 #include <cmath>
 
-#include "checkpoint/checkpoint.h"
-#include "train/trainer.h"
+#include "ember/checkpoint/checkpoint.h"
+#include "ember/train/trainer.h"
 
 namespace ember {
 

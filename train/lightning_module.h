@@ -9,13 +9,13 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/checkpoint.h"
-#include "nn/module.h"
-#include "runtime/api.h"
-#include "runtime/value.h"
-#include "train/hparams.h"
-#include "train/lr_scheduler.h"
-#include "train/optim.h"
+#include "ember/checkpoint/checkpoint.h"
+#include "ember/nn/module.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/value.h"
+#include "ember/train/hparams.h"
+#include "ember/train/lr_scheduler.h"
+#include "ember/train/optim.h"
 
 namespace ember {
 

@@ -1,5 +1,5 @@
 // CSVLogger: metrics.csv and hparams.yaml in a versioned run directory.
-#include "train/logger.h"
+#include "ember/train/logger.h"
 
 #include <charconv>
 #include <cmath>
@@ -9,7 +9,7 @@
 #include <set>
 #include <sstream>
 
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember {
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/api.h"
-#include "train/hparams.h"
+#include "ember/runtime/api.h"
+#include "ember/train/hparams.h"
 
 namespace ember {
 

@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <set>
 
-#include "runtime/error.h"
-#include "train/callbacks.h"
+#include "ember/runtime/error.h"
+#include "ember/train/callbacks.h"
 #include "train/callbacks_pyformat.h"
-#include "train/logger.h"
-#include "train/trainer.h"
+#include "ember/train/logger.h"
+#include "ember/train/trainer.h"
 
 namespace ember {
 namespace {

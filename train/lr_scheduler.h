@@ -13,12 +13,12 @@
 // A scheduler keeps a reference to its optimizer: the optimizer must outlive it.
 #pragma once
 // LRScheduler, the base of all but ReduceLROnPlateau.
-#include "train/lr_scheduler/scheduler.h"
+#include "ember/train/lr_scheduler/scheduler.h"
 // LambdaLR, StepLR, MultiStepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR.
-#include "train/lr_scheduler/decay.h"
+#include "ember/train/lr_scheduler/decay.h"
 // CosineAnnealingLR, CosineAnnealingWarmRestarts, OneCycleLR.
-#include "train/lr_scheduler/cosine.h"
+#include "ember/train/lr_scheduler/cosine.h"
 // SequentialLR, ChainedScheduler.
-#include "train/lr_scheduler/composite.h"
+#include "ember/train/lr_scheduler/composite.h"
 // ReduceLROnPlateau.
-#include "train/lr_scheduler/plateau.h"
+#include "ember/train/lr_scheduler/plateau.h"

@@ -9,10 +9,10 @@
 #include <regex>
 #include <system_error>
 
-#include "runtime/error.h"
-#include "train/callbacks.h"
+#include "ember/runtime/error.h"
+#include "ember/train/callbacks.h"
 #include "train/callbacks_pyformat.h"
-#include "train/trainer.h"
+#include "ember/train/trainer.h"
 
 namespace ember {
 namespace fs = std::filesystem;

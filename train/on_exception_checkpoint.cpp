@@ -7,9 +7,9 @@
 #include <filesystem>
 #include <system_error>
 
-#include "runtime/error.h"
-#include "train/callbacks.h"
-#include "train/trainer.h"
+#include "ember/runtime/error.h"
+#include "ember/train/callbacks.h"
+#include "ember/train/trainer.h"
 
 namespace ember {
 namespace fs = std::filesystem;

@@ -1,15 +1,15 @@
 // Optimizer base (groups, zero_grad, state dicts and their validation), each optimizer's option
 // checks (torch 1.13's ranges and messages), and gradient clipping. The update rules themselves are
 // in optim_update.cpp.
-#include "train/optim.h"
+#include "ember/train/optim.h"
 
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <set>
 
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
 
 namespace ember::optim {
 namespace {

@@ -4,8 +4,8 @@
 // torch 1.13's single-tensor math for every device and tensor layout.
 #include <string>
 
-#include "runtime/ops.h"
-#include "train/optim.h"
+#include "ember/runtime/ops.h"
+#include "ember/train/optim.h"
 
 namespace ember::optim {
 namespace {

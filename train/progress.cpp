@@ -1,5 +1,5 @@
 // Progress bar rendering.
-#include "train/progress.h"
+#include "ember/train/progress.h"
 
 #include <unistd.h>
 

@@ -5,7 +5,7 @@
 // schedulers -> validation -> ReduceLROnPlateau -> on_train_epoch_end hooks (epoch checkpoints)
 // -> epoch counted complete. ReduceLROnPlateau steps before the epoch-end checkpoints (Lightning
 // steps it after them and loses that update on resume).
-#include "train/trainer.h"
+#include "ember/train/trainer.h"
 
 #include <atomic>
 #include <cmath>
@@ -13,13 +13,13 @@
 #include <filesystem>
 #include <sstream>
 
-#include "checkpoint/checkpoint.h"
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
-#include "train/callbacks.h"
-#include "train/logger.h"
-#include "train/progress.h"
+#include "ember/checkpoint/checkpoint.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
+#include "ember/train/callbacks.h"
+#include "ember/train/logger.h"
+#include "ember/train/progress.h"
 
 namespace ember {
 

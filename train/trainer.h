@@ -12,12 +12,12 @@
 #include <string>
 #include <vector>
 
-#include "runtime/api.h"
-#include "runtime/device.h"
-#include "runtime/value.h"
-#include "train/callback.h"
-#include "train/data/dataloader.h"
-#include "train/lightning_module.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/device.h"
+#include "ember/runtime/value.h"
+#include "ember/train/callback.h"
+#include "ember/train/data/dataloader.h"
+#include "ember/train/lightning_module.h"
 
 namespace ember {
 

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "bench/checkpoint/shapes.h"
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 
 using namespace ember;
 namespace ck = ember::checkpoint;

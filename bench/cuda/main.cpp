@@ -13,12 +13,12 @@
 #include <string>
 #include <vector>
 
-#include "nn/nn.h"
-#include "runtime/device.h"
-#include "runtime/error.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
-#include "train/optim.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/device.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
+#include "ember/train/optim.h"
 
 namespace {
 

@@ -16,11 +16,11 @@
 
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_backend.h"
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/parallel.h"
-#include "runtime/rng.h"
-#include "runtime/tensor.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/parallel.h"
+#include "ember/runtime/rng.h"
+#include "ember/runtime/tensor.h"
 
 namespace {
 

@@ -10,13 +10,13 @@
 #include <string>
 
 #include "examples/common/models.h"
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/parallel.h"
-#include "runtime/rng.h"
-#include "train/data/dataloader.h"
-#include "train/data/mnist.h"
-#include "train/optim.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/parallel.h"
+#include "ember/runtime/rng.h"
+#include "ember/train/data/dataloader.h"
+#include "ember/train/data/mnist.h"
+#include "ember/train/optim.h"
 
 using namespace ember;
 

@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 
 namespace ember::ckpt_tool {
 

@@ -6,7 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "checkpoint/tool/commands.h"
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 int main(int argc, char** argv) {
   namespace tool = ember::ckpt_tool;

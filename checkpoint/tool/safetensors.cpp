@@ -16,7 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 #include "checkpoint/tool/commands.h"
 #include "ember/config.h"
 

@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <map>
 
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember::examples {
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "examples/common/png.h"
-#include "runtime/tensor.h"
+#include "ember/runtime/tensor.h"
 
 namespace ember::examples {
 

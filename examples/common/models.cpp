@@ -1,7 +1,7 @@
 // Model definitions shared by the training and deployment examples (see models.h).
 #include "examples/common/models.h"
 
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember::examples {
 

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "nn/nn.h"
-#include "train/data/mnist.h"
+#include "ember/nn/nn.h"
+#include "ember/train/data/mnist.h"
 
 namespace ember::examples {
 

@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember::examples {
 

@@ -8,13 +8,13 @@
 #include <exception>
 #include <string>
 
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 #include "examples/common/draw.h"
 #include "examples/common/models.h"
 #include "examples/common/png.h"
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "train/data/mnist.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/train/data/mnist.h"
 
 using namespace ember;
 

@@ -13,19 +13,19 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 #include "examples/common/draw.h"
 #include "examples/common/models.h"
 #include "examples/common/png.h"
 #include "examples/mnist_ae/module.h"
-#include "runtime/autograd.h"
-#include "runtime/parallel.h"
-#include "runtime/rng.h"
-#include "train/callbacks.h"
-#include "train/data/dataloader.h"
-#include "train/data/mnist.h"
-#include "train/logger.h"
-#include "train/trainer.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/parallel.h"
+#include "ember/runtime/rng.h"
+#include "ember/train/callbacks.h"
+#include "ember/train/data/dataloader.h"
+#include "ember/train/data/mnist.h"
+#include "ember/train/logger.h"
+#include "ember/train/trainer.h"
 
 namespace fs = std::filesystem;
 using namespace ember;

@@ -2,7 +2,7 @@
 #include "examples/mnist_ae/module.h"
 
 #include "examples/common/models.h"
-#include "runtime/ops.h"
+#include "ember/runtime/ops.h"
 
 namespace ember::examples {
 

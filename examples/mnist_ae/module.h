@@ -6,8 +6,8 @@
 #include <memory>
 #include <string>
 
-#include "nn/nn.h"
-#include "train/lightning_module.h"
+#include "ember/nn/nn.h"
+#include "ember/train/lightning_module.h"
 
 namespace ember::examples {
 

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "kernels/common/half.h"
-#include "kernels/common/host_device.h"
+#include "ember/runtime/half.h"
+#include "ember/runtime/host_device.h"
 
 namespace ember::kernels {
 

@@ -6,8 +6,8 @@
 #include <type_traits>
 
 #include "kernels/common/functors.h"
-#include "runtime/dtype.h"
-#include "runtime/error.h"
+#include "ember/runtime/dtype.h"
+#include "ember/runtime/error.h"
 
 namespace ember::kernels {
 

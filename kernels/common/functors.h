@@ -3,7 +3,7 @@
 #pragma once
 #include <cmath>
 
-#include "kernels/common/host_device.h"
+#include "ember/runtime/host_device.h"
 
 namespace ember::kernels {
 

@@ -6,8 +6,8 @@
 #include <array>
 #include <cstdint>
 
-#include "runtime/shape.h"
-#include "runtime/tensor.h"
+#include "ember/runtime/shape.h"
+#include "ember/runtime/tensor.h"
 
 namespace ember::kernels {
 

@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/common/host_device.h"
+#include "ember/runtime/host_device.h"
 
 namespace ember::kernels {
 

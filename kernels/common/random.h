@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/common/host_device.h"
+#include "ember/runtime/host_device.h"
 #include "kernels/common/philox.h"
 
 namespace ember::kernels {

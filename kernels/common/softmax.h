@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "kernels/common/host_device.h"
+#include "ember/runtime/host_device.h"
 
 namespace ember::kernels {
 

@@ -15,7 +15,7 @@
 
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
-#include "runtime/parallel.h"
+#include "ember/runtime/parallel.h"
 
 namespace ember::kernels {
 namespace {

@@ -23,8 +23,8 @@
 
 #include "kernels/cpu/gemm_backend.h"
 #include "kernels/kernels.h"
-#include "runtime/error.h"
-#include "runtime/parallel.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/parallel.h"
 
 namespace ember::kernels {
 namespace {

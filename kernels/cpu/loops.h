@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "kernels/common/geometry.h"
-#include "runtime/parallel.h"
+#include "ember/runtime/parallel.h"
 
 namespace ember::kernels {
 

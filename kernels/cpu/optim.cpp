@@ -4,7 +4,7 @@
 #include "kernels/common/optim.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/kernels.h"
-#include "runtime/parallel.h"
+#include "ember/runtime/parallel.h"
 
 namespace ember::kernels {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "kernels/common/pool.h"
 #include "kernels/kernels.h"
-#include "runtime/parallel.h"
+#include "ember/runtime/parallel.h"
 
 namespace ember::kernels {
 namespace {

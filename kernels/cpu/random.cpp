@@ -2,7 +2,7 @@
 // block (offset + i/4), lane i%4, so results are independent of the thread split.
 #include "kernels/common/random.h"
 #include "kernels/kernels.h"
-#include "runtime/parallel.h"
+#include "ember/runtime/parallel.h"
 
 namespace ember::kernels {
 

@@ -15,9 +15,9 @@
 
 #include "kernels/common/geometry.h"
 #include "kernels/cuda/device/offset.cuh"
-#include "runtime/allocator.h"
-#include "runtime/error.h"
-#include "runtime/tensor.h"
+#include "ember/runtime/allocator.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/tensor.h"
 
 namespace ember::cu {
 

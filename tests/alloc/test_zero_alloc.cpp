@@ -8,14 +8,14 @@
 #include <cstdlib>
 #include <new>
 
-#include "nn/nn.h"
-#include "runtime/allocator.h"
-#include "runtime/ops.h"
-#include "runtime/parallel.h"
-#include "runtime/rng.h"
-#include "train/data/dataloader.h"
-#include "train/data/dataset.h"
-#include "train/optim.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/allocator.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/parallel.h"
+#include "ember/runtime/rng.h"
+#include "ember/train/data/dataloader.h"
+#include "ember/train/data/dataset.h"
+#include "ember/train/optim.h"
 
 namespace {
 std::atomic<uint64_t> g_news{0};

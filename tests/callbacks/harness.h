@@ -13,15 +13,15 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/checkpoint.h"
-#include "runtime/ops.h"
-#include "train/callbacks.h"
-#include "train/data/dataloader.h"
-#include "train/data/dataset.h"
-#include "train/lightning_module.h"
-#include "train/lr_scheduler.h"
-#include "train/optim.h"
-#include "train/trainer.h"
+#include "ember/checkpoint/checkpoint.h"
+#include "ember/runtime/ops.h"
+#include "ember/train/callbacks.h"
+#include "ember/train/data/dataloader.h"
+#include "ember/train/data/dataset.h"
+#include "ember/train/lightning_module.h"
+#include "ember/train/lr_scheduler.h"
+#include "ember/train/optim.h"
+#include "ember/train/trainer.h"
 
 namespace ember::cbtest {
 

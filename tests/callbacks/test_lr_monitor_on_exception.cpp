@@ -6,7 +6,7 @@
 #include <map>
 #include <optional>
 
-#include "train/logger.h"
+#include "ember/train/logger.h"
 #include "tests/callbacks/harness.h"
 
 namespace ember::cbtest {

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 #include "tests/support/check.h"
-#include "train/callbacks.h"
+#include "ember/train/callbacks.h"
 #include "train/callbacks_pyformat.h"
 
 namespace ember {

@@ -5,7 +5,7 @@
 #include <iostream>
 #include <string>
 
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 
 int main(int argc, char** argv) {
   if (argc != 4) {

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/checkpoint.h"
-#include "runtime/value.h"
+#include "ember/checkpoint/checkpoint.h"
+#include "ember/runtime/value.h"
 
 namespace ember::test::golden {
 

@@ -11,7 +11,7 @@
 #include <random>
 #include <thread>
 
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 #include "tests/checkpoint/util.h"
 
 namespace ember::test {

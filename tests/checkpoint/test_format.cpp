@@ -5,7 +5,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 #include "checkpoint/format.h"
 #include "tests/checkpoint/raw_builder.h"
 #include "tests/checkpoint/util.h"

@@ -1,7 +1,7 @@
 // Compatibility: the golden checkpoints committed under tests/checkpoint/golden/ (written by
 // format 1.0) must load, verify and hold exactly the values of golden_data.cpp in every later
 // version of Ember. Never regenerate these files; add new ones for new format versions.
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 #include "tests/checkpoint/golden_data.h"
 #include "tests/checkpoint/util.h"
 

@@ -9,7 +9,7 @@
 
 #include <cstring>
 
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 #include "tests/checkpoint/raw_builder.h"
 #include "tests/checkpoint/util.h"
 

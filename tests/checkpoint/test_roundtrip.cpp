@@ -9,7 +9,7 @@
 #include <fstream>
 #include <limits>
 
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 #include "tests/checkpoint/golden_data.h"
 #include "tests/checkpoint/util.h"
 #include "tests/support/check.h"

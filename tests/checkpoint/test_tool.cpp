@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 #include "checkpoint/tool/commands.h"
 #include "tests/checkpoint/golden_data.h"
 #include "tests/checkpoint/util.h"

@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 
 namespace ember::test {
 

@@ -14,14 +14,14 @@
 
 #include "ember/config.h"
 #include "kernels/kernels.h"
-#include "runtime/allocator.h"
-#include "runtime/autograd.h"
-#include "runtime/device.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/runtime/allocator.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/device.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
-#include "train/data/dataloader.h"
-#include "train/data/dataset.h"
+#include "ember/train/data/dataloader.h"
+#include "ember/train/data/dataset.h"
 
 namespace ember {
 namespace {

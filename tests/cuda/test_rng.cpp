@@ -8,9 +8,9 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/device.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/runtime/device.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
 
 namespace ember {

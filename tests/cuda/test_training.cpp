@@ -12,17 +12,17 @@
 
 #include <gtest/gtest.h>
 
-#include "checkpoint/checkpoint.h"
+#include "ember/checkpoint/checkpoint.h"
 #include "kernels/kernels.h"
-#include "nn/nn.h"
-#include "runtime/autograd.h"
-#include "runtime/device.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/device.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
-#include "train/data/dataset.h"
-#include "train/optim.h"
-#include "train/trainer.h"
+#include "ember/train/data/dataset.h"
+#include "ember/train/optim.h"
+#include "ember/train/trainer.h"
 
 namespace fs = std::filesystem;
 

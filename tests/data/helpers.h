@@ -12,7 +12,7 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember::test {
 

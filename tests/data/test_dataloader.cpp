@@ -9,11 +9,11 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/allocator.h"
-#include "runtime/rng.h"
+#include "ember/runtime/allocator.h"
+#include "ember/runtime/rng.h"
 #include "tests/data/helpers.h"
 #include "tests/support/check.h"
-#include "train/data/dataloader.h"
+#include "ember/train/data/dataloader.h"
 
 namespace ember {
 namespace {

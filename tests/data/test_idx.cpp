@@ -8,8 +8,8 @@
 
 #include "tests/data/helpers.h"
 #include "tests/support/check.h"
-#include "train/data/idx.h"
-#include "train/data/mnist.h"
+#include "ember/train/data/idx.h"
+#include "ember/train/data/mnist.h"
 
 namespace ember {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "examples/common/draw.h"
 #include "examples/common/png.h"
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember::examples {
 namespace {

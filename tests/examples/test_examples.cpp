@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/checkpoint.h"
-#include "train/logger.h"
+#include "ember/checkpoint/checkpoint.h"
+#include "ember/train/logger.h"
 
 namespace fs = std::filesystem;
 

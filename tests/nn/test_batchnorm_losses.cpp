@@ -7,9 +7,9 @@
 #include <memory>
 #include <string>
 
-#include "nn/nn.h"
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
 #include "tests/support/check.h"
 
 namespace ember {

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "nn/nn.h"
-#include "runtime/rng.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
 
 namespace ember {

@@ -8,10 +8,10 @@
 #include <map>
 #include <string>
 
-#include "nn/nn.h"
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
 
 namespace ember {

@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "nn/nn.h"
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
 
 namespace ember {

@@ -9,13 +9,13 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/allocator.h"
+#include "ember/runtime/allocator.h"
 #include "runtime/block_cache.h"
-#include "runtime/error.h"
-#include "runtime/small_alloc.h"
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/small_alloc.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 
 using namespace ember;
 

@@ -8,8 +8,8 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
 #include "tests/support/check.h"
 
 namespace ember {

@@ -10,11 +10,11 @@
 
 #include "kernels/cpu/gemm_backend.h"
 #include "kernels/kernels.h"
-#include "runtime/autograd.h"
-#include "runtime/error.h"
-#include "runtime/ops.h"
-#include "runtime/parallel.h"
-#include "runtime/rng.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/parallel.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
 
 namespace ember {

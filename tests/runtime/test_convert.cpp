@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "runtime/convert.h"
-#include "runtime/error.h"
+#include "ember/runtime/convert.h"
+#include "ember/runtime/error.h"
 #include "tests/support/check.h"
 
 namespace ember {

@@ -10,8 +10,8 @@
 #include <limits>
 #include <vector>
 
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
 
 namespace ember {

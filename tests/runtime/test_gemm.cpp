@@ -14,9 +14,9 @@
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_backend.h"
 #include "kernels/kernels.h"
-#include "runtime/error.h"
-#include "runtime/parallel.h"
-#include "runtime/tensor.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/parallel.h"
+#include "ember/runtime/tensor.h"
 
 namespace ember::kernels {
 namespace {

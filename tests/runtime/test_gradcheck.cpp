@@ -12,10 +12,10 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/autograd.h"
+#include "ember/runtime/autograd.h"
 #include "runtime/op_registry.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
 #include "tests/support/op_options.h"
 

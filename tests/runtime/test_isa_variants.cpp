@@ -10,12 +10,12 @@
 #include <vector>
 
 #include "kernels/cpu/isa.h"
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
-#include "train/data/mnist.h"
-#include "train/optim.h"
+#include "ember/train/data/mnist.h"
+#include "ember/train/optim.h"
 
 namespace ember {
 namespace {

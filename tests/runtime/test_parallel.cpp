@@ -8,10 +8,10 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/parallel.h"
-#include "runtime/rng.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/parallel.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
 
 namespace ember {

@@ -9,8 +9,8 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/parallel.h"
-#include "runtime/rng.h"
+#include "ember/runtime/parallel.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
 
 namespace ember {

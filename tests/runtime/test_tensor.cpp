@@ -8,9 +8,9 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/value.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/value.h"
 #include "tests/support/check.h"
 
 namespace ember {

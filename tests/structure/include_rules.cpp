@@ -21,9 +21,10 @@ constexpr std::array<std::string_view, 9> kProjectFolders = {"runtime", "kernels
                                                              "examples", "tests", "bench", "tools"};
 // The runtime headers kernels may use: tensors and their metadata, errors, memory and threads;
 // nothing that records autograd or knows about ops, RNG state or values.
-constexpr std::array<std::string_view, 9> kKernelRuntimeHeaders = {
-    "runtime/api.h",   "runtime/device.h",      "runtime/dtype.h",     "runtime/shape.h", "runtime/error.h",
-    "runtime/tensor.h", "runtime/small_alloc.h", "runtime/allocator.h", "runtime/parallel.h"};
+constexpr std::array<std::string_view, 11> kKernelRuntimeHeaders = {
+    "runtime/api.h",         "runtime/device.h",    "runtime/dtype.h",    "runtime/shape.h",
+    "runtime/error.h",       "runtime/tensor.h",    "runtime/small_alloc.h", "runtime/allocator.h",
+    "runtime/parallel.h",    "runtime/half.h",      "runtime/host_device.h"};
 
 bool starts_with_folder(std::string_view path, std::string_view folder) {
   return path.size() > folder.size() && path.substr(0, folder.size()) == folder && path[folder.size()] == '/';
@@ -49,7 +50,7 @@ std::string broken_rule(const std::string& file, const std::string& target) {
       return "kernels/cpu/ and kernels/cuda/ may not include each other (shared code goes to kernels/common/)";
     if (to == "kernels" || contains(kKernelRuntimeHeaders, target)) return "";
     return "kernels/ may include only kernels/ and the runtime's low-level headers (api, device, dtype, shape, "
-           "error, tensor, small_alloc, allocator, parallel)";
+           "error, tensor, small_alloc, allocator, parallel, half, host_device)";
   }
   if (from == "runtime" && (to == "nn" || to == "train" || to == "checkpoint"))
     return "runtime/ may not include " + std::string(to) + "/ (runtime is the bottom layer)";

@@ -14,8 +14,8 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
 
 namespace ember::test {
 namespace {

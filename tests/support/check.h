@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/tensor.h"
+#include "ember/runtime/tensor.h"
 
 namespace ember::test {
 

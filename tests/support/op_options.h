@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "runtime/ops.h"
+#include "ember/runtime/ops.h"
 
 namespace ember::test {
 

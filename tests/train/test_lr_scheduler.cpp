@@ -15,8 +15,8 @@
 #include <gtest/gtest.h>
 
 #include "tests/support/check.h"
-#include "train/lr_scheduler.h"
-#include "train/optim.h"
+#include "ember/train/lr_scheduler.h"
+#include "ember/train/optim.h"
 
 namespace ember::optim {
 namespace {

@@ -2,12 +2,12 @@
 // load into freshly built objects, 5 more steps == 10 uninterrupted steps, bit for bit.
 #include <gtest/gtest.h>
 
-#include "nn/nn.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
-#include "train/lr_scheduler.h"
-#include "train/optim.h"
+#include "ember/train/lr_scheduler.h"
+#include "ember/train/optim.h"
 
 using namespace ember;
 

@@ -9,13 +9,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/parallel.h"
-#include "runtime/rng.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/parallel.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
-#include "train/lr_scheduler.h"
-#include "train/optim.h"
+#include "ember/train/lr_scheduler.h"
+#include "ember/train/optim.h"
 
 namespace ember::optim {
 namespace {

@@ -11,11 +11,11 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
-#include "train/optim.h"
+#include "ember/train/optim.h"
 
 namespace ember::optim {
 namespace {

@@ -12,14 +12,14 @@
 #include <fstream>
 #include <iterator>
 
-#include "checkpoint/checkpoint.h"
-#include "nn/nn.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/checkpoint/checkpoint.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
-#include "train/callbacks.h"
-#include "train/logger.h"
-#include "train/trainer.h"
+#include "ember/train/callbacks.h"
+#include "ember/train/logger.h"
+#include "ember/train/trainer.h"
 
 namespace fs = std::filesystem;
 using namespace ember;

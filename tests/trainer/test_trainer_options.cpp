@@ -7,12 +7,12 @@
 #include <cmath>
 #include <filesystem>
 
-#include "nn/nn.h"
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
-#include "train/logger.h"
-#include "train/trainer.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
+#include "ember/train/logger.h"
+#include "ember/train/trainer.h"
 
 namespace fs = std::filesystem;
 using namespace ember;

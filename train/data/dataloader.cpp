@@ -1,7 +1,7 @@
 // DataLoader: the sampler (per-epoch order from randperm on the loader's own Generator), the
 // epoch bookkeeping behind state_dict(), and the prefetcher, whose workers claim batch numbers in
 // order, gather them off the consumer's thread and hand them back in order through a bounded window.
-#include "train/data/dataloader.h"
+#include "ember/train/data/dataloader.h"
 
 #include <algorithm>
 #include <condition_variable>
@@ -11,9 +11,9 @@
 #include <numeric>
 #include <thread>
 
-#include "runtime/allocator.h"
-#include "runtime/error.h"
-#include "runtime/rng.h"
+#include "ember/runtime/allocator.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/rng.h"
 
 namespace ember::data {
 

@@ -15,10 +15,10 @@
 #include <optional>
 #include <vector>
 
-#include "runtime/api.h"
-#include "runtime/device.h"
-#include "runtime/value.h"
-#include "train/data/dataset.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/device.h"
+#include "ember/runtime/value.h"
+#include "ember/train/data/dataset.h"
 
 namespace ember::data {
 

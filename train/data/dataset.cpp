@@ -1,9 +1,9 @@
 // Dataset::get_batch's generic stacking and TensorDataset's row gather.
-#include "train/data/dataset.h"
+#include "ember/train/data/dataset.h"
 
 #include <cstring>
 
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember::data {
 namespace {

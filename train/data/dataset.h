@@ -7,8 +7,8 @@
 #include <span>
 #include <vector>
 
-#include "runtime/api.h"
-#include "runtime/tensor.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/tensor.h"
 
 namespace ember::data {
 

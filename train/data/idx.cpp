@@ -1,7 +1,7 @@
 // IDX reading through zlib's gz* functions, which read gzip and plain files alike. The header's
 // declared size is trusted for an allocation only once it is plausible: equal to the data in a
 // plain file, or within deflate's maximum expansion (1032:1) of a gzip file's size.
-#include "train/data/idx.h"
+#include "ember/train/data/idx.h"
 
 #include <zlib.h>
 
@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <vector>
 
-#include "runtime/error.h"
+#include "ember/runtime/error.h"
 
 namespace ember::data {
 namespace {

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string>
 
-#include "runtime/api.h"
-#include "runtime/tensor.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/tensor.h"
 
 namespace ember::data {
 

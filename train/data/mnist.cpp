@@ -1,14 +1,14 @@
 // MNIST-format splits: file lookup, loading with the images-vs-labels check, and conversion to
 // a TensorDataset.
-#include "train/data/mnist.h"
+#include "ember/train/data/mnist.h"
 
 #include <cstdlib>
 #include <filesystem>
 
-#include "runtime/convert.h"
-#include "runtime/error.h"
-#include "runtime/parallel.h"
-#include "train/data/idx.h"
+#include "ember/runtime/convert.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/parallel.h"
+#include "ember/train/data/idx.h"
 
 namespace ember::data {
 namespace fs = std::filesystem;

@@ -5,9 +5,9 @@
 #include <memory>
 #include <string>
 
-#include "runtime/api.h"
-#include "runtime/tensor.h"
-#include "train/data/dataset.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/tensor.h"
+#include "ember/train/data/dataset.h"
 
 namespace ember::data {
 

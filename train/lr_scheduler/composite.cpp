@@ -1,6 +1,6 @@
 // SequentialLR and ChainedScheduler: they delegate every lr to the schedulers they hold, and save
 // and load those schedulers' state dicts as one (a failed load restores the ones already loaded).
-#include "train/lr_scheduler/composite.h"
+#include "ember/train/lr_scheduler/composite.h"
 
 #include <algorithm>
 

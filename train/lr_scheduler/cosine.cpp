@@ -1,6 +1,6 @@
 // The cosine schedulers: torch 1.13's closed and chainable formulas transcribed operation for
 // operation (same association, same libm calls), so the doubles equal Python's.
-#include "train/lr_scheduler/cosine.h"
+#include "ember/train/lr_scheduler/cosine.h"
 
 #include <cmath>
 #include <numbers>

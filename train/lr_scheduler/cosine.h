@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/api.h"
-#include "train/lr_scheduler/scheduler.h"
+#include "ember/runtime/api.h"
+#include "ember/train/lr_scheduler/scheduler.h"
 
 namespace ember::optim {
 

@@ -1,6 +1,6 @@
 // The decay and warm-up schedulers: torch 1.13's closed and chainable formulas transcribed
 // operation for operation (same association, same libm calls), so the doubles equal Python's.
-#include "train/lr_scheduler/decay.h"
+#include "ember/train/lr_scheduler/decay.h"
 
 #include <algorithm>
 #include <cmath>

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/error.h"
-#include "runtime/value.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/value.h"
 
 namespace ember::optim::detail {
 

@@ -1,5 +1,5 @@
 // ReduceLROnPlateau: torch 1.13's is_better / cooldown / reduction rules and its state dict.
-#include "train/lr_scheduler/plateau.h"
+#include "ember/train/lr_scheduler/plateau.h"
 
 #include <algorithm>
 #include <limits>

@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "runtime/api.h"
-#include "runtime/value.h"
-#include "train/optim.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/value.h"
+#include "ember/train/optim.h"
 
 namespace ember::optim {
 

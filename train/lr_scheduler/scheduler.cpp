@@ -1,6 +1,6 @@
 // LRScheduler: the initial step, stepping by the chainable formula or jumping by the closed form,
 // and the state dict fields every scheduler has (base_lrs, last_epoch, _step_count, _last_lr).
-#include "train/lr_scheduler/scheduler.h"
+#include "ember/train/lr_scheduler/scheduler.h"
 
 #include <cmath>
 #include <set>

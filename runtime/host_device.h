@@ -1,6 +1,5 @@
-// EMBER_HOST_DEVICE marks the functions of kernels/common/ that both devices run: __host__
-// __device__ when nvcc compiles a .cu file, nothing in ordinary C++. Headers of this folder
-// include only the standard library, each other and the low-level runtime headers.
+// EMBER_HOST_DEVICE marks the functions that both devices run (runtime/half.h, kernels/common/):
+// __host__ __device__ when nvcc compiles a .cu file, nothing in ordinary C++.
 #pragma once
 
 #if defined(__CUDACC__)
