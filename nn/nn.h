@@ -1,4 +1,5 @@
-// Everything in ember::nn: Module, layers, normalisation, containers, losses and init helpers.
+// Everything in ember::nn: Module, layers, normalisation, containers, losses, init helpers and the
+// module-type registry (describe/build of module trees).
 #pragma once
 #include "nn/container.h"
 #include "nn/init.h"
@@ -6,3 +7,4 @@
 #include "nn/loss.h"
 #include "nn/module.h"
 #include "nn/normalization.h"
+#include "nn/serialize.h"
