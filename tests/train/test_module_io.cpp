@@ -332,3 +332,13 @@ TEST_F(ModuleIO, SaveWritesAWeightsOnlyFileWithBothSections) {
   EXPECT_TRUE(r.has_section(checkpoint::kModuleTree));
   EXPECT_EQ(r.section(checkpoint::kModuleTree).at("root"), nn::describe(model));
 }
+
+TEST_F(ModuleIO, GoldenFilesFromBeforeTheTreeLoadAsBeforeAndAreRefusedClearly) {
+  // Format 1.0 files written before the module_tree section existed.
+  const std::string path = std::string(EMBER_TEST_DATA_DIR) + "/checkpoint/golden/v1_0_trainer.ckpt";
+  checkpoint::Reader r(path);
+  EXPECT_FALSE(r.has_section(checkpoint::kModuleTree));
+  std::string err = error_of([&] { nn::load_module(path); });
+  EXPECT_NE(err.find("[nn::load_module] '" + path + "' was written without a module tree"), std::string::npos) << err;
+  EXPECT_FALSE(nn::state_dict_from_value(r.section(checkpoint::kStateDict)).empty());
+}
