@@ -37,7 +37,7 @@ std::string join_names(const std::vector<std::string>& names) {
   return out + "]";
 }
 
-// A value and its kind, for "got ..." in error messages: "int 3", "string 'a'", "list".
+// A value and its kind, for error messages: "int 3", "string \"a\"", "a list".
 std::string describe_value(const Value& v) {
   switch (v.kind()) {
     case Value::Kind::Null: return "null";
