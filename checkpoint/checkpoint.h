@@ -14,6 +14,8 @@
 //   hyper_parameters  map
 //   epoch, global_step  ints
 //   extras            anything the user adds
+//   module_tree       map {"version": 1, "root": node}: the model's module tree (type, options,
+//                     children), written by nn::save and the trainer (train/module_io.h)
 //   ember_version     string; the writer adds it when absent
 // Any other key is allowed. Tensors may appear anywhere inside a section; each is stored once in
 // the tensor index under its dotted path ("0.state.encoder.0.weight.exp_avg" inside
@@ -50,6 +52,7 @@ inline constexpr const char* kEpoch = "epoch";
 inline constexpr const char* kGlobalStep = "global_step";
 inline constexpr const char* kExtras = "extras";
 inline constexpr const char* kEmberVersion = "ember_version";
+inline constexpr const char* kModuleTree = "module_tree";
 
 // Sections that only resuming training needs; a weights-only save or load leaves them out.
 EMBER_API const std::vector<std::string>& training_sections();

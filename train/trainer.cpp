@@ -13,13 +13,14 @@
 #include <filesystem>
 #include <sstream>
 
-#include "ember/checkpoint/checkpoint.h"
-#include "ember/runtime/autograd.h"
-#include "ember/runtime/ops.h"
-#include "ember/runtime/rng.h"
-#include "ember/train/callbacks.h"
-#include "ember/train/logger.h"
-#include "ember/train/progress.h"
+#include "checkpoint/checkpoint.h"
+#include "runtime/autograd.h"
+#include "runtime/ops.h"
+#include "runtime/rng.h"
+#include "train/callbacks.h"
+#include "train/logger.h"
+#include "train/module_io.h"
+#include "train/progress.h"
 
 namespace ember {
 
@@ -273,6 +274,9 @@ Value Trainer::dump_checkpoint(bool weights_only) {
   root[checkpoint::kGlobalStep] = progress_.global_step;
   root[checkpoint::kStateDict] = model_->state_dict_value();
   root[checkpoint::kHyperParameters] = Value(model_->hparams().values());
+  // The LightningModule's tree: usually unregistered itself, with registered children that
+  // nn::load_module(path, "<child>") rebuilds from the file alone.
+  root[checkpoint::kModuleTree] = nn::module_tree_section(*model_);
   ValueMap loops;
   loops["fit_loop"] = progress_.to_value();
   if (train_loader_) loops["train_dataloader"] = train_loader_->state_dict();

@@ -9,14 +9,15 @@
 #include <regex>
 #include <sstream>
 
-#include "ember/checkpoint/checkpoint.h"
-#include "ember/nn/nn.h"
-#include "ember/runtime/autograd.h"
-#include "ember/runtime/ops.h"
-#include "ember/runtime/rng.h"
-#include "ember/train/callbacks.h"
-#include "ember/train/data/dataloader.h"
-#include "ember/train/trainer.h"
+#include "checkpoint/checkpoint.h"
+#include "nn/nn.h"
+#include "runtime/autograd.h"
+#include "runtime/ops.h"
+#include "runtime/rng.h"
+#include "train/callbacks.h"
+#include "train/data/dataloader.h"
+#include "train/module_io.h"
+#include "train/trainer.h"
 #include "tests/support/check.h"
 
 namespace fs = std::filesystem;
@@ -160,6 +161,21 @@ TEST_F(ReadmeSnippets, ManualSaveAndLoad) {
                                      model.backbone->at<ember::nn::Linear>(0)->weight));
 }
 
+TEST_F(ReadmeSnippets, LoadWithoutTheModelsCode) {
+  LitAutoEncoder model({{"learning_rate", 1e-3}});
+  ember::Trainer trainer({.max_epochs = 1, .enable_progress_bar = false});
+  trainer.fit(model, *train);
+  trainer.save_checkpoint("example.ckpt");
+  ember::Tensor x = ember::rand({2, 784});
+  // [snippet:deploy]
+  // no LitAutoEncoder here: "backbone" is rebuilt from the module tree stored in the file
+  ember::nn::ModulePtr backbone = ember::nn::load_module("example.ckpt", "backbone");  // eval mode
+  ember::Tensor y = backbone->forward(x);
+  // [/snippet]
+  ember::NoGradGuard ng;
+  EXPECT_TRUE(ember::test::bit_equal(y, model.eval().forward(x)));
+}
+
 TEST_F(ReadmeSnippets, RestoreTrainingState) {
   LitAutoEncoder first({{"learning_rate", 1e-3}});
   ember::Trainer t0({.max_epochs = 86, .limit_train_batches = 1, .enable_progress_bar = false});
@@ -207,5 +223,5 @@ TEST(ReadmeSnippetsText, ReadmeMatches) {
     }
   }
   EXPECT_FALSE(inside) << "unterminated snippet '" << name << "'";
-  EXPECT_EQ(count, 7);
+  EXPECT_EQ(count, 8);
 }
