@@ -1,6 +1,6 @@
 // The module-type registry (with every built-in layer, container and loss under PyTorch's class
 // name and constructor argument names), describe() and build().
-#include "nn/serialize.h"
+#include "ember/nn/serialize.h"
 
 #include <cxxabi.h>
 
@@ -10,10 +10,10 @@
 #include <typeinfo>
 #include <utility>
 
-#include "nn/container.h"
-#include "nn/loss.h"
-#include "nn/normalization.h"
-#include "runtime/error.h"
+#include "ember/nn/container.h"
+#include "ember/nn/loss.h"
+#include "ember/nn/normalization.h"
+#include "ember/runtime/error.h"
 
 namespace ember::nn {
 

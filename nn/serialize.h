@@ -22,10 +22,10 @@
 #include <typeindex>
 #include <vector>
 
-#include "nn/layers.h"
-#include "nn/module.h"
-#include "runtime/api.h"
-#include "runtime/value.h"
+#include "ember/nn/layers.h"
+#include "ember/nn/module.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/value.h"
 
 namespace ember::nn {
 

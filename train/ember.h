@@ -32,6 +32,7 @@
 #include "ember/train/lightning_module.h"
 #include "ember/train/logger.h"
 #include "ember/train/lr_scheduler.h"
+#include "ember/train/module_io.h"
 #include "ember/train/optim.h"
 #include "ember/train/progress.h"
 #include "ember/train/trainer.h"

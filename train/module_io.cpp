@@ -1,9 +1,9 @@
 // nn::save and nn::load_module: a state_dict section plus a module_tree section in one checkpoint.
-#include "train/module_io.h"
+#include "ember/train/module_io.h"
 
 #include <set>
 
-#include "nn/serialize.h"
+#include "ember/nn/serialize.h"
 
 namespace ember::nn {
 

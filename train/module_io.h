@@ -7,11 +7,11 @@
 #include <memory>
 #include <string>
 
-#include "checkpoint/checkpoint.h"
-#include "nn/module.h"
-#include "runtime/api.h"
-#include "runtime/error.h"
-#include "runtime/value.h"
+#include "ember/checkpoint/checkpoint.h"
+#include "ember/nn/module.h"
+#include "ember/runtime/api.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/value.h"
 
 namespace ember::nn {
 

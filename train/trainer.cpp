@@ -13,14 +13,14 @@
 #include <filesystem>
 #include <sstream>
 
-#include "checkpoint/checkpoint.h"
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
-#include "train/callbacks.h"
-#include "train/logger.h"
-#include "train/module_io.h"
-#include "train/progress.h"
+#include "ember/checkpoint/checkpoint.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
+#include "ember/train/callbacks.h"
+#include "ember/train/logger.h"
+#include "ember/train/module_io.h"
+#include "ember/train/progress.h"
 
 namespace ember {
 

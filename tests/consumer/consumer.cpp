@@ -74,7 +74,16 @@ int main(int argc, char** argv) {
     hparams["hidden"] = ember::Value(int64_t{16});
     hparams["lr"] = ember::Value(0.01);
     hparams["activation"] = ember::Value(std::string("tanh"));
-    ember::nn::save(*model, ckpt, ember::Value(hparams));
+    // nn::save() writes the weights and the module tree; with hyperparameters, the same sections
+    // go through the checkpoint API.
+    ember::Value root;
+    root[ember::checkpoint::kStateDict] = model->state_dict_value();
+    root[ember::checkpoint::kModuleTree] = ember::nn::module_tree_section(*model);
+    root[ember::checkpoint::kHyperParameters] = ember::Value(hparams);
+    ember::checkpoint::save(ckpt, root, {.weights_only = true});
+    ember::nn::save(*model, dir + "/model_only.ckpt");
+    check(same(ember::nn::load_module(dir + "/model_only.ckpt")->forward(probe), expected),
+          "nn::save + nn::load_module give the same outputs");
 
     // The module tree alone rebuilds the model.
     ember::nn::ModulePtr loaded = ember::nn::load_module(ckpt);

@@ -76,6 +76,9 @@ nm -D --defined-only "$lib" | awk '{ $1 = ""; $2 = ""; sub(/^  /, ""); print }' 
 allowed='^(ember::|ember_|(typeinfo|typeinfo name|vtable|VTT|guard variable|TLS init function|TLS wrapper function) for ember::|(non-virtual |virtual |covariant return )?thunk to ember::|construction vtable for .*ember::)'
 outside="$(grep -vE "$allowed" "$work/symbols" || true)"
 [ -z "$outside" ] || { echo "$outside" | head -20 >&2; fail "libember.so exports $(echo "$outside" | wc -l) symbols outside ember:: and ember_"; }
+for want in 'vtable for ember::nn::Module' 'typeinfo for ember::Error' 'ember::matmul(ember::Tensor const&, ember::Tensor const&)' 'ember_model_forward'; do
+  grep -qxF "$want" "$work/symbols" || fail "libember.so does not export '$want'"
+done
 say "libember.so exports $(wc -l <"$work/symbols") symbols, all ember:: or ember_ ($(grep -c '^ember_' "$work/symbols") C API functions)"
 
 # --- 2. find_package ----------------------------------------------------------------------------

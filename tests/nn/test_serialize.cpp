@@ -5,8 +5,8 @@
 
 #include <algorithm>
 
-#include "nn/nn.h"
-#include "runtime/rng.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
 
 using namespace ember;

@@ -9,15 +9,15 @@
 #include <regex>
 #include <sstream>
 
-#include "checkpoint/checkpoint.h"
-#include "nn/nn.h"
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
-#include "train/callbacks.h"
-#include "train/data/dataloader.h"
-#include "train/module_io.h"
-#include "train/trainer.h"
+#include "ember/checkpoint/checkpoint.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
+#include "ember/train/callbacks.h"
+#include "ember/train/data/dataloader.h"
+#include "ember/train/module_io.h"
+#include "ember/train/trainer.h"
 #include "tests/support/check.h"
 
 namespace fs = std::filesystem;

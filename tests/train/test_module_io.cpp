@@ -8,13 +8,13 @@
 #include <filesystem>
 #include <functional>
 
-#include "checkpoint/checkpoint.h"
-#include "nn/nn.h"
-#include "runtime/autograd.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/checkpoint/checkpoint.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
-#include "train/module_io.h"
+#include "ember/train/module_io.h"
 
 namespace fs = std::filesystem;
 using namespace ember;

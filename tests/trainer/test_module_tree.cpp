@@ -6,13 +6,13 @@
 
 #include <filesystem>
 
-#include "checkpoint/checkpoint.h"
-#include "nn/nn.h"
-#include "runtime/ops.h"
-#include "runtime/rng.h"
+#include "ember/checkpoint/checkpoint.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/ops.h"
+#include "ember/runtime/rng.h"
 #include "tests/support/check.h"
-#include "train/module_io.h"
-#include "train/trainer.h"
+#include "ember/train/module_io.h"
+#include "ember/train/trainer.h"
 
 namespace fs = std::filesystem;
 using namespace ember;
