@@ -27,7 +27,6 @@ function(ember_make_include_tree include_dir)
   file(GLOB_RECURSE _all CONFIGURE_DEPENDS RELATIVE ${PROJECT_SOURCE_DIR}
        ${PROJECT_SOURCE_DIR}/runtime/*.h ${PROJECT_SOURCE_DIR}/nn/*.h
        ${PROJECT_SOURCE_DIR}/train/*.h ${PROJECT_SOURCE_DIR}/checkpoint/*.h)
-  list(FILTER _all EXCLUDE REGEX "^checkpoint/tool/")
   list(REMOVE_ITEM _all ${EMBER_PRIVATE_HEADERS})
   list(SORT _all)
   set(_names "")

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ember/checkpoint/checkpoint.h"
-#include "checkpoint/tool/commands.h"
+#include "tools/ckpt/commands.h"
 #include "tests/checkpoint/golden_data.h"
 #include "tests/checkpoint/util.h"
 #include "tests/support/check.h"

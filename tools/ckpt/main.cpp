@@ -5,7 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "checkpoint/tool/commands.h"
+#include "tools/ckpt/commands.h"
 #include "ember/runtime/error.h"
 
 int main(int argc, char** argv) {

@@ -1,6 +1,6 @@
 // inspect, verify and diff for `ember-ckpt` (see commands.h). They use only the public
 // checkpoint API; tensor data is read only where a command needs it (diff, verify).
-#include "checkpoint/tool/commands.h"
+#include "tools/ckpt/commands.h"
 
 #include <algorithm>
 #include <cmath>

@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ember/checkpoint/checkpoint.h"
-#include "checkpoint/tool/commands.h"
+#include "tools/ckpt/commands.h"
 #include "ember/config.h"
 
 namespace ember::ckpt_tool {
