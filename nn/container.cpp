@@ -1,4 +1,4 @@
-// Sequential and ModuleList.
+// Sequential, ModuleList and ModuleDict.
 #include "ember/nn/container.h"
 
 #include "ember/runtime/error.h"
@@ -44,6 +44,32 @@ void ModuleList::push_back(ModulePtr module) {
 const ModulePtr& ModuleList::operator[](size_t i) const {
   EMBER_CHECK(i < modules_.size(), "[ModuleList] index ", i, " is out of range for ", modules_.size(), " modules");
   return modules_[i];
+}
+
+ModuleDict::ModuleDict(const std::vector<std::pair<std::string, ModulePtr>>& modules) : Module("ModuleDict") {
+  for (const auto& [name, m] : modules) insert(name, m);
+}
+
+void ModuleDict::insert(const std::string& name, ModulePtr module) { add_module(name, std::move(module)); }
+
+bool ModuleDict::contains(const std::string& name) const {
+  for (const auto& [n, m] : named_children())
+    if (n == name) return true;
+  return false;
+}
+
+ModulePtr ModuleDict::operator[](const std::string& name) const {
+  for (const auto& [n, m] : named_children())
+    if (n == name) return m;
+  std::string keys;
+  for (const std::string& k : this->keys()) keys += (keys.empty() ? "'" : ", '") + k + "'";
+  EMBER_THROW("[ModuleDict] no module '", name, "' (keys: ", keys.empty() ? "none" : keys, ")");
+}
+
+std::vector<std::string> ModuleDict::keys() const {
+  std::vector<std::string> out;
+  for (const auto& [n, m] : named_children()) out.push_back(n);
+  return out;
 }
 
 }  // namespace ember::nn

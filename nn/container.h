@@ -69,4 +69,30 @@ class EMBER_API ModuleList : public Module {
   std::vector<ModulePtr> modules_;
 };
 
+// Submodules by name, in insertion order (torch.nn.ModuleDict). Like ModuleList it only holds
+// modules: it has no forward of its own.
+class EMBER_API ModuleDict : public Module {
+ public:
+  ModuleDict() : Module("ModuleDict") {}
+  explicit ModuleDict(const std::vector<std::pair<std::string, ModulePtr>>& modules);
+
+  // Adds a child under name (a new, non-empty name without '.').
+  void insert(const std::string& name, ModulePtr module);
+  // Number of children.
+  size_t size() const { return named_children().size(); }
+  // Whether a child has this name.
+  bool contains(const std::string& name) const;
+  // The child called name; throws naming the keys when there is none.
+  ModulePtr operator[](const std::string& name) const;
+  // The child called name cast to M; throws when it is not an M.
+  template <typename M>
+  std::shared_ptr<M> at(const std::string& name) const {
+    auto m = std::dynamic_pointer_cast<M>((*this)[name]);
+    EMBER_CHECK(m != nullptr, "[ModuleDict] '", name, "' is a ", (*this)[name]->type_name(), ", not the requested type");
+    return m;
+  }
+  // The names in insertion order.
+  std::vector<std::string> keys() const;
+};
+
 }  // namespace ember::nn

@@ -81,6 +81,59 @@ std::string Linear::extra_repr() const {
   return str_cat("in_features=", in_features, ", out_features=", out_features, ", bias=", py_bool(bias.defined()));
 }
 
+// --- Conv1d ---------------------------------------------------------------------------------------
+
+Conv1d::Conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride, int64_t padding,
+               int64_t dilation, int64_t groups, bool has_bias)
+    : Module("Conv1d"),
+      in_channels(in_channels),
+      out_channels(out_channels),
+      kernel_size(kernel_size),
+      stride(stride),
+      padding(padding),
+      dilation(dilation),
+      groups(groups) {
+  check_positive(groups, "Conv1d", "groups");
+  check_positive(kernel_size, "Conv1d", "kernel_size");
+  check_positive(stride, "Conv1d", "stride");
+  check_positive(dilation, "Conv1d", "dilation");
+  EMBER_CHECK(padding >= 0, "[Conv1d] padding must be non-negative, got ", padding);
+  EMBER_CHECK(in_channels % groups == 0, "[Conv1d] in_channels (", in_channels, ") must be divisible by groups (",
+              groups, ")");
+  EMBER_CHECK(out_channels % groups == 0, "[Conv1d] out_channels (", out_channels,
+              ") must be divisible by groups (", groups, ")");
+  weight = register_parameter("weight", empty({out_channels, in_channels / groups, kernel_size}));
+  if (has_bias) bias = register_parameter("bias", empty({out_channels}));
+  reset_parameters();
+}
+
+void Conv1d::reset_parameters() { reset_weight_and_bias(weight, bias); }
+
+Tensor Conv1d::forward(const Tensor& x) {
+  EMBER_CHECK(x.defined(), "[Conv1d] the input is undefined");
+  EMBER_CHECK(x.dim() == 2 || x.dim() == 3, "[Conv1d] expected a 2-D (C, L) or 3-D (N, C, L) input, got shape ",
+              x.shape().str());
+  Conv2dOptions o;
+  o.stride = {1, stride};
+  o.padding = {0, padding};
+  o.dilation = {1, dilation};
+  o.groups = groups;
+  // (N, C, L) -> (N, C, 1, L): the kernel (K, C/g, k) becomes (K, C/g, 1, k).
+  const Tensor x3 = x.dim() == 3 ? x : x.unsqueeze(0);
+  Tensor y = conv2d(x3.unsqueeze(2), weight.unsqueeze(2), bias, o).squeeze(2);
+  return x.dim() == 3 ? y : y.squeeze(0);
+}
+
+std::string Conv1d::extra_repr() const {
+  std::string r = str_cat(in_channels, ", ", out_channels, ", kernel_size=", py_tuple({kernel_size}),
+                          ", stride=", py_tuple({stride}));
+  if (padding != 0) r += ", padding=" + py_tuple({padding});
+  if (dilation != 1) r += ", dilation=" + py_tuple({dilation});
+  if (groups != 1) r += str_cat(", groups=", groups);
+  if (!bias.defined()) r += ", bias=False";
+  return r;
+}
+
 // --- Conv2d ---------------------------------------------------------------------------------------
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, Size2 kernel_size, Size2 stride, Size2 padding,

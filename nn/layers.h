@@ -46,6 +46,22 @@ class EMBER_API Linear : public Module {
   Tensor bias;    // (out_features), undefined without bias
 };
 
+// 1-D convolution. x: (N, C_in, L) or (C_in, L) -> (N, C_out, L'), computed as a 2-D convolution
+// over a height of one, L' = (L + 2 * padding - dilation * (kernel_size - 1) - 1) / stride + 1.
+class EMBER_API Conv1d : public Module {
+ public:
+  Conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride = 1, int64_t padding = 0,
+         int64_t dilation = 1, int64_t groups = 1, bool bias = true);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+  // weight ~ kaiming_uniform(a=sqrt(5)), bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+  void reset_parameters();
+
+  int64_t in_channels, out_channels, kernel_size, stride, padding, dilation, groups;
+  Tensor weight;  // (out_channels, in_channels / groups, kernel_size)
+  Tensor bias;    // (out_channels)
+};
+
 // 2-D convolution. x: (N, C_in, H, W) or (C_in, H, W) -> (N, C_out, H', W').
 class EMBER_API Conv2d : public Module {
  public:

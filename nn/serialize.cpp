@@ -577,6 +577,19 @@ void add_builtins(Registry& r) {
         return std::make_shared<Linear>(o.get<int64_t>("in_features"), o.get<int64_t>("out_features"),
                                         o.get<bool>("bias"));
       });
+  add<Conv1d>(
+      r, "Conv1d",
+      [](const Conv1d& m) {
+        return ValueMap{{"in_channels", m.in_channels}, {"out_channels", m.out_channels},
+                        {"kernel_size", m.kernel_size}, {"stride", m.stride}, {"padding", m.padding},
+                        {"dilation", m.dilation}, {"groups", m.groups}, {"bias", m.bias.defined()}};
+      },
+      [](const ModuleOptions& o) {
+        return std::make_shared<Conv1d>(o.get<int64_t>("in_channels"), o.get<int64_t>("out_channels"),
+                                        o.get<int64_t>("kernel_size"), o.get<int64_t>("stride"),
+                                        o.get<int64_t>("padding"), o.get<int64_t>("dilation"),
+                                        o.get<int64_t>("groups"), o.get<bool>("bias"));
+      });
   add<Conv2d>(
       r, "Conv2d",
       [](const Conv2d& m) {
@@ -689,6 +702,10 @@ void add_builtins(Registry& r) {
         for (auto& [name, m] : o.children()) modules.push_back(m);
         return std::make_shared<ModuleList>(modules);
       });
+
+  add<ModuleDict>(
+      r, "ModuleDict", [](const ModuleDict&) { return ValueMap{}; },
+      [](const ModuleOptions& o) { return std::make_shared<ModuleDict>(o.children()); });
 
   // --- loss.h: a class-weight option holds the buffer's shape (its values are in the state dict).
   add<MSELoss>(

@@ -89,6 +89,19 @@ TEST(Layers, Conv2d) {
   check_layer("conv_unbatched", c);  // (C, H, W) input
 }
 
+TEST(Layers, Conv1d) {
+  nn::Conv1d a(3, 4, 3, 2, 1);
+  check_layer("conv1d", a);
+  nn::Conv1d b(4, 6, 2, 1, 0, 2, 2, false);
+  check_layer("conv1d_groups", b);  // (C, L) input
+  EXPECT_EQ(b.weight.shape(), Shape({6, 2, 2}));
+  EXPECT_EQ(a.repr(), "Conv1d(3, 4, kernel_size=(3,), stride=(2,), padding=(1,))");
+  EXPECT_EQ(b.repr(), "Conv1d(4, 6, kernel_size=(2,), stride=(1,), dilation=(2,), groups=2, bias=False)");
+  EXPECT_EQ(error_of([&] { a.forward(randn({2, 3, 4, 4})); }),
+            "[Conv1d] expected a 2-D (C, L) or 3-D (N, C, L) input, got shape (2, 3, 4, 4)");
+  EXPECT_EQ(error_of([] { nn::Conv1d(3, 4, 3, 1, 0, 1, 2); }), "[Conv1d] in_channels (3) must be divisible by groups (2)");
+}
+
 TEST(Layers, ConvTranspose2d) {
   nn::ConvTranspose2d a(4, 2, 3, 2, 1, 1);
   check_layer("convt", a);

@@ -403,7 +403,7 @@ TEST(Module, PyFloatMatchesPythonRepr) {
   EXPECT_EQ(nn::py_tuple({2, 5}), "(2, 5)");
 }
 
-TEST(Containers, SequentialAndModuleList) {
+TEST(Containers, SequentialModuleListAndModuleDict) {
   nn::Sequential named(std::vector<std::pair<std::string, nn::ModulePtr>>{
       {"fc", std::make_shared<nn::Linear>(3, 4)}, {"act", std::make_shared<nn::ReLU>()}});
   EXPECT_EQ(names_of(named.state_dict()), (std::vector<std::string>{"fc.weight", "fc.bias"}));
@@ -422,6 +422,26 @@ TEST(Containers, SequentialAndModuleList) {
   for (const auto& m : list) n += m->type_name() == "Linear";
   EXPECT_EQ(n, 2);
   EXPECT_NE(error_of([&] { list.forward(ones({2})); }).find("[ModuleList]"), std::string::npos);
+
+  nn::ModuleDict dict(std::vector<std::pair<std::string, nn::ModulePtr>>{
+      {"encoder", std::make_shared<nn::Linear>(4, 2)}, {"act", std::make_shared<nn::ReLU>()}});
+  dict.insert("decoder", std::make_shared<nn::Linear>(2, 4, false));
+  EXPECT_EQ(dict.keys(), (std::vector<std::string>{"encoder", "act", "decoder"}));
+  EXPECT_EQ(dict.size(), 3u);
+  EXPECT_TRUE(dict.contains("act"));
+  EXPECT_FALSE(dict.contains("head"));
+  EXPECT_EQ(names_of(dict.state_dict()), (std::vector<std::string>{"encoder.weight", "encoder.bias", "decoder.weight"}));
+  EXPECT_EQ(dict.at<nn::Linear>("decoder")->out_features, 4);
+  EXPECT_EQ(error_of([&] { dict["head"]; }), "[ModuleDict] no module 'head' (keys: 'encoder', 'act', 'decoder')");
+  EXPECT_NE(error_of([&] { dict.at<nn::Linear>("act"); }).find("[ModuleDict] 'act' is a ReLU"), std::string::npos);
+  EXPECT_NE(error_of([&] { dict.insert("act", std::make_shared<nn::ReLU>()); }).find("act"), std::string::npos);
+  EXPECT_EQ(dict.repr(),
+            "ModuleDict(\n"
+            "  (encoder): Linear(in_features=4, out_features=2, bias=True)\n"
+            "  (act): ReLU()\n"
+            "  (decoder): Linear(in_features=2, out_features=4, bias=False)\n"
+            ")");
+  EXPECT_NE(error_of([&] { dict.forward(ones({2})); }).find("[ModuleDict]"), std::string::npos);
 }
 
 }  // namespace

@@ -54,9 +54,9 @@ Value& child_node(Value& tree, const std::string& name) { return tree["modules"]
 TEST(Serialize, EveryBuiltinIsRegisteredUnderPyTorchsClassName) {
   std::vector<std::string> names = nn::registered_module_types();
   for (const char* want :
-       {"Linear", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "Dropout", "Embedding", "Flatten", "Unflatten",
+       {"Linear", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "Dropout", "Embedding", "Flatten", "Unflatten",
         "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "Identity", "BatchNorm1d", "BatchNorm2d",
-        "LayerNorm", "Sequential", "ModuleList", "MSELoss", "L1Loss", "SmoothL1Loss", "BCELoss", "BCEWithLogitsLoss",
+        "LayerNorm", "Sequential", "ModuleList", "ModuleDict", "MSELoss", "L1Loss", "SmoothL1Loss", "BCELoss", "BCEWithLogitsLoss",
         "CrossEntropyLoss", "NLLLoss", "TwoLayer"})
     EXPECT_TRUE(std::find(names.begin(), names.end(), want) != names.end()) << want;
   EXPECT_TRUE(nn::is_registered_module_type("Linear"));

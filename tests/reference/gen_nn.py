@@ -115,6 +115,8 @@ def layers_fixture():
                     ("flatten", nn.Flatten()), ("unflatten", nn.Unflatten(1, (2, -1)))):
         run_case(out, name, m, rnd(2, 4, 3), gen)
     run_case(out, "mlp", nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)), rnd(4, 6), gen)
+    run_case(out, "conv1d", nn.Conv1d(3, 4, 3, stride=2, padding=1), rnd(2, 3, 9), gen)
+    run_case(out, "conv1d_groups", nn.Conv1d(4, 6, 2, dilation=2, groups=2, bias=False), rnd(4, 10), gen)
     return out
 
 

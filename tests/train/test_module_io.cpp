@@ -123,6 +123,8 @@ TEST_F(ModuleIO, EveryBuiltinLayerRoundTripsBitIdentical) {
       {"Identity", std::make_shared<nn::Identity>(), flat},
       {"Linear", std::make_shared<nn::Linear>(6, 3), flat},
       {"Linear-nobias", std::make_shared<nn::Linear>(6, 5, false), flat},
+      {"Conv1d", std::make_shared<nn::Conv1d>(4, 6, 3, 2, 1, 2, 2, false), randn({2, 4, 11})},
+      {"Conv1d-unbatched", std::make_shared<nn::Conv1d>(4, 3, 2), randn({4, 7})},
       {"Conv2d", std::make_shared<nn::Conv2d>(4, 6, nn::Size2(3, 2), 2, nn::Size2(1, 0), 1, 2, false), image},
       {"Conv2d-dilated", std::make_shared<nn::Conv2d>(4, 3, 3, 1, 2, 2), image},
       {"ConvTranspose2d", std::make_shared<nn::ConvTranspose2d>(4, 6, 3, 2, 1, 1, 2, true, 1), small_image},
@@ -187,6 +189,17 @@ TEST_F(ModuleIO, NestedContainersRoundTripBitIdentical) {
     return cat({l[0]->forward(x), l[1]->forward(x), l.at<nn::ModuleList>(2)->operator[](0)->forward(x)}, 1);
   };
   expect_round_trip(file("list.ckpt"), list, run_list);
+
+  // A ModuleDict keeps its names and their order.
+  auto dict = std::make_shared<nn::ModuleDict>(std::vector<std::pair<std::string, nn::ModulePtr>>{
+      {"proj", std::make_shared<nn::Linear>(6, 4)},
+      {"act", std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(6, 2), std::make_shared<nn::ReLU>())}});
+  auto run_dict = [x](nn::Module& m) {
+    auto& d = dynamic_cast<nn::ModuleDict&>(m);
+    EXPECT_EQ(d.keys(), (std::vector<std::string>{"proj", "act"}));
+    return cat({d["proj"]->forward(x), d.at<nn::Sequential>("act")->forward(x)}, 1);
+  };
+  expect_round_trip(file("dict.ckpt"), dict, run_dict);
 }
 
 TEST_F(ModuleIO, EveryLossRoundTripsBitIdentical) {
