@@ -246,7 +246,7 @@ def _node(module, path):
     # as in state_dict() (named_children() would list it once)
     children = list(module._modules.items())
     if children and type(module) not in _CONTAINERS:
-        n.fail("has child modules %s, which Ember's %s does not" % ([c for c, _ in children], name))
+        n.fail("has child modules %s, which Ember's %s does not have" % ([c for c, _ in children], name))
     for child_name, child in children:
         if child is None:
             n.fail("has a child '%s' registered as None" % child_name)
