@@ -1,9 +1,6 @@
 // ember-ckpt: inspect (text and Lightning-keyed JSON), verify, diff, safetensors export/import
 // (including a file written by PyTorch, tests/reference/gen_safetensors.py) and the exit codes of
 // the installed binary.
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -27,16 +24,7 @@ std::string reference(const std::string& f) { return std::string(EMBER_TEST_DATA
 
 // Runs the ember-ckpt binary; returns its exit code and fills out with stdout + stderr.
 int run_tool(const std::string& args, std::string* out = nullptr) {
-  std::string cmd = std::string(EMBER_CKPT_TOOL) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return -1;
-  std::string text;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
-  int status = ::pclose(p);
-  if (out) *out = text;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run_command(std::string(EMBER_CKPT_TOOL) + " " + args, out);
 }
 
 void corrupt_byte(const std::string& path, uint64_t offset) {

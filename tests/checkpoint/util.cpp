@@ -2,8 +2,10 @@
 #include "tests/checkpoint/util.h"
 
 #include <dirent.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -34,6 +36,18 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(str_cat("[test] cannot read ", path));
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+int run_command(const std::string& command, std::string* out) {
+  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+  if (!p) return -1;
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
+  int status = ::pclose(p);
+  if (out) *out = text;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {

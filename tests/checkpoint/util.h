@@ -26,6 +26,9 @@ class ScratchDir {
 };
 
 std::vector<uint8_t> read_bytes(const std::string& path);
+// Runs a shell command; returns its exit code (-1 when it did not exit) and fills out with its
+// stdout and stderr.
+int run_command(const std::string& command, std::string* out = nullptr);
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes);
 
 // Opens bytes as a checkpoint (verifying every payload) and expects an ember::Error whose message

@@ -1,11 +1,13 @@
 // The commands of the `ember-ckpt` tool as functions (so tests can call them): inspect, verify,
-// diff, and conversion to and from the safetensors format. Each returns the process exit code:
-// 0 success (or "no differences"), 1 failure (or "differences found"), and throws ember::Error on
-// unreadable input, which main() turns into exit code 2 with the message.
+// diff, conversion to and from the safetensors format, and the import of a PyTorch model. The
+// checks return the process exit code: 0 success (or "no differences"), 1 failure (or "differences
+// found"); every command throws ember::Error, naming the file, on unreadable or invalid input.
 #pragma once
 #include <cstdint>
 #include <iosfwd>
 #include <string>
+
+#include "ember/runtime/value.h"
 
 namespace ember::ckpt_tool {
 
@@ -25,5 +27,24 @@ void export_safetensors(const std::string& checkpoint, const std::string& out_pa
 // Writes the tensors of a .safetensors file as the state_dict of a new Ember checkpoint; its
 // __metadata__ goes to extras.safetensors_metadata. Returns the number of tensors.
 size_t import_safetensors(const std::string& in_path, const std::string& out_path, const ImportOptions& options = {});
+
+// The module_tree section held by a JSON file ({"version": 1, "root": node}, as
+// tools/torch_export.py writes it): JSON integers become Int, other numbers Float, objects maps.
+// Throws naming the file for unreadable or malformed JSON, a wrong layout or version, and a module
+// type this program does not have (naming the module's dotted path).
+Value module_tree_from_json(const std::string& arch_path);
+
+struct TorchImport {
+  std::string model;  // the root module's type ("Sequential")
+  size_t modules;     // the root and all its descendants
+  size_t tensors;     // state_dict entries
+};
+// A PyTorch model exported by tools/torch_export.py (module tree as JSON, state_dict as
+// .safetensors) as a self-describing weights-only checkpoint, the sections nn::save writes
+// (state_dict, module_tree), written atomically. Before writing it builds the model (nn::build)
+// and loads the weights strictly: a missing, unexpected or mismatched entry is an error naming
+// the weights file and the key.
+TorchImport import_torch(const std::string& arch_path, const std::string& weights_path, const std::string& out_path,
+                         const ImportOptions& options = {});
 
 }  // namespace ember::ckpt_tool

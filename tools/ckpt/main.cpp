@@ -1,6 +1,7 @@
-// ember-ckpt: inspect, verify, diff and convert Ember checkpoints from the command line.
+// ember-ckpt: inspect, verify, diff and convert Ember checkpoints from the command line, and
+// import PyTorch models exported by tools/torch_export.py.
 // Exit codes: 0 success; 1 failure (unsound file, differences found, unreadable input);
-// 2 usage error, or a diff that could not be completed.
+// 2 usage error, a diff that could not be completed, or input that import-torch refuses.
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -12,8 +13,8 @@ int main(int argc, char** argv) {
   namespace tool = ember::ckpt_tool;
   CLI::App app{"ember-ckpt: inspect, verify, compare and convert Ember checkpoints (.ckpt)"};
   app.footer(
-      "Exit status: 0 success; 1 unsound file, differences found or a command failed; 2 usage error or a diff "
-      "that could not run.");
+      "Exit status: 0 success; 1 unsound file, differences found or a command failed; 2 usage error, a diff "
+      "that could not run, or input that import-torch refuses.");
   app.require_subcommand(1);
 
   std::string file, other, out;
@@ -35,6 +36,12 @@ int main(int argc, char** argv) {
   imp->add_option("IN", file, ".safetensors file (e.g. from safetensors.torch.save_file)")->required();
   imp->add_option("OUT", out, "output checkpoint")->required();
   imp->add_flag("--zlib", compress, "compress each tensor with zlib where that makes it smaller");
+  auto* torch = app.add_subcommand(
+      "import-torch", "Build a self-describing checkpoint (nn::load_module) from tools/torch_export.py's output");
+  torch->add_option("ARCH", file, "the module tree as JSON (ARCH.json)")->required();
+  torch->add_option("WEIGHTS", other, "the state_dict as .safetensors")->required();
+  torch->add_option("OUT", out, "output checkpoint")->required();
+  torch->add_flag("--zlib", compress, "compress each tensor with zlib where that makes it smaller");
 
   try {
     app.parse(argc, argv);
@@ -59,6 +66,17 @@ int main(int argc, char** argv) {
       size_t n = tool::import_safetensors(file, out, {.compress = compress});
       std::cout << "wrote " << out << " (" << n << " tensors)\n";
       return 0;
+    }
+    if (*torch) {
+      try {
+        tool::TorchImport r = tool::import_torch(file, other, out, {.compress = compress});
+        std::cout << "wrote " << out << " (" << r.model << ", " << r.modules << " modules, " << r.tensors
+                  << " tensors)\n";
+        return 0;
+      } catch (const ember::Error& e) {
+        std::cerr << "ember-ckpt: " << e.what() << "\n";
+        return 2;
+      }
     }
     if (*diff) {
       try {

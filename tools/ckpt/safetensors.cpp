@@ -18,6 +18,7 @@
 
 #include "ember/checkpoint/checkpoint.h"
 #include "tools/ckpt/commands.h"
+#include "tools/ckpt/safetensors.h"
 #include "ember/config.h"
 
 namespace ember::ckpt_tool {
@@ -133,7 +134,7 @@ void export_safetensors(const std::string& checkpoint, const std::string& out_pa
   }
 }
 
-size_t import_safetensors(const std::string& in_path, const std::string& out_path, const ImportOptions& options) {
+SafetensorsFile read_safetensors(const std::string& in_path) {
   auto m = map_file(in_path);
   auto bad = [&](const auto&... args) -> Error {
     return Error(str_cat("[ember-ckpt] '", in_path, "': invalid safetensors file: ", args...));
@@ -162,7 +163,8 @@ size_t import_safetensors(const std::string& in_path, const std::string& out_pat
     uint64_t begin, end;
   };
   std::vector<Entry> entries;
-  ValueMap meta;
+  SafetensorsFile out;
+  ValueMap& meta = out.metadata;
   for (auto& [name, info] : header.items()) {
     if (name == "__metadata__") {
       if (!info.is_object()) throw bad("__metadata__ is not an object");
@@ -225,21 +227,27 @@ size_t import_safetensors(const std::string& in_path, const std::string& out_pat
   }
   if (pos != data_size) throw bad(data_size - pos, " data bytes are not covered by any tensor");
 
-  ValueMap state;
   for (auto& e : entries) {
     // The mapping stays alive as long as any tensor refers to it.
     Tensor t = e.end == e.begin ? empty(e.shape, e.dtype)
                                 : from_blob(const_cast<uint8_t*>(data + e.begin), e.shape, e.dtype, kCPU,
                                             [m](void*) {});
-    state.emplace(e.name, Value(t));
+    out.tensors.emplace(e.name, Value(t));
   }
+  return out;
+}
+
+size_t import_safetensors(const std::string& in_path, const std::string& out_path, const ImportOptions& options) {
+  SafetensorsFile st = read_safetensors(in_path);
+  const size_t count = st.tensors.size();
   ValueMap root;
-  root.emplace(ck::kStateDict, Value(std::move(state)));
-  if (!meta.empty()) root.emplace(ck::kExtras, Value(ValueMap{{"safetensors_metadata", Value(std::move(meta))}}));
+  root.emplace(ck::kStateDict, Value(std::move(st.tensors)));
+  if (!st.metadata.empty())
+    root.emplace(ck::kExtras, Value(ValueMap{{"safetensors_metadata", Value(std::move(st.metadata))}}));
   ck::SaveOptions opt;
   if (options.compress) opt.compression = ck::Compression::zlib;
   ck::save(out_path, Value(std::move(root)), opt);
-  return entries.size();
+  return count;
 }
 
 }  // namespace ember::ckpt_tool
