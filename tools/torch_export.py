@@ -90,6 +90,15 @@ class _Node:
             self.fail("%s=%r: expected a sequence of ints" % (attr, v))
         return [int(x) for x in v]
 
+    def get_size1(self, attr, value=None):
+        """A Conv1d kernel size, stride, padding or dilation: torch holds a 1-tuple; Ember an int."""
+        v = getattr(self.module, attr) if value is None else value
+        if isinstance(v, (tuple, list)) and len(v) == 1:
+            v = v[0]
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.fail("%s=%r: expected an int or a 1-tuple of ints" % (attr, v))
+        return int(v)
+
     def get_size2(self, attr, value=None):
         """A kernel size, stride, padding or dilation: an int, or [h, w] (as the module holds it)."""
         v = getattr(self.module, attr) if value is None else value
@@ -101,12 +110,13 @@ class _Node:
 
 
 def _conv_padding(node):
-    """Conv2d padding as [h, w]; the strings 'valid' and 'same' become the explicit padding."""
+    """Conv padding as the module holds it; the strings 'valid' and 'same' become the explicit
+    padding, one entry per spatial dimension."""
     m = node.module
     if not isinstance(m.padding, str):
-        return node.get_size2("padding")
+        return list(m.padding) if len(m.kernel_size) == 1 else node.get_size2("padding")
     if m.padding == "valid":
-        return [0, 0]
+        return [0] * len(m.kernel_size)
     pad = []
     for k, d in zip(m.kernel_size, m.dilation):
         total = d * (k - 1)
@@ -132,6 +142,15 @@ def _conv2d(n):
             "kernel_size": n.get_size2("kernel_size"), "stride": n.get_size2("stride"),
             "padding": _conv_padding(n), "dilation": n.get_size2("dilation"), "groups": n.get_int("groups"),
             "bias": n.module.bias is not None}
+
+
+def _conv1d(n):
+    _zeros_padding(n)
+    padding = _conv_padding(n)  # 'valid' / 'same' resolved per spatial dim: a list of one here
+    return {"in_channels": n.get_int("in_channels"), "out_channels": n.get_int("out_channels"),
+            "kernel_size": n.get_size1("kernel_size"), "stride": n.get_size1("stride"),
+            "padding": n.get_size1("padding", padding), "dilation": n.get_size1("dilation"),
+            "groups": n.get_int("groups"), "bias": n.module.bias is not None}
 
 
 def _conv_transpose2d(n):
@@ -210,6 +229,7 @@ def _no_options(n):
 LAYERS = {
     "Identity": (nn.Identity, _no_options),
     "Linear": (nn.Linear, _linear),
+    "Conv1d": (nn.Conv1d, _conv1d),
     "Conv2d": (nn.Conv2d, _conv2d),
     "ConvTranspose2d": (nn.ConvTranspose2d, _conv_transpose2d),
     "MaxPool2d": (nn.MaxPool2d, _max_pool2d),
@@ -229,9 +249,10 @@ LAYERS = {
     "LayerNorm": (nn.LayerNorm, _layer_norm),
     "Sequential": (nn.Sequential, _no_options),
     "ModuleList": (nn.ModuleList, _no_options),
+    "ModuleDict": (nn.ModuleDict, _no_options),
 }
 _BY_CLASS = {cls: (name, write) for name, (cls, write) in LAYERS.items()}
-_CONTAINERS = (nn.Sequential, nn.ModuleList)
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 def _node(module, path):

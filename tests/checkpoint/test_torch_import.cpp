@@ -85,7 +85,7 @@ TEST_P(TorchImportModel, MatchesPyTorchThroughTheBinary) {
   EXPECT_EQ(run_tool("verify " + out, &text), 0) << text;
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, TorchImportModel, ::testing::Values("mlp", "autoencoder", "cnn"),
+INSTANTIATE_TEST_SUITE_P(Fixtures, TorchImportModel, ::testing::Values("mlp", "seq1d", "autoencoder", "cnn"),
                          [](const auto& info) { return info.param; });
 
 TEST(TorchImport, KeepsTheRunningStatisticsAndOptions) {

@@ -2,7 +2,7 @@
 
   /usr/bin/python3 tests/reference/gen_torch_import.py
 
-For each model (mlp, autoencoder, cnn) it writes, under fixtures/:
+For each model (mlp, seq1d, autoencoder, cnn) it writes, under fixtures/:
   torch_import_<model>.arch.json      the module tree (tools/torch_export.py)
   torch_import_<model>.safetensors    the state_dict, BatchNorm running stats included
   torch_import_<model>.txt            `x`, an input batch, and `out`, the model's eval-mode output
@@ -76,8 +76,18 @@ def make_cnn():
     return model
 
 
+def make_seq1d():
+    """1-D convolutions ('same' padding, stride, dilation, groups) over (N, C, L) sequences."""
+    torch.manual_seed(4)
+    return nn.Sequential(
+        nn.Conv1d(2, 4, 3, padding="same"), nn.ReLU(),
+        nn.Conv1d(4, 6, 2, stride=2, dilation=2, groups=2, bias=False), nn.Tanh(),
+        nn.Flatten(), nn.Linear(6 * 3, 3))
+
+
 MODELS = {
     "mlp": (make_mlp, (5, 8)),
+    "seq1d": (make_seq1d, (3, 2, 8)),
     "autoencoder": (make_autoencoder, (2, 1, 8, 8)),
     "cnn": (make_cnn, (4, 3, 8, 8)),
 }
