@@ -19,6 +19,7 @@
 #include "ember/runtime/ops.h"
 #include "ember/runtime/rng.h"
 #include "ember/train/module_io.h"
+#include "ember/train/trainer.h"
 #include "tests/support/check.h"
 #include "tools/run/npy.h"
 
@@ -57,6 +58,23 @@ class LitClassifier : public nn::Module {
   Tensor forward(const Tensor& x) override { return head->forward(net->forward(x)); }
   std::shared_ptr<nn::Sequential> net;
   std::shared_ptr<Head> head;
+};
+
+// A LightningModule as users write them: not registered, its network under "net".
+class TinyLit : public LightningModule {
+ public:
+  TinyLit() : LightningModule("TinyLit") {
+    net = register_module("net", std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(6, 8),
+                                                                  std::make_shared<nn::BatchNorm1d>(8),
+                                                                  std::make_shared<nn::ReLU>(),
+                                                                  std::make_shared<nn::Linear>(8, 6)));
+  }
+  Tensor forward(const Tensor& x) override { return net->forward(x); }
+  Tensor training_step(const Batch& b, int64_t) override { return mse_loss(forward(b[0]), b[0]); }
+  OptimizerConfig configure_optimizers() override {
+    return std::make_shared<optim::SGD>(named_parameters(), optim::SGDOptions{.lr = 0.1});
+  }
+  std::shared_ptr<nn::Sequential> net;
 };
 
 struct Result {
@@ -347,4 +365,26 @@ TEST_F(Run, AnUnwritableOutputExitsWithCode1) {
   write_npy(file("x.npy"), zeros({2, 20}));
   expect_failure(file("mlp.ckpt") + " -i " + file("x.npy") + " -o " + file("no/dir/y.npy"), 1,
                  {file("no/dir/y.npy")});
+}
+
+TEST_F(Run, TrainerCheckpointRunsItsNetworkWithModule) {
+  TrainerOptions opts;
+  opts.default_root_dir = dir.string();
+  opts.max_epochs = 1;
+  opts.enable_progress_bar = false;
+  opts.seed = 1;
+  Trainer trainer(opts);
+  auto ds = std::make_shared<data::TensorDataset>(std::vector<Tensor>{rand({16, 6})});
+  data::DataLoader loader(ds, data::DataLoaderOptions{.batch_size = 4});
+  TinyLit lit;
+  trainer.fit(lit, loader);
+  trainer.save_checkpoint(file("fit.ckpt"));
+
+  Tensor x = randn({5, 6});
+  write_npy(file("x.npy"), x);
+  const std::string io = " -i " + file("x.npy") + " -o " + file("y.npy");
+  expect_failure(file("fit.ckpt") + io, 2, {"(TinyLit)", "pass --module with one of its registered submodules: net"});
+  Result r = run(file("fit.ckpt") + io + " --module net");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(test::bit_equal(read_npy(file("y.npy")), forward(*lit.net, x)));  // eval mode: running statistics
 }
