@@ -75,5 +75,6 @@ set(CPACK_DEBIAN_DEVELOPMENT_DESCRIPTION "Ember deep-learning runtime - developm
 set(CPACK_DEBIAN_TOOLS_PACKAGE_NAME ember-tools)
 set(CPACK_DEBIAN_TOOLS_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_TOOLS_DESCRIPTION "Ember deep-learning runtime - command-line tools
- ember-ckpt (inspect, verify, diff and export checkpoints) and the MNIST autoencoder example.")
+ ember-ckpt (inspect, verify, diff and export checkpoints), ember-run (run a stored model over
+ .npy arrays) and the MNIST autoencoder example.")
 include(CPack)

@@ -159,6 +159,7 @@ for d in libc6 libstdc++6 zlib1g; do [[ "$deps" == *"$d"* ]] || fail "libember0 
 [[ "$(deb_field ember-tools Depends)" == *"libc6"* ]] || fail "ember-tools has no shared-library Depends"
 for p in libember0 libember-dev ember-tools; do dpkg-deb -x "$(ls "$work"/deb/"$p"_*.deb)" "$work/root"; done
 [ -x "$work/root/usr/bin/ember-ckpt" ] || fail "ember-tools has no usr/bin/ember-ckpt"
+[ -x "$work/root/usr/bin/ember-run" ] || fail "ember-tools has no usr/bin/ember-run"
 cfg "$here" "$work/debroot" -DCMAKE_PREFIX_PATH="$work/root/usr" -DCMAKE_BUILD_TYPE=Release
 grep -q "$work/root/usr/lib/libember.so" "$work/debroot/CMakeFiles/consumer.dir/link.txt" \
   || fail "the consumer did not find Ember in the unpacked packages"
