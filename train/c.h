@@ -104,7 +104,8 @@ typedef struct ember_model ember_model;
 EMBER_C_API ember_status ember_model_load(const char* path, const char* device, ember_model** out);
 EMBER_C_API ember_status ember_model_free(ember_model* model);
 /* Runs the forward pass on an f32 input of input_ndim sizes input_shape (read from host
- * memory) and writes the f32 output to host memory: output_capacity is the number of floats
+ * memory: input must hold the product of input_shape floats) and writes the f32 output to host
+ * memory: output_capacity is the number of floats
  * output can hold. output_shape (EMBER_MAX_NDIM entries) and *output_ndim receive the output's
  * shape, also when EMBER_ERROR_BUFFER_TOO_SMALL says output is too small for it. */
 EMBER_C_API ember_status ember_model_forward(ember_model* model, const float* input, const int64_t* input_shape,

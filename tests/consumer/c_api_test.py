@@ -78,7 +78,8 @@ def main():
     diff = max(abs(a - b) for a, b in zip(out, expected))
     assert diff <= 1e-6, diff
     bad = (ctypes.c_int64 * 2)(5, 7)
-    status = lib.ember_model_forward(model, inp, bad, ctypes.c_int32(2), out, ctypes.c_size_t(10), out_shape,
+    bad_input = (ctypes.c_float * 35)()  # an input holds as many floats as its shape says
+    status = lib.ember_model_forward(model, bad_input, bad, ctypes.c_int32(2), out, ctypes.c_size_t(10), out_shape,
                                      ctypes.byref(out_ndim))
     assert status == EMBER_ERROR_INVALID_ARGUMENT, status
     assert b"(5, 7)" in lib.ember_last_error(), lib.ember_last_error()
