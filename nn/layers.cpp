@@ -24,6 +24,15 @@ void check_non_negative(const Size2& v, const char* layer, const char* what) {
   EMBER_CHECK(v.h >= 0 && v.w >= 0, "[", layer, "] ", what, " must be non-negative, got ", v.py());
 }
 
+// Convolutions split their channels into `groups` groups: both channel counts must divide.
+void check_groups(const char* layer, int64_t in_channels, int64_t out_channels, int64_t groups) {
+  check_positive(groups, layer, "groups");
+  EMBER_CHECK(in_channels % groups == 0, "[", layer, "] in_channels (", in_channels, ") must be divisible by groups (",
+              groups, ")");
+  EMBER_CHECK(out_channels % groups == 0, "[", layer, "] out_channels (", out_channels,
+              ") must be divisible by groups (", groups, ")");
+}
+
 // Conv/pool layers take (N, C, H, W) or an unbatched (C, H, W) input, as torch's.
 template <typename Fn>
 Tensor batched_4d(const Tensor& x, const char* layer, Fn&& fn) {
@@ -93,15 +102,11 @@ Conv1d::Conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, i
       padding(padding),
       dilation(dilation),
       groups(groups) {
-  check_positive(groups, "Conv1d", "groups");
+  check_groups("Conv1d", in_channels, out_channels, groups);
   check_positive(kernel_size, "Conv1d", "kernel_size");
   check_positive(stride, "Conv1d", "stride");
   check_positive(dilation, "Conv1d", "dilation");
   EMBER_CHECK(padding >= 0, "[Conv1d] padding must be non-negative, got ", padding);
-  EMBER_CHECK(in_channels % groups == 0, "[Conv1d] in_channels (", in_channels, ") must be divisible by groups (",
-              groups, ")");
-  EMBER_CHECK(out_channels % groups == 0, "[Conv1d] out_channels (", out_channels,
-              ") must be divisible by groups (", groups, ")");
   weight = register_parameter("weight", empty({out_channels, in_channels / groups, kernel_size}));
   if (has_bias) bias = register_parameter("bias", empty({out_channels}));
   reset_parameters();
@@ -146,15 +151,11 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, Size2 kernel_size, Siz
       padding(padding),
       dilation(dilation),
       groups(groups) {
-  check_positive(groups, "Conv2d", "groups");
+  check_groups("Conv2d", in_channels, out_channels, groups);
   check_positive(kernel_size, "Conv2d", "kernel_size");
   check_positive(stride, "Conv2d", "stride");
   check_positive(dilation, "Conv2d", "dilation");
   check_non_negative(padding, "Conv2d", "padding");
-  EMBER_CHECK(in_channels % groups == 0, "[Conv2d] in_channels (", in_channels, ") must be divisible by groups (",
-              groups, ")");
-  EMBER_CHECK(out_channels % groups == 0, "[Conv2d] out_channels (", out_channels,
-              ") must be divisible by groups (", groups, ")");
   weight = register_parameter("weight", empty({out_channels, in_channels / groups, kernel_size.h, kernel_size.w}));
   if (has_bias) bias = register_parameter("bias", empty({out_channels}));
   reset_parameters();
@@ -190,16 +191,12 @@ ConvTranspose2d::ConvTranspose2d(int64_t in_channels, int64_t out_channels, Size
       output_padding(output_padding),
       dilation(dilation),
       groups(groups) {
-  check_positive(groups, "ConvTranspose2d", "groups");
+  check_groups("ConvTranspose2d", in_channels, out_channels, groups);
   check_positive(kernel_size, "ConvTranspose2d", "kernel_size");
   check_positive(stride, "ConvTranspose2d", "stride");
   check_positive(dilation, "ConvTranspose2d", "dilation");
   check_non_negative(padding, "ConvTranspose2d", "padding");
   check_non_negative(output_padding, "ConvTranspose2d", "output_padding");
-  EMBER_CHECK(in_channels % groups == 0, "[ConvTranspose2d] in_channels (", in_channels,
-              ") must be divisible by groups (", groups, ")");
-  EMBER_CHECK(out_channels % groups == 0, "[ConvTranspose2d] out_channels (", out_channels,
-              ") must be divisible by groups (", groups, ")");
   EMBER_CHECK(output_padding.h < std::max(stride.h, dilation.h) && output_padding.w < std::max(stride.w, dilation.w),
               "[ConvTranspose2d] output_padding ", output_padding.py(), " must be smaller than stride ", stride.py(),
               " or dilation ", dilation.py());
