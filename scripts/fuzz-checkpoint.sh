@@ -24,7 +24,10 @@ if ! command -v "$cxx" > /dev/null; then
   echo "[fuzz] $cxx not found (apt-get install clang)" >&2
   exit 2
 fi
-mkdir -p "$build"
+mkdir -p "$build/include/ember"
+# The <ember/...> spelling of the public headers, as the CMake build's include tree gives it: the
+# reader needs only runtime/ and checkpoint/.
+for d in runtime checkpoint; do ln -sfn "$root/$d" "$build/include/ember/$d"; done
 stale=0
 [[ -x $bin ]] || stale=1
 for f in "${deps[@]}"; do [[ $f -nt $bin ]] && stale=1; done
@@ -32,7 +35,7 @@ if (( stale )); then
   echo "[fuzz] building $bin"
   "$cxx" -std=c++20 -O1 -g -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    -I"$root" "${srcs[@]}" -lz -o "$bin"
+    -I"$root" -I"$build/include" "${srcs[@]}" -lz -o "$bin"
 fi
 
 # Work on a copy so that the committed corpus never changes.
