@@ -26,7 +26,6 @@
 struct ember_checkpoint {
   ember::checkpoint::Reader reader;
   std::vector<std::string> names;  // "section/dotted.name", parallel to reader.tensors()
-  std::vector<std::vector<int64_t>> shapes;
 };
 
 struct ember_model {
@@ -44,6 +43,16 @@ struct CError {
   std::string message;
 };
 
+// Records message as this thread's last error (keeping the old one if even that allocation fails)
+// and returns status.
+ember_status failed(ember_status status, const char* message) noexcept {
+  try {
+    g_last_error = message;
+  } catch (...) {
+  }
+  return status;
+}
+
 template <typename F>
 ember_status guarded(F&& body) noexcept {
   try {
@@ -51,29 +60,13 @@ ember_status guarded(F&& body) noexcept {
     g_last_error.clear();
     return EMBER_OK;
   } catch (const CError& e) {
-    try {
-      g_last_error = e.message;
-    } catch (...) {
-    }
-    return e.status;
+    return failed(e.status, e.message.c_str());
   } catch (const std::bad_alloc&) {
-    try {
-      g_last_error = "out of memory";
-    } catch (...) {
-    }
-    return EMBER_ERROR_OUT_OF_MEMORY;
+    return failed(EMBER_ERROR_OUT_OF_MEMORY, "out of memory");
   } catch (const std::exception& e) {
-    try {
-      g_last_error = e.what();
-    } catch (...) {
-    }
-    return EMBER_ERROR_FAILED;
+    return failed(EMBER_ERROR_FAILED, e.what());
   } catch (...) {
-    try {
-      g_last_error = "unknown error";
-    } catch (...) {
-    }
-    return EMBER_ERROR_FAILED;
+    return failed(EMBER_ERROR_FAILED, "unknown error");
   }
 }
 
@@ -217,11 +210,8 @@ ember_status ember_checkpoint_open(const char* path, ember_checkpoint** out) {
   return guarded([&] {
     require(path, "ember_checkpoint_open", "path");
     require(out, "ember_checkpoint_open", "out");
-    auto c = std::unique_ptr<ember_checkpoint>(new ember_checkpoint{ember::checkpoint::Reader(path), {}, {}});
-    for (const ember::checkpoint::TensorInfo& t : c->reader.tensors()) {
-      c->names.push_back(t.section + "/" + t.name);
-      c->shapes.push_back(t.shape.vec());
-    }
+    auto c = std::unique_ptr<ember_checkpoint>(new ember_checkpoint{ember::checkpoint::Reader(path), {}});
+    for (const ember::checkpoint::TensorInfo& t : c->reader.tensors()) c->names.push_back(t.section + "/" + t.name);
     *out = c.release();
   });
 }
@@ -250,8 +240,9 @@ ember_status ember_checkpoint_tensor_info(const ember_checkpoint* checkpoint, si
     const ember::checkpoint::TensorInfo& t = checkpoint->reader.tensors()[index];
     info->name = checkpoint->names[index].c_str();
     info->dtype = static_cast<ember_dtype>(t.dtype);
-    info->ndim = static_cast<int32_t>(checkpoint->shapes[index].size());
-    info->shape = checkpoint->shapes[index].data();
+    // The reader's index (and so t.shape's inline sizes) lives as long as the handle.
+    info->ndim = static_cast<int32_t>(t.shape.size());
+    info->shape = t.shape.begin();
     info->nbytes = static_cast<size_t>(t.nbytes);
   });
 }

@@ -207,6 +207,9 @@ TEST_F(CApi, ModelForwardMatchesTheCppApiBitForBit) {
   ASSERT_EQ(ember_model_describe(m, text.data(), text.size(), &length), EMBER_OK);
   text.resize(length);
   EXPECT_EQ(text, net->repr());
+  char small[8];
+  EXPECT_EQ(ember_model_describe(m, small, sizeof small, &length), EMBER_ERROR_BUFFER_TOO_SMALL);
+  EXPECT_EQ(length, text.size());
   EXPECT_EQ(ember_model_free(m), EMBER_OK);
   EXPECT_EQ(ember_model_free(nullptr), EMBER_OK);
 }
