@@ -92,6 +92,17 @@ class EMBER_API LightningModule : public nn::Module {
   // Receives the "extras" of a checkpoint being loaded (before the weights are loaded).
   virtual void on_load_checkpoint(const Value& /*extras*/) {}
 
+  // --- deployment ------------------------------------------------------------------------------
+  // The module whose tree checkpoints record in their module_tree section, so that
+  // nn::load_module(path) and ember-run rebuild it from the file alone. Null (the default) records
+  // this module's own tree: a LightningModule is rarely a registered type, so then only its
+  // registered children are rebuildable (nn::load_module(path, "child")). Override it to return a
+  // module made of registered types that computes this module's inference forward from exactly
+  // this module's parameters and buffers, under the same state_dict names: for forward(x) =
+  // decoder(encoder(x)), a Sequential of the named children {"encoder", "decoder"}. The Trainer
+  // checks the names and the tensors before it writes the tree.
+  virtual std::shared_ptr<const nn::Module> inference_module() const { return nullptr; }
+
   // --- logging ---------------------------------------------------------------------------------
   // Logs a scalar metric (a float is rounded to float32, as Lightning's tensors are).
   void log(const std::string& name, double value, LogOptions opts = {});

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 #include "ember/checkpoint/checkpoint.h"
@@ -266,6 +267,36 @@ void Trainer::teardown(const std::string& stage) {
 
 // --- checkpoints ----------------------------------------------------------------------------------
 
+namespace {
+
+// The module_tree section for a LightningModule: the tree of its inference_module() when it has
+// one (checked to hold exactly the module's own state_dict tensors, so the file's weights fit the
+// tree), else its own tree (usually an unregistered root with registered children, which
+// nn::load_module(path, "<child>") rebuilds from the file alone).
+Value module_tree_of(const LightningModule& model) {
+  std::shared_ptr<const nn::Module> inference = model.inference_module();
+  if (!inference) return nn::module_tree_section(model);
+  const nn::StateDict own = model.state_dict(), other = inference->state_dict();
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, t] : other) by_name.emplace(name, &t);
+  auto fail = [&](const std::string& why) {
+    EMBER_THROW("[Trainer.save_checkpoint] ", model.type_name(), "::inference_module() returned a ",
+                inference->type_name(), " whose state_dict ", why,
+                ": it must hold exactly the module's own parameters and buffers under the same names");
+  };
+  if (own.size() != other.size())
+    fail(str_cat("has ", other.size(), " entries where the module has ", own.size()));
+  for (const auto& [name, t] : own) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) fail("lacks '" + name + "'");
+    if (it->second->data_ptr() != t.data_ptr() || it->second->shape() != t.shape())
+      fail("holds another tensor under '" + name + "'");
+  }
+  return nn::module_tree_section(*inference);
+}
+
+}  // namespace
+
 Value Trainer::dump_checkpoint(bool weights_only) {
   EMBER_CHECK(model_ != nullptr, "[Trainer.save_checkpoint] saving a checkpoint is only possible if a model is attached "
                                  "to the Trainer (call fit/validate/test first)");
@@ -274,9 +305,7 @@ Value Trainer::dump_checkpoint(bool weights_only) {
   root[checkpoint::kGlobalStep] = progress_.global_step;
   root[checkpoint::kStateDict] = model_->state_dict_value();
   root[checkpoint::kHyperParameters] = Value(model_->hparams().values());
-  // The LightningModule's tree: usually unregistered itself, with registered children that
-  // nn::load_module(path, "<child>") rebuilds from the file alone.
-  root[checkpoint::kModuleTree] = nn::module_tree_section(*model_);
+  root[checkpoint::kModuleTree] = module_tree_of(*model_);
   ValueMap loops;
   loops["fit_loop"] = progress_.to_value();
   if (train_loader_) loops["train_dataloader"] = train_loader_->state_dict();

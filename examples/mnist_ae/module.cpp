@@ -15,6 +15,11 @@ AutoEncoderModule::AutoEncoderModule(const HParams& hp) : LightningModule("AutoE
 
 Tensor AutoEncoderModule::forward(const Tensor& x) { return decoder->forward(encoder->forward(x)); }
 
+std::shared_ptr<const nn::Module> AutoEncoderModule::inference_module() const {
+  return std::make_shared<nn::Sequential>(
+      std::vector<std::pair<std::string, nn::ModulePtr>>{{"encoder", encoder}, {"decoder", decoder}});
+}
+
 Tensor AutoEncoderModule::input(const Batch& batch) const {
   EMBER_CHECK(!batch.empty() && batch[0].defined(), "[AutoEncoderModule] a batch needs its images as first tensor");
   Device d = encoder->parameters().front().device();

@@ -25,6 +25,9 @@ class AutoEncoderModule : public LightningModule {
   Tensor training_step(const Batch& batch, int64_t batch_idx) override;
   void validation_step(const Batch& batch, int64_t batch_idx) override;
   OptimizerConfig configure_optimizers() override;
+  // Sequential {"encoder", "decoder"}: forward's computation from the same modules, made of
+  // registered types, so the checkpoints run without this code (nn::load_module, ember-run).
+  std::shared_ptr<const nn::Module> inference_module() const override;
 
   // The images of a batch on the model's device (batches come from the loader on the CPU).
   Tensor input(const Batch& batch) const;

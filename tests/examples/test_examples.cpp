@@ -1,5 +1,5 @@
-// End-to-end tests of ember-mnist-ae and ember-deploy: the built binaries run on a small synthetic
-// MNIST-format data set (640 train / 192 test images, batches of 64) with few batches per epoch,
+// End-to-end tests of ember-mnist-ae and ember-deploy (with ember-run): the built binaries run on a
+// small synthetic MNIST-format data set (640 train / 192 test images, batches of 64) with few batches per epoch,
 // and the tests check what they write: checkpoint names, metrics.csv, PNG headers, exit codes,
 // resumption (also after SIGTERM) and that `validate` reproduces the logged val_loss.
 #include <gtest/gtest.h>
@@ -18,7 +18,13 @@
 #include <vector>
 
 #include "ember/checkpoint/checkpoint.h"
+#include "ember/checkpoint/npy.h"
+#include "ember/nn/nn.h"
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/ops.h"
 #include "ember/train/logger.h"
+#include "ember/train/module_io.h"
+#include "tests/support/check.h"
 
 namespace fs = std::filesystem;
 
@@ -26,6 +32,7 @@ namespace {
 
 const std::string kAe = EMBER_MNIST_AE;
 const std::string kDeploy = EMBER_DEPLOY;
+const std::string kRun = EMBER_RUN;
 
 struct Result {
   int code = -1;
@@ -341,20 +348,83 @@ TEST_F(ExamplesTest, ValidateReproducesTheLoggedValLoss) {
   }
 }
 
-TEST_F(ExamplesTest, ReconstructAndDeployWritePngs) {
+TEST_F(ExamplesTest, ReconstructWritesPng) {
   ASSERT_EQ(fit("--max-epochs 1 --save-weights-only --ckpt-dir '" + (root_ / "ck").string() + "'").code, 0);
   std::string ckpt = (root_ / "ck" / "epoch=0-step=3.ckpt").string();
   Result r = ae("reconstruct --ckpt '" + ckpt + "' --out '" + (root_ / "r.png").string() + "' --count 5");
   ASSERT_EQ(r.code, 0) << r.err;
   // one row of 5 originals over 5 reconstructions: 5*(56+4)+4 by (2*56+12)+4
   EXPECT_EQ(png_size(root_ / "r.png"), (std::pair<uint32_t, uint32_t>{304, 128}));
+}
 
-  Result d = run(kDeploy, "'" + ckpt + "' '" + (root_ / "d.png").string() + "' --data '" + data_->string() + "' --index 7", root_);
-  ASSERT_EQ(d.code, 0) << d.err;
-  EXPECT_NE(d.out.find("test image 7"), std::string::npos) << d.out;
-  // one image scaled 4x (112 px) with 8 px gaps, above its reconstruction
-  EXPECT_EQ(png_size(root_ / "d.png"), (std::pair<uint32_t, uint32_t>{128, 256}));
-  EXPECT_EQ(run(kDeploy, "'" + ckpt + "'", root_).code, 2);
+// The deployment path: ember-mnist-ae's checkpoint runs in ember-run without the example's code
+// (its module tree is a Sequential of encoder and decoder), on test images that ember-deploy
+// writes as a u8 .npy in the model's layout, and ember-deploy draws ember-run's output.
+TEST_F(ExamplesTest, CheckpointsDeployWithEmberRun) {
+  using namespace ember;
+  for (const std::string model : {"lit", "conv"}) {
+    SCOPED_TRACE(model);
+    const fs::path dir = root_ / model;
+    ASSERT_EQ(fit("--model " + model + " --max-epochs 1 --ckpt-dir '" + dir.string() + "'").code, 0);
+    const std::string ckpt = (dir / "epoch=0-step=3.ckpt").string();
+    const Value tree = ember::checkpoint::Reader(ckpt).section(ember::checkpoint::kModuleTree).at("root");
+    EXPECT_EQ(tree.at("type"), Value("Sequential"));
+    EXPECT_EQ(tree.at("children"), Value(ValueList{"encoder", "decoder"}));
+
+    const fs::path x = dir / "x.npy", labels = dir / "labels.npy", y = dir / "y.npy", png = dir / "d.png";
+    Result d = run(kDeploy, "images '" + x.string() + "' --for '" + ckpt + "' --first 7 --count 5 --labels '" +
+                                labels.string() + "' --data '" + data_->string() + "'",
+                   root_);
+    ASSERT_EQ(d.code, 0) << d.err;
+    EXPECT_NE(d.out.find("test images 7..11"), std::string::npos) << d.out;
+    Tensor images = read_npy(x.string());
+    EXPECT_EQ(images.dtype(), DType::u8);
+    EXPECT_EQ(images.shape(), model == "lit" ? Shape({5, 784}) : Shape({5, 1, 28, 28}));
+    EXPECT_EQ(read_npy(labels.string()).shape(), Shape({5}));
+
+    Result r = run(kRun, "'" + ckpt + "' --input '" + x.string() + "' --scale 1/255 --output '" + y.string() +
+                             "' --threads 1",
+                   root_);
+    ASSERT_EQ(r.code, 0) << r.err;
+    // the same numbers as the model rebuilt from the file in this process
+    nn::ModulePtr net = nn::load_module(ckpt);
+    NoGradGuard no_grad;
+    Tensor expected = net->forward(div(images.to(DType::f32), 255.0));
+    EXPECT_TRUE(test::bit_equal(read_npy(y.string()), expected));
+
+    Result show = run(kDeploy, "show '" + x.string() + "' '" + y.string() + "' '" + png.string() + "'", root_);
+    ASSERT_EQ(show.code, 0) << show.err;
+    EXPECT_NE(show.out.find("image 4: reconstruction MSE "), std::string::npos) << show.out;
+    EXPECT_NE(show.out.find("mean MSE "), std::string::npos) << show.out;
+    EXPECT_EQ(png_size(png), (std::pair<uint32_t, uint32_t>{304, 128}));
+  }
+}
+
+TEST_F(ExamplesTest, DeployErrors) {
+  using namespace ember;
+  const std::string x = (root_ / "x.npy").string();
+  for (const char* args : {"", "images", "images a.npy --layout square", "images a.npy --count 0",
+                           "images a.npy --for c.ckpt --layout flat", "show a.npy b.npy", "bogus"}) {
+    Result r = run(kDeploy, args, root_);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.err;
+  }
+  Result range = run(kDeploy, "images '" + x + "' --first 190 --count 5 --data '" + data_->string() + "'", root_);
+  EXPECT_EQ(range.code, 1);
+  EXPECT_NE(range.err.find("--first 190 --count 5: the test split of"), std::string::npos) << range.err;
+  EXPECT_NE(range.err.find("has 192 images"), std::string::npos) << range.err;
+
+  Result missing = run(kDeploy, "images '" + x + "' --for '" + (root_ / "absent.ckpt").string() + "'", root_);
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.err.find("absent.ckpt"), std::string::npos) << missing.err;
+
+  ASSERT_EQ(run(kDeploy, "images '" + x + "' --count 3 --data '" + data_->string() + "'", root_).code, 0);
+  write_npy((root_ / "y.npy").string(), zeros({2, 784}));
+  Result mismatch = run(kDeploy, "show '" + x + "' '" + (root_ / "y.npy").string() + "' '" + (root_ / "p.png").string() + "'", root_);
+  EXPECT_EQ(mismatch.code, 1);
+  EXPECT_NE(mismatch.err.find("holds (3, 784) pixels but"), std::string::npos) << mismatch.err;
+  EXPECT_NE(mismatch.err.find("(2, 784): expected an autoencoder's output for each image"), std::string::npos)
+      << mismatch.err;
+  EXPECT_FALSE(fs::exists(root_ / "p.png"));
 }
 
 TEST_F(ExamplesTest, BadUsageExitsTwoWithUsage) {

@@ -1,4 +1,4 @@
-// ember-run's .npy reader and writer (tools/run/npy.h): round trips of each dtype and header
+// The .npy reader and writer (checkpoint/npy.h): round trips of each dtype and header
 // version, headers laid out as NumPy writes them (byte for byte for the fixed part), and every
 // error of the strict reader, each naming the file and what it found.
 #include <gtest/gtest.h>
@@ -12,12 +12,12 @@
 #include "ember/runtime/ops.h"
 #include "ember/runtime/rng.h"
 #include "tests/support/check.h"
-#include "tools/run/npy.h"
+#include "ember/checkpoint/npy.h"
 
 namespace fs = std::filesystem;
 using namespace ember;
-using run_tool::read_npy;
-using run_tool::write_npy;
+using ember::read_npy;
+using ember::write_npy;
 using test::error_of;
 
 namespace {

@@ -21,12 +21,12 @@
 #include "ember/train/module_io.h"
 #include "ember/train/trainer.h"
 #include "tests/support/check.h"
-#include "tools/run/npy.h"
+#include "ember/checkpoint/npy.h"
 
 namespace fs = std::filesystem;
 using namespace ember;
-using run_tool::read_npy;
-using run_tool::write_npy;
+using ember::read_npy;
+using ember::write_npy;
 
 namespace {
 

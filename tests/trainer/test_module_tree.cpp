@@ -36,6 +36,39 @@ class TreeNet : public LightningModule {
   std::shared_ptr<nn::Sequential> net;
 };
 
+// forward = head(body(x)) over two registered children; inference_module() says so with a
+// Sequential of the same children, or (bad = true) with a Sequential that lacks the head or holds
+// fresh modules of the same shapes.
+class TwoPartNet : public LightningModule {
+ public:
+  enum class Inference { Same, MissingHead, OtherTensors };
+  explicit TwoPartNet(Inference inference = Inference::Same) : LightningModule("TwoPartNet"), inference_(inference) {
+    body = register_module("body", std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(8, 6),
+                                                                     std::make_shared<nn::BatchNorm1d>(6),
+                                                                     std::make_shared<nn::Tanh>()));
+    head = register_module("head", std::make_shared<nn::Linear>(6, 8));
+  }
+  Tensor forward(const Tensor& x) override { return head->forward(body->forward(x)); }
+  Tensor training_step(const Batch& b, int64_t) override { return mse_loss(forward(b[0]), b[0]); }
+  OptimizerConfig configure_optimizers() override {
+    return std::make_shared<optim::SGD>(named_parameters(), optim::SGDOptions{.lr = 0.1});
+  }
+  std::shared_ptr<const nn::Module> inference_module() const override {
+    using Named = std::vector<std::pair<std::string, nn::ModulePtr>>;
+    switch (inference_) {
+      case Inference::Same: return std::make_shared<nn::Sequential>(Named{{"body", body}, {"head", head}});
+      case Inference::MissingHead: return std::make_shared<nn::Sequential>(Named{{"body", body}});
+      case Inference::OtherTensors: break;
+    }
+    return std::make_shared<nn::Sequential>(Named{{"body", body}, {"head", std::make_shared<nn::Linear>(6, 8)}});
+  }
+  std::shared_ptr<nn::Sequential> body;
+  std::shared_ptr<nn::Linear> head;
+
+ private:
+  Inference inference_;
+};
+
 class TrainerModuleTree : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -115,4 +148,49 @@ TEST_F(TrainerModuleTree, AutomaticAndWeightsOnlyCheckpointsCarryTheTree) {
   Tensor x = randn({2, 8});
   model->eval();
   EXPECT_TRUE(test::bit_equal(nn::load_module(weights, "net")->forward(x), model->forward(x)));
+}
+
+TEST_F(TrainerModuleTree, InferenceModuleMakesTheWholeModelLoadable) {
+  Trainer trainer(opts());
+  Generator g(5);
+  auto ds = std::make_shared<data::TensorDataset>(std::vector<Tensor>{rand({32, 8}, {}, &g)});
+  data::DataLoader loader(ds, data::DataLoaderOptions{.batch_size = 8, .shuffle = true, .seed = 3});
+  TwoPartNet model;
+  trainer.fit(model, loader);
+  const std::string path = (root / "two.ckpt").string();
+  trainer.save_checkpoint(path);
+
+  const Value tree = checkpoint::Reader(path).section(checkpoint::kModuleTree).at("root");
+  EXPECT_EQ(tree, nn::describe(*model.inference_module()));
+  EXPECT_EQ(tree.at("type"), Value("Sequential"));
+  EXPECT_EQ(tree.at("children"), Value(ValueList{"body", "head"}));
+  // The whole model rebuilds from the file alone, with the state_dict names the trainer wrote.
+  auto loaded = nn::load_module_as<nn::Sequential>(path);
+  model.eval();
+  Tensor x = randn({5, 8});
+  EXPECT_TRUE(test::bit_equal(loaded->forward(x), model.forward(x)));
+  EXPECT_TRUE(test::bit_equal(nn::load_module(path, "head")->forward(x.narrow(1, 0, 6)),
+                              model.head->forward(x.narrow(1, 0, 6))));
+}
+
+TEST_F(TrainerModuleTree, InferenceModuleMustHoldTheModelsOwnTensors) {
+  Generator g(5);
+  auto ds = std::make_shared<data::TensorDataset>(std::vector<Tensor>{rand({16, 8}, {}, &g)});
+  data::DataLoader loader(ds, data::DataLoaderOptions{.batch_size = 8});
+  for (auto [inference, why] : {std::pair{TwoPartNet::Inference::MissingHead, "has 7 entries where the module has 9"},
+                                std::pair{TwoPartNet::Inference::OtherTensors, "holds another tensor under 'head.weight'"}}) {
+    TrainerOptions o = opts();
+    o.max_epochs = 1;
+    o.enable_checkpointing = false;
+    Trainer trainer(o);
+    TwoPartNet model(inference);
+    trainer.fit(model, loader);
+    const std::string path = (root / "bad.ckpt").string();
+    std::string err = test::error_of([&] { trainer.save_checkpoint(path); });
+    EXPECT_NE(err.find("[Trainer.save_checkpoint] TwoPartNet::inference_module() returned a Sequential whose "
+                       "state_dict " + std::string(why)),
+              std::string::npos)
+        << err;
+    EXPECT_FALSE(fs::exists(path));
+  }
 }

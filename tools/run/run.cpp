@@ -16,7 +16,7 @@
 #include "ember/nn/nn.h"
 #include "ember/runtime/autograd.h"
 #include "ember/train/module_io.h"
-#include "tools/run/npy.h"
+#include "ember/checkpoint/npy.h"
 
 namespace ember::run_tool {
 

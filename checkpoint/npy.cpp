@@ -2,7 +2,7 @@
 // bytes), the header length (u16 little-endian for 1.0, u32 for 2.0 and 3.0), the header (a Python
 // dict literal {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } padded with spaces and
 // ended by '\n'), then the raw data.
-#include "tools/run/npy.h"
+#include "ember/checkpoint/npy.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,7 +18,7 @@
 
 #include "ember/runtime/error.h"
 
-namespace ember::run_tool {
+namespace ember {
 
 static_assert(std::endian::native == std::endian::little, "the .npy reader copies little-endian data as it is");
 
@@ -300,4 +300,4 @@ void write_npy(const std::string& path, const Tensor& t, int version) {
   EMBER_THROW("[npy] writing '", path, "' failed: ", std::strerror(err));
 }
 
-}  // namespace ember::run_tool
+}  // namespace ember
