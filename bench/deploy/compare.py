@@ -2,21 +2,22 @@
 (bench/deploy/ort_one.py), side by side in one run, interleaved.
 
 For each repetition, thread setting and model it runs `ember-run M.ckpt --input M.input.npy --output
-...` and `python ort_one.py M.onnx ...` as separate processes, alternating which goes first, plus one
-`python -c 'import numpy'` per repetition and thread setting (the interpreter's own share). Each
-child is timed from just before posix_spawn to its exit (os.wait4, which also gives its peak RSS);
-ort_one.py's CLOCK_MONOTONIC stamps split its time into interpreter start, imports, session
-creation, run and save. Before timing, each pair of outputs is checked: ember-run's against ORT's
-within 1e-5 (both also against PyTorch's, from export_models.py). Deploy size: ember-run stripped
-(and the shared libraries it links), ONNX Runtime's native libraries in site-packages and what an
-ORT process maps.
+...` and `python ort_one.py M.onnx ...` as separate processes, alternating which goes first, plus
+`python -c 'import numpy'` (the interpreter's own share) and `true` (the harness's spawn cost) once
+per repetition and thread setting. Each child is timed from just before posix_spawn to its exit
+(os.wait4); ort_one.py's CLOCK_MONOTONIC stamps split its time into interpreter start, imports,
+session creation, run and save. The peak RSS comes from a few more interleaved runs under GNU time
+(see spawn()). Before timing, each pair of outputs is checked: ember-run's against ORT's within
+1e-5 (both also against PyTorch's, from export_models.py). Deploy size: ember-run stripped (and the
+shared libraries it links), ONNX Runtime's native libraries in site-packages and what an ORT
+process maps.
 
 Usage (with the Python that has onnxruntime; scripts/bench-deploy.sh sets it up):
   python bench/deploy/compare.py --ember-run build/bin/ember-run --dir build-bench/deploy
          [--reps 15] [--models lit mlp conv] [--threads 1 0]    (0: each runtime's default)
   python bench/deploy/compare.py --table build-bench/deploy/results.txt   # re-print a run's table
-Prints one RESULT line per measurement (kept in DIR/results.txt) and then a table of medians with
-min-max.
+Writes one RESULT line per measurement to DIR/results.txt, then prints a table of medians with
+min-max; exits 1 (before timing anything) when the outputs disagree.
 """
 import argparse
 import glob
