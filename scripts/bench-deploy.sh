@@ -7,8 +7,9 @@
 # from an existing Release build.
 # Usage: scripts/bench-deploy.sh [--build DIR] [--reps N] [--models "lit mlp conv"] [--threads "1 0"]
 #        scripts/bench-deploy.sh --table FILE   # only print the table of a previous run's results
-# DIR (default: EMBER_BUILD, else build/) holds bin/ember-run and bin/ember-ckpt. Threads 0: each
-# runtime's default. The raw results (one RESULT line per run) are kept in
+# DIR (default: EMBER_BUILD, else build/) holds bin/ember-run and bin/ember-ckpt; a -DEMBER_CUDA=OFF
+# build for a CPU-to-CPU comparison (a CUDA build's ember-run loads the CUDA libraries on every
+# start). Threads 0: each runtime's default. The raw results (one RESULT line per run) are kept in
 # build-bench/deploy/results.txt. ORT_VERSION picks the onnxruntime release (default below).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"

@@ -156,18 +156,18 @@ class Runner:
 
 
 def ldd_libs(path):
-    """(count, bytes) of the shared libraries `path` links, as ldd resolves them."""
+    """The shared libraries `path` links, as ldd resolves them (real paths)."""
     try:
         text = subprocess.run(["ldd", path], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
-        return 0, 0
+        return set()
     files = set()
     for line in text.splitlines():
         parts = line.split()
         lib = parts[2] if "=>" in parts and len(parts) > 2 else parts[0] if parts else ""
         if lib.startswith("/") and os.path.exists(lib):
             files.add(os.path.realpath(lib))
-    return len(files), sum(os.path.getsize(f) for f in files)
+    return files
 
 
 def sizes(args, tmp, out):
@@ -178,9 +178,12 @@ def sizes(args, tmp, out):
     strip = subprocess.run(["strip", stripped], stderr=subprocess.PIPE, text=True)
     if strip.returncode != 0:
         print("compare: strip %s failed: %s" % (exe, strip.stderr.strip()), file=sys.stderr)
-    n, libs = ldd_libs(exe)
+    libs = ldd_libs(exe)
+    # a CUDA build's ember-run links cudart, cuBLAS, cuDNN: loaded (and initialised) on every start
+    cuda = sorted(os.path.basename(f).split(".so")[0] for f in libs if os.path.basename(f).startswith("libcu"))
     result(out, fw="ember", model="size", threads="-", exe_bytes=os.path.getsize(exe),
-           stripped_bytes=os.path.getsize(stripped) if strip.returncode == 0 else "-", libs_bytes=libs, libs=n)
+           stripped_bytes=os.path.getsize(stripped) if strip.returncode == 0 else "-",
+           libs_bytes=sum(os.path.getsize(f) for f in libs), libs=len(libs), cuda_libs=",".join(cuda) or "-")
 
     import onnxruntime as ort
     pkg = os.path.dirname(ort.__file__)
@@ -338,6 +341,9 @@ def table(path):
              one("ort", "mapped_libs")))
     print("| deploy: ORT process maps: onnxruntime / numpy / python executable (MB) | all | | %s / %s / %s | |"
           % (mb(one("ort", "mapped_ort_bytes")), mb(one("ort", "mapped_numpy_bytes")), mb(one("ort", "python_exe_bytes"))))
+    if one("ember", "cuda_libs") not in ("-", None):
+        print("note: this ember-run is a CUDA build; it links %s, which load on every start, GPU or not "
+              "(a CPU deployment uses a -DEMBER_CUDA=OFF build)" % one("ember", "cuda_libs"))
     for r in rows:
         if r["fw"] == "check":
             print("check %s threads=%s: output %s, max |ember-ort| %s, max |ember-torch| %s, max |ort-torch| %s"
