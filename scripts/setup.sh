@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Ember needs, only those missing. Usage: scripts/setup.sh [test|run|bench]
-# "run" (default): build + example data; "test": also GoogleTest, clang/libFuzzer; "bench": also LibTorch.
+# Installs the Debian packages Ember needs, only those missing. Usage: scripts/setup.sh [test|run|bench|deploy]
+# "run" (default): build + example data; "test": also GoogleTest, clang/libFuzzer; "bench": also LibTorch;
+# "deploy": also PyTorch for Python, venv, GNU time and strip (scripts/bench-deploy.sh).
 # Installs with --no-install-recommends, so every package a step needs is named here.
 set -euo pipefail
 mode="${1:-run}"
@@ -11,7 +12,8 @@ case "$mode" in
   # dpkg-shlibdeps) and python3 (ctypes) for the installed-library checks of tests/consumer/.
   test) pkgs+=(libgtest-dev clang libclang-rt-dev pkgconf dpkg-dev file python3) ;;
   bench) pkgs+=(libbenchmark-dev libtorch-dev libopenblas0-openmp) ;;
-  *) echo "usage: scripts/setup.sh [run|test|bench]" >&2; exit 2 ;;
+  deploy) pkgs+=(python3-torch python3-numpy python3-venv time binutils) ;;
+  *) echo "usage: scripts/setup.sh [run|test|bench|deploy]" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do
