@@ -111,9 +111,10 @@ void build(Plan& p, DType dt, const kernels::ConvGeom& g) {
   EMBER_CUDNN_CHECK(cudnn().CreateTensorDescriptor(&p.y));
   EMBER_CUDNN_CHECK(cudnn().CreateFilterDescriptor(&p.w));
   for (auto& c : p.conv) EMBER_CUDNN_CHECK(cudnn().CreateConvolutionDescriptor(&c));
-  if (cudnn().SetTensor4dDescriptor(p.x, CUDNN_TENSOR_NCHW, cdt, i(g.N), i(g.C), i(g.H), i(g.W)) != CUDNN_STATUS_SUCCESS ||
-      cudnn().SetTensor4dDescriptor(p.y, CUDNN_TENSOR_NCHW, cdt, i(g.N), i(g.K), i(g.OH), i(g.OW)) != CUDNN_STATUS_SUCCESS ||
-      cudnn().SetFilter4dDescriptor(p.w, cdt, CUDNN_TENSOR_NCHW, i(g.K), i(g.C / g.groups), i(g.kh), i(g.kw)) !=
+  const Cudnn& api = cudnn();
+  if (api.SetTensor4dDescriptor(p.x, CUDNN_TENSOR_NCHW, cdt, i(g.N), i(g.C), i(g.H), i(g.W)) != CUDNN_STATUS_SUCCESS ||
+      api.SetTensor4dDescriptor(p.y, CUDNN_TENSOR_NCHW, cdt, i(g.N), i(g.K), i(g.OH), i(g.OW)) != CUDNN_STATUS_SUCCESS ||
+      api.SetFilter4dDescriptor(p.w, cdt, CUDNN_TENSOR_NCHW, i(g.K), i(g.C / g.groups), i(g.kh), i(g.kw)) !=
           CUDNN_STATUS_SUCCESS)
     return;
   for (auto c : p.conv) {
@@ -175,19 +176,17 @@ void choose(Plan& p, ConvPass pass, DType dt, cudnnHandle_t h) {
     }
     case ConvPass::BackwardData: {
       cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-      st = bench ? cudnn().FindConvolutionBackwardDataAlgorithm(h, p.w, p.y, conv, p.x,
-                                                                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf)
-                 : cudnn().GetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, conv, p.x,
-                                                                  CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf);
+      constexpr int n = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
+      st = bench ? cudnn().FindConvolutionBackwardDataAlgorithm(h, p.w, p.y, conv, p.x, n, &returned, perf)
+                 : cudnn().GetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, conv, p.x, n, &returned, perf);
       if (st == CUDNN_STATUS_SUCCESS) pick(c, perf, returned, dt);
       break;
     }
     case ConvPass::BackwardFilter: {
       cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-      st = bench ? cudnn().FindConvolutionBackwardFilterAlgorithm(h, p.x, p.y, conv, p.w,
-                                                                  CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf)
-                 : cudnn().GetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, conv, p.w,
-                                                                    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf);
+      constexpr int n = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+      st = bench ? cudnn().FindConvolutionBackwardFilterAlgorithm(h, p.x, p.y, conv, p.w, n, &returned, perf)
+                 : cudnn().GetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, conv, p.w, n, &returned, perf);
       if (st == CUDNN_STATUS_SUCCESS) pick(c, perf, returned, dt);
       break;
     }
@@ -258,14 +257,14 @@ bool cudnn_conv2d(ConvPass pass, const kernels::ConvGeom& g, const Tensor& x, co
     case ConvPass::BackwardData:
       call = "cudnnConvolutionBackwardData";
       st = cudnn().ConvolutionBackwardData(h, alpha, plan->w, w.data_ptr(), plan->y, y.data_ptr(), conv,
-                                           static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws.get(), c.workspace, beta,
-                                           plan->x, x.data_ptr());
+                                           static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws.get(), c.workspace,
+                                           beta, plan->x, x.data_ptr());
       break;
     case ConvPass::BackwardFilter:
       call = "cudnnConvolutionBackwardFilter";
       st = cudnn().ConvolutionBackwardFilter(h, alpha, plan->x, x.data_ptr(), plan->y, y.data_ptr(), conv,
-                                             static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo), ws.get(), c.workspace,
-                                             beta, plan->w, w.data_ptr());
+                                             static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo), ws.get(),
+                                             c.workspace, beta, plan->w, w.data_ptr());
       break;
   }
   if (st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM) {

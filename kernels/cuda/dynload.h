@@ -40,11 +40,11 @@ Library open_library(const LibrarySpec& spec);
 void* library_symbol(const Library& lib, const char* symbol);
 
 // The cuBLAS functions Ember calls (kernels/cuda/gemm.cu): X(member, function).
-#define EMBER_CUBLAS_FUNCTIONS(X)   \
-  X(Create, cublasCreate)           \
-  X(Destroy, cublasDestroy)         \
-  X(SetStream, cublasSetStream)     \
-  X(SetMathMode, cublasSetMathMode) \
+#define EMBER_CUBLAS_FUNCTIONS(X)                   \
+  X(Create, cublasCreate)                           \
+  X(Destroy, cublasDestroy)                         \
+  X(SetStream, cublasSetStream)                     \
+  X(SetMathMode, cublasSetMathMode)                 \
   X(SgemmStridedBatched, cublasSgemmStridedBatched) \
   X(DgemmStridedBatched, cublasDgemmStridedBatched)
 
