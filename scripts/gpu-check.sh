@@ -9,8 +9,9 @@
 #          $BUILD_DIR/bin to carry to one whose image cannot build Ember), BENCH_STEPS (timed
 #          training steps per model, default 300), MEMCHECK_TIMEOUT (seconds, default 300)
 # When the build fails (an image without GTest or Eigen, say) and $BUILD_DIR/bin already holds
-# ember_tests_cuda and ember-bench-cuda, those are used. CUDA libraries that the binaries cannot
-# find on the system (cuDNN, cuBLAS) are looked up in the python3 packages of the nvidia namespace.
+# ember_tests_cuda and ember-bench-cuda, those are used. cuBLAS and cuDNN, which the binaries open
+# at run time, are looked up in the toolkit's folder and the python3 packages of the nvidia namespace
+# when the system's loader path lacks them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build="${BUILD_DIR:-build-gpu}"
@@ -57,8 +58,8 @@ if want build; then
   if [ ! -e "$cuda_home/include/cudnn.h" ] && ! ls /usr/include/cudnn.h /usr/include/*/cudnn.h >/dev/null 2>&1; then
     root=$(python3 -c 'import nvidia, os; print(list(nvidia.__path__)[0])' 2>/dev/null || true)
     inc=$( [ -n "$root" ] && find "$root" -name cudnn.h -printf '%h\n' 2>/dev/null | head -n 1)
-    lib=$( [ -n "$root" ] && find "$root" -name 'libcudnn.so*' 2>/dev/null | sort | head -n 1)
-    [ -n "$inc" ] && [ -n "$lib" ] && extra+=("-DEMBER_CUDNN_INCLUDE=$inc" "-DEMBER_CUDNN_LIB=$lib")
+    # Only the header is needed to build; the library is opened at run time (found below).
+    [ -n "$inc" ] && extra+=("-DEMBER_CUDNN_INCLUDE=$inc")
   fi
   if cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DEMBER_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
        -DEMBER_BUILD_EXAMPLES=OFF "${extra[@]}" >"$logs/configure.log" 2>&1 &&
@@ -75,10 +76,13 @@ if want build; then
   fi
 fi
 
-# Libraries the binaries cannot find on the system: try the python3 nvidia packages.
-if [ -x "$bin/ember_tests_cuda" ] && ldd "$bin/ember_tests_cuda" | grep -q 'not found'; then
-  export LD_LIBRARY_PATH="$(nvidia_lib_dirs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  ldd "$bin/ember_tests_cuda" | grep 'not found' && echo "gpu-check: some libraries are still missing"
+# cuBLAS and cuDNN are opened at run time through the loader's search path (kernels/cuda/README.md):
+# where the system's lacks them, try the toolkit's own folder and the python3 nvidia packages.
+if ! ldconfig -p | grep -q 'libcublas\.so\.' || ! ldconfig -p | grep -q 'libcudnn\.so\.'; then
+  dirs="${CUDA_HOME:-/usr/local/cuda}/lib64"
+  nv="$(nvidia_lib_dirs)"
+  [ -n "$nv" ] && dirs="$dirs:$nv"
+  export LD_LIBRARY_PATH="$dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/GPU: /'
 

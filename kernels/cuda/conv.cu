@@ -1,8 +1,8 @@
 // CUDA 2-D convolution (NCHW, contiguous, f32/f64): cuDNN when it takes the geometry
 // (kernels/cuda/conv_cudnn.cu), otherwise direct kernels. The direct kernels gather: each output
 // element is computed by one thread (forward, input gradient) or one block with a fixed tree (weight
-// gradient), so they need no atomics and are deterministic. They serve builds without cuDNN and the
-// geometries cuDNN rejects; they are simple, not fast.
+// gradient), so they need no atomics and are deterministic. They serve builds and machines without cuDNN
+// and the geometries cuDNN rejects; they are simple, not fast.
 #include "kernels/cuda/conv_cudnn.h"
 #include "kernels/cuda/device/block_reduce.cuh"
 #include "kernels/cuda/launch.h"

@@ -1,16 +1,15 @@
-// cuDNN convolutions (forward, backward data, backward filter), the one translation unit that
-// includes cuDNN. Descriptors are built once per (device, dtype, geometry) and cached with the
-// algorithm chosen for each pass: the first deterministic one cudnnGetConvolution*Algorithm_v7
-// ranks (or, with EMBER_CUDNN_BENCHMARK=1, that cudnnFindConvolution*Algorithm times fastest)
-// whose workspace fits 1 GiB. f32 runs without TF32 unless EMBER_ALLOW_TF32=1. Workspace comes
-// from the caching allocator. EMBER_DISABLE_CUDNN=1 sends every convolution to the direct kernels.
+// cuDNN convolutions (forward, backward data, backward filter), the one kernel file that includes
+// cuDNN (dynload.cpp, which loads it, is the other). Descriptors are built once per (device, dtype,
+// geometry) and cached with the algorithm chosen for each pass: the first deterministic one
+// cudnnGetConvolution*Algorithm_v7 ranks (or, with EMBER_CUDNN_BENCHMARK=1, that
+// cudnnFindConvolution*Algorithm times fastest) whose workspace fits 1 GiB. f32 runs without TF32
+// unless EMBER_ALLOW_TF32=1. Workspace comes from the caching allocator. EMBER_DISABLE_CUDNN=1 sends
+// every convolution to the direct kernels, and so does a process that cannot load libcudnn.
 #include "ember/config.h"
 #include "kernels/cuda/conv_cudnn.h"
 #include "kernels/cuda/launch.h"
 
 #if EMBER_WITH_CUDNN
-#include <cudnn.h>
-
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -19,12 +18,14 @@
 #include <memory>
 #include <mutex>
 
+#include "kernels/cuda/dynload_cudnn.h"
+
 namespace ember::cu {
 namespace {
 
 // Throws "[cudnn] <call> failed: <status>" unless st is CUDNN_STATUS_SUCCESS.
 void check_cudnn(cudnnStatus_t st, const char* call) {
-  if (st != CUDNN_STATUS_SUCCESS) EMBER_THROW("[cudnn] ", call, " failed: ", cudnnGetErrorString(st));
+  if (st != CUDNN_STATUS_SUCCESS) EMBER_THROW("[cudnn] ", call, " failed: ", cudnn().GetErrorString(st));
 }
 #define EMBER_CUDNN_CHECK(expr) check_cudnn((expr), #expr)
 
@@ -49,13 +50,13 @@ cudnnHandle_t handle(int device) {
     cudnnHandle_t h[16] = {};
     ~Handles() {
       for (cudnnHandle_t x : h)
-        if (x) cudnnDestroy(x);
+        if (x) cudnn().Destroy(x);
     }
   };
   thread_local Handles hs;
   EMBER_CHECK(device >= 0 && device < 16, "[cudnn] device index ", device, " is out of range");
-  if (!hs.h[device]) EMBER_CUDNN_CHECK(cudnnCreate(&hs.h[device]));
-  EMBER_CUDNN_CHECK(cudnnSetStream(hs.h[device], current_stream(device)));
+  if (!hs.h[device]) EMBER_CUDNN_CHECK(cudnn().Create(&hs.h[device]));
+  EMBER_CUDNN_CHECK(cudnn().SetStream(hs.h[device], current_stream(device)));
   return hs.h[device];
 }
 
@@ -77,11 +78,11 @@ struct Plan {
   bool supported = false;
   Choice choice[3];
   ~Plan() {
-    if (x) cudnnDestroyTensorDescriptor(x);
-    if (y) cudnnDestroyTensorDescriptor(y);
-    if (w) cudnnDestroyFilterDescriptor(w);
+    if (x) cudnn().DestroyTensorDescriptor(x);
+    if (y) cudnn().DestroyTensorDescriptor(y);
+    if (w) cudnn().DestroyFilterDescriptor(w);
     for (auto c : conv)
-      if (c) cudnnDestroyConvolutionDescriptor(c);
+      if (c) cudnn().DestroyConvolutionDescriptor(c);
   }
 };
 
@@ -106,23 +107,24 @@ void build(Plan& p, DType dt, const kernels::ConvGeom& g) {
   if (!fits_int(g)) return;
   const cudnnDataType_t cdt = dt == DType::f32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
   auto i = [](int64_t v) { return static_cast<int>(v); };
-  EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.x));
-  EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.y));
-  EMBER_CUDNN_CHECK(cudnnCreateFilterDescriptor(&p.w));
-  for (auto& c : p.conv) EMBER_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&c));
-  if (cudnnSetTensor4dDescriptor(p.x, CUDNN_TENSOR_NCHW, cdt, i(g.N), i(g.C), i(g.H), i(g.W)) != CUDNN_STATUS_SUCCESS ||
-      cudnnSetTensor4dDescriptor(p.y, CUDNN_TENSOR_NCHW, cdt, i(g.N), i(g.K), i(g.OH), i(g.OW)) != CUDNN_STATUS_SUCCESS ||
-      cudnnSetFilter4dDescriptor(p.w, cdt, CUDNN_TENSOR_NCHW, i(g.K), i(g.C / g.groups), i(g.kh), i(g.kw)) !=
+  EMBER_CUDNN_CHECK(cudnn().CreateTensorDescriptor(&p.x));
+  EMBER_CUDNN_CHECK(cudnn().CreateTensorDescriptor(&p.y));
+  EMBER_CUDNN_CHECK(cudnn().CreateFilterDescriptor(&p.w));
+  for (auto& c : p.conv) EMBER_CUDNN_CHECK(cudnn().CreateConvolutionDescriptor(&c));
+  const Cudnn& api = cudnn();
+  if (api.SetTensor4dDescriptor(p.x, CUDNN_TENSOR_NCHW, cdt, i(g.N), i(g.C), i(g.H), i(g.W)) != CUDNN_STATUS_SUCCESS ||
+      api.SetTensor4dDescriptor(p.y, CUDNN_TENSOR_NCHW, cdt, i(g.N), i(g.K), i(g.OH), i(g.OW)) != CUDNN_STATUS_SUCCESS ||
+      api.SetFilter4dDescriptor(p.w, cdt, CUDNN_TENSOR_NCHW, i(g.K), i(g.C / g.groups), i(g.kh), i(g.kw)) !=
           CUDNN_STATUS_SUCCESS)
     return;
   for (auto c : p.conv) {
-    if (cudnnSetConvolution2dDescriptor(c, i(g.ph), i(g.pw), i(g.sh), i(g.sw), i(g.dh), i(g.dw),
-                                        CUDNN_CROSS_CORRELATION, cdt) != CUDNN_STATUS_SUCCESS ||
-        cudnnSetConvolutionGroupCount(c, i(g.groups)) != CUDNN_STATUS_SUCCESS)
+    if (cudnn().SetConvolution2dDescriptor(c, i(g.ph), i(g.pw), i(g.sh), i(g.sw), i(g.dh), i(g.dw),
+                                           CUDNN_CROSS_CORRELATION, cdt) != CUDNN_STATUS_SUCCESS ||
+        cudnn().SetConvolutionGroupCount(c, i(g.groups)) != CUDNN_STATUS_SUCCESS)
       return;
   }
   int n = 0, k = 0, oh = 0, ow = 0;
-  if (cudnnGetConvolution2dForwardOutputDim(p.conv[0], p.x, p.w, &n, &k, &oh, &ow) != CUDNN_STATUS_SUCCESS) return;
+  if (cudnn().GetConvolution2dForwardOutputDim(p.conv[0], p.x, p.w, &n, &k, &oh, &ow) != CUDNN_STATUS_SUCCESS) return;
   p.supported = n == g.N && k == g.K && oh == g.OH && ow == g.OW;
 }
 
@@ -154,7 +156,7 @@ void choose(Plan& p, ConvPass pass, DType dt, cudnnHandle_t h) {
   Choice& c = p.choice[ip];
   cudnnConvolutionDescriptor_t conv = p.conv[ip];
   // Rank under the math type the pass will run with (FMA only for f32 without TF32).
-  EMBER_CUDNN_CHECK(cudnnSetConvolutionMathType(
+  EMBER_CUDNN_CHECK(cudnn().SetConvolutionMathType(
       conv, dt == DType::f32 && !allow_tf32() ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH));
   int returned = 0;
   const bool bench = benchmark_mode();
@@ -165,33 +167,46 @@ void choose(Plan& p, ConvPass pass, DType dt, cudnnHandle_t h) {
   switch (pass) {
     case ConvPass::Forward: {
       cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-      st = bench ? cudnnFindConvolutionForwardAlgorithm(h, p.x, p.w, conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                        &returned, perf)
-                 : cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                          &returned, perf);
+      st = bench ? cudnn().FindConvolutionForwardAlgorithm(h, p.x, p.w, conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+                                                           &returned, perf)
+                 : cudnn().GetConvolutionForwardAlgorithm_v7(h, p.x, p.w, conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+                                                             &returned, perf);
       if (st == CUDNN_STATUS_SUCCESS) pick(c, perf, returned, dt);
       break;
     }
     case ConvPass::BackwardData: {
       cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-      st = bench ? cudnnFindConvolutionBackwardDataAlgorithm(h, p.w, p.y, conv, p.x,
-                                                             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf)
-                 : cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, conv, p.x,
-                                                               CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf);
+      constexpr int n = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
+      st = bench ? cudnn().FindConvolutionBackwardDataAlgorithm(h, p.w, p.y, conv, p.x, n, &returned, perf)
+                 : cudnn().GetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, conv, p.x, n, &returned, perf);
       if (st == CUDNN_STATUS_SUCCESS) pick(c, perf, returned, dt);
       break;
     }
     case ConvPass::BackwardFilter: {
       cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-      st = bench ? cudnnFindConvolutionBackwardFilterAlgorithm(h, p.x, p.y, conv, p.w,
-                                                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf)
-                 : cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, conv, p.w,
-                                                                 CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf);
+      constexpr int n = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+      st = bench ? cudnn().FindConvolutionBackwardFilterAlgorithm(h, p.x, p.y, conv, p.w, n, &returned, perf)
+                 : cudnn().GetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, conv, p.w, n, &returned, perf);
       if (st == CUDNN_STATUS_SUCCESS) pick(c, perf, returned, dt);
       break;
     }
   }
-  if (c.ok) EMBER_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, c.math));
+  if (c.ok) EMBER_CUDNN_CHECK(cudnn().SetConvolutionMathType(conv, c.math));
+}
+
+// cuDNN is optional at run time as at build time: where libcudnn cannot be loaded, the direct kernels
+// take every convolution, and stderr says so once.
+bool cudnn_loaded() {
+  static const bool ok = [] {
+    try {
+      cudnn();
+      return true;
+    } catch (const Error& e) {
+      std::fprintf(stderr, "%s\n[cudnn] using Ember's direct convolution kernels instead\n", e.what());
+      return false;
+    }
+  }();
+  return ok;
 }
 
 std::mutex g_mu;
@@ -206,6 +221,7 @@ bool cudnn_conv2d(ConvPass pass, const kernels::ConvGeom& g, const Tensor& x, co
   const DType dt = x.dtype();
   if (dt != DType::f32 && dt != DType::f64) return false;
   if (env_flag("EMBER_DISABLE_CUDNN")) return false;  // read per call: tests switch it to check the direct kernels
+  if (!cudnn_loaded()) return false;
   const int dev = x.device().index;
   cudnnHandle_t h = handle(dev);
   const Plan* plan = nullptr;
@@ -234,28 +250,28 @@ bool cudnn_conv2d(ConvPass pass, const kernels::ConvGeom& g, const Tensor& x, co
   switch (pass) {
     case ConvPass::Forward:
       call = "cudnnConvolutionForward";
-      st = cudnnConvolutionForward(h, alpha, plan->x, x.data_ptr(), plan->w, w.data_ptr(), conv,
-                                   static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.get(), c.workspace, beta,
-                                   plan->y, y.data_ptr());
+      st = cudnn().ConvolutionForward(h, alpha, plan->x, x.data_ptr(), plan->w, w.data_ptr(), conv,
+                                      static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.get(), c.workspace, beta,
+                                      plan->y, y.data_ptr());
       break;
     case ConvPass::BackwardData:
       call = "cudnnConvolutionBackwardData";
-      st = cudnnConvolutionBackwardData(h, alpha, plan->w, w.data_ptr(), plan->y, y.data_ptr(), conv,
-                                        static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws.get(), c.workspace, beta,
-                                        plan->x, x.data_ptr());
+      st = cudnn().ConvolutionBackwardData(h, alpha, plan->w, w.data_ptr(), plan->y, y.data_ptr(), conv,
+                                           static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws.get(), c.workspace,
+                                           beta, plan->x, x.data_ptr());
       break;
     case ConvPass::BackwardFilter:
       call = "cudnnConvolutionBackwardFilter";
-      st = cudnnConvolutionBackwardFilter(h, alpha, plan->x, x.data_ptr(), plan->y, y.data_ptr(), conv,
-                                          static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo), ws.get(), c.workspace,
-                                          beta, plan->w, w.data_ptr());
+      st = cudnn().ConvolutionBackwardFilter(h, alpha, plan->x, x.data_ptr(), plan->y, y.data_ptr(), conv,
+                                             static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo), ws.get(),
+                                             c.workspace, beta, plan->w, w.data_ptr());
       break;
   }
   if (st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM) {
     // An algorithm the heuristics offered but that refuses to run: remember, say so once, and use
     // the direct kernels for this shape from now on.
     std::fprintf(stderr, "[cudnn] %s refused algorithm %d (%s); using Ember's direct kernels for this shape\n", call,
-                 c.algo, cudnnGetErrorString(st));
+                 c.algo, cudnn().GetErrorString(st));
     std::lock_guard<std::mutex> lk(g_mu);
     plans()[make_key(dev, dt, g)]->choice[static_cast<int>(pass)].ok = false;
     return false;

@@ -1,12 +1,13 @@
 // Batched matrix multiply on CUDA through cuBLAS (cublas{S,D}gemmStridedBatched), with one handle
 // per thread and device. Ember's row-major out = a @ w is cuBLAS's column-major out^T = w^T a^T, so
 // the operands are passed swapped; a "transposed" (column-major) operand becomes CUBLAS_OP_T.
-// f32 runs in full FP32 (no TF32) unless EMBER_ALLOW_TF32=1 is set in the environment.
-#include <cublas_v2.h>
-
+// f32 runs in full FP32 (no TF32) unless EMBER_ALLOW_TF32=1 is set in the environment. cuBLAS is
+// opened on the first call (kernels/cuda/dynload.h), so a program that never multiplies on a GPU
+// runs without it.
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/cuda/dynload.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/kernels.h"
 
@@ -50,16 +51,17 @@ cublasHandle_t handle(int device) {
     cublasHandle_t h[16] = {};
     ~Handles() {
       for (cublasHandle_t x : h)
-        if (x) cublasDestroy(x);
+        if (x) cu::cublas().Destroy(x);
     }
   };
   thread_local Handles hs;
   EMBER_CHECK(device >= 0 && device < 16, "[cublas] device index ", device, " is out of range");
   if (!hs.h[device]) {
-    EMBER_CUBLAS_CHECK(cublasCreate(&hs.h[device]));
-    EMBER_CUBLAS_CHECK(cublasSetMathMode(hs.h[device], allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    EMBER_CUBLAS_CHECK(cu::cublas().Create(&hs.h[device]));
+    EMBER_CUBLAS_CHECK(
+        cu::cublas().SetMathMode(hs.h[device], allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   }
-  EMBER_CUBLAS_CHECK(cublasSetStream(hs.h[device], cu::current_stream(device)));
+  EMBER_CUBLAS_CHECK(cu::cublas().SetStream(hs.h[device], cu::current_stream(device)));
   return hs.h[device];
 }
 
@@ -152,11 +154,11 @@ void bmm_cuda(const Tensor& a_in, const Tensor& w_in, const Tensor& out, double 
     const int ldw = static_cast<int>(lw.ld), lda = static_cast<int>(la.ld), ldc = static_cast<int>(N);
     const long long sw = batch > 1 ? w.stride(0) : 0, sa = batch > 1 ? a.stride(0) : 0, sc = M * N;
     if constexpr (std::is_same_v<T, float>) {
-      EMBER_CUBLAS_CHECK(cublasSgemmStridedBatched(h, opw, opa, m, n, k, &alpha, wp, ldw, sw, ap, lda, sa, &b, op,
-                                                   ldc, sc, static_cast<int>(batch)));
+      EMBER_CUBLAS_CHECK(cu::cublas().SgemmStridedBatched(h, opw, opa, m, n, k, &alpha, wp, ldw, sw, ap, lda, sa, &b,
+                                                          op, ldc, sc, static_cast<int>(batch)));
     } else {
-      EMBER_CUBLAS_CHECK(cublasDgemmStridedBatched(h, opw, opa, m, n, k, &alpha, wp, ldw, sw, ap, lda, sa, &b, op,
-                                                   ldc, sc, static_cast<int>(batch)));
+      EMBER_CUBLAS_CHECK(cu::cublas().DgemmStridedBatched(h, opw, opa, m, n, k, &alpha, wp, ldw, sw, ap, lda, sa, &b,
+                                                          op, ldc, sc, static_cast<int>(batch)));
     }
   });
 }

@@ -38,12 +38,12 @@ install(FILES ${PROJECT_BINARY_DIR}/package/EmberConfig.cmake ${PROJECT_BINARY_D
 # pkg-config: the prefix is found relative to the .pc file, so an installed tree can be moved
 # (or unpacked from a .deb into any root) and still be found through PKG_CONFIG_PATH.
 file(RELATIVE_PATH EMBER_PC_PREFIX /root/${CMAKE_INSTALL_LIBDIR}/pkgconfig /root)
+# A static link of a CUDA build adds the static CUDA runtime and what it needs (dlopen, clock_gettime,
+# threads); cuBLAS and cuDNN are opened at run time, so they are never linked. A shared link needs
+# nothing of CUDA's.
 set(EMBER_PC_CUDA_LIBS "")
 if(EMBER_WITH_CUDA)
-  set(EMBER_PC_CUDA_LIBS " -L${CUDAToolkit_LIBRARY_DIR} -lcudart -lcublas")
-  if(EMBER_WITH_CUDNN)
-    string(APPEND EMBER_PC_CUDA_LIBS " ${EMBER_CUDNN_LIB}")
-  endif()
+  set(EMBER_PC_CUDA_LIBS " -L${CUDAToolkit_LIBRARY_DIR} -lcudart_static -ldl -lrt -lpthread")
 endif()
 configure_file(${CMAKE_CURRENT_LIST_DIR}/ember.pc.in ${PROJECT_BINARY_DIR}/package/ember.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/package/ember.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig

@@ -96,6 +96,10 @@ bld "$work/pkg"
 run_consumer "$work/pkg" find_package
 readelf -d "$work/pkg/consumer" | grep -q 'NEEDED.*\[libember.so.0\]' || fail "consumer does not link libember.so.0"
 ! readelf -d "$work/pkg/consumer_static" | grep -q 'NEEDED.*libember' || fail "consumer_static needs libember.so"
+# A CUDA build's programs start without CUDA's libraries (static runtime, cuBLAS/cuDNN opened on use).
+for exe in consumer consumer_static; do
+  ! readelf -d "$work/pkg/$exe" | grep -qE 'NEEDED.*lib(cudart|cublas|cudnn|cuda\.)' || fail "$exe needs a CUDA library"
+done
 strip -o "$work/consumer.stripped" "$work/pkg/consumer"
 strip -o "$work/consumer_static.stripped" "$work/pkg/consumer_static"
 say "consumer executable: $(kib "$work/consumer.stripped") KiB stripped (shared libember), consumer_static $(kib "$work/consumer_static.stripped") KiB stripped"
@@ -121,8 +125,8 @@ g++ -std=c++20 "$here/pkgconfig_main.cpp" -o "$work/pc_shared" $(pkg-config --cf
   || fail "pkg-config build (shared)"
 "$work/pc_shared" | sed 's/^/[consumer:pkg-config] /'
 # Static: libember.a with what Libs.private adds. Fully static (-static, as the README shows) in a
-# CPU-only build; a CUDA build's static link keeps CUDA's libraries shared (their static forms have
-# other names), so there only libember is taken statically.
+# CPU-only build; a CUDA build's static runtime opens the driver, cuBLAS and cuDNN with dlopen,
+# which a fully static program cannot rely on, so there only libember is taken statically.
 with_cuda="$(sed -n 's/^#define EMBER_WITH_CUDA \([01]\)$/\1/p' "$prefix/include/ember/config.h")"
 static_libs="$(pkg-config --static --libs ember)"
 if [ "$with_cuda" = 1 ]; then
@@ -136,6 +140,8 @@ g++ -std=c++20 "$here/pkgconfig_main.cpp" -o "$work/pc_static" $(pkg-config --cf
 "$work/pc_static" | sed 's/^/[consumer:pkg-config --static] /'
 ! readelf -d "$work/pc_static" 2>/dev/null | grep -q 'NEEDED.*libember' || fail "the --static build needs libember.so"
 [ "$with_cuda" = 1 ] || ! readelf -d "$work/pc_static" 2>/dev/null | grep -q NEEDED || fail "the -static build has NEEDED entries"
+! readelf -d "$work/pc_static" 2>/dev/null | grep -qE 'NEEDED.*lib(cudart|cublas|cudnn|cuda\.)' \
+  || fail "the --static build needs a CUDA library"
 # The README's C API program, as written there.
 awk '/^```c$/ { on = 1; next } /^```$/ { on = 0 } on' "$repo/README.md" >"$work/readme_app.c"
 grep -q 'ember_model_load' "$work/readme_app.c" || fail "README.md has no C API example"

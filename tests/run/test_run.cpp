@@ -16,6 +16,7 @@
 #include "ember/config.h"
 #include "ember/nn/nn.h"
 #include "ember/runtime/autograd.h"
+#include "ember/runtime/device.h"
 #include "ember/runtime/ops.h"
 #include "ember/runtime/rng.h"
 #include "ember/train/module_io.h"
@@ -356,6 +357,10 @@ TEST_F(Run, UsageErrorsExitWithCode2) {
   expect_failure(m + io + " --describe", 2, {"--input excludes --describe"});
   expect_failure(m + io + " --input-shape 1,2", 2, {"--input-shape requires --describe"});
   if (!EMBER_WITH_CUDA) expect_failure(m + io + " --device cuda", 2, {"--device cuda", "built without CUDA"});
+  // A CUDA build on a machine without a device (or without a driver: the runtime is static and
+  // opens the driver itself) says so and runs nothing.
+  if (EMBER_WITH_CUDA && !cuda_is_available())
+    expect_failure(m + io + " --device cuda", 2, {"--device cuda", "no such CUDA device (0 visible)"});
   EXPECT_EQ(run("--help").code, 0);
 }
 
