@@ -48,8 +48,17 @@ double calculate_gain(std::string_view nl, std::optional<double> param) {
               "' (expected linear, conv1d/2d/3d, conv_transpose1d/2d/3d, sigmoid, tanh, relu, leaky_relu, selu)");
 }
 
+namespace {
+thread_local bool skip_random_init = false;
+}  // namespace
+
+SkipRandomInitGuard::SkipRandomInitGuard() : previous_(skip_random_init) { skip_random_init = true; }
+SkipRandomInitGuard::~SkipRandomInitGuard() { skip_random_init = previous_; }
+bool random_init_skipped() { return skip_random_init; }
+
 Tensor uniform_(Tensor t, double a, double b, Generator* gen) {
   check_defined(t, "uniform_");
+  if (skip_random_init) return t;
   NoGradGuard no_grad;
   ember::uniform_(t, a, b, gen);
   return t;
@@ -58,6 +67,7 @@ Tensor uniform_(Tensor t, double a, double b, Generator* gen) {
 Tensor normal_(Tensor t, double mean, double std, Generator* gen) {
   check_defined(t, "normal_");
   EMBER_CHECK(std >= 0.0, "[normal_] std must be >= 0, got ", std);
+  if (skip_random_init) return t;
   NoGradGuard no_grad;
   ember::normal_(t, mean, std, gen);
   return t;

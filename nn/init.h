@@ -40,4 +40,21 @@ EMBER_API Tensor kaiming_uniform_(Tensor t, double a = 0.0, std::string_view mod
 EMBER_API Tensor kaiming_normal_(Tensor t, double a = 0.0, std::string_view mode = "fan_in",
                                  std::string_view nonlinearity = "leaky_relu", Generator* gen = nullptr);
 
+// While one is alive on this thread, uniform_ and normal_ (and the xavier/kaiming fills built on
+// them) leave their tensor as it is and draw nothing from any generator: for modules built only to
+// receive stored weights (nn::load_module), where random values would be overwritten at once.
+// The deterministic fills (constant_, zeros_, ones_) still run. Guards nest.
+class EMBER_API SkipRandomInitGuard {
+ public:
+  SkipRandomInitGuard();
+  ~SkipRandomInitGuard();
+  SkipRandomInitGuard(const SkipRandomInitGuard&) = delete;
+  SkipRandomInitGuard& operator=(const SkipRandomInitGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+// Whether a SkipRandomInitGuard is alive on this thread.
+EMBER_API bool random_init_skipped();
+
 }  // namespace ember::nn::init

@@ -101,6 +101,32 @@ TEST(Init, LinearDefault) {
   EXPECT_GE(b.max_abs, 0.8 * bound);
 }
 
+TEST(Init, SkipRandomInitGuardLeavesTensorsAndGeneratorAlone) {
+  manual_seed(7);
+  const std::vector<uint8_t> before = default_generator().get_state();
+  Tensor t = full({4, 5}, 3.0);
+  {
+    nn::init::SkipRandomInitGuard skip;
+    {
+      nn::init::SkipRandomInitGuard nested;
+      EXPECT_TRUE(nn::init::random_init_skipped());
+    }
+    EXPECT_TRUE(nn::init::random_init_skipped());  // still inside the outer guard
+    nn::init::uniform_(t, -1.0, 1.0);
+    nn::init::normal_(t);
+    nn::init::kaiming_uniform_(t, std::sqrt(5.0));
+    nn::init::xavier_normal_(t);
+    EXPECT_TRUE(test::bit_equal(t, full({4, 5}, 3.0)));
+    EXPECT_EQ(default_generator().get_state(), before);
+    nn::init::constant_(t, 0.5);  // the deterministic fills still run
+    EXPECT_TRUE(test::bit_equal(t, full({4, 5}, 0.5)));
+    EXPECT_THROW(nn::init::normal_(t, 0.0, -1.0), Error);  // arguments are still checked
+  }
+  EXPECT_FALSE(nn::init::random_init_skipped());
+  nn::init::uniform_(t, -1.0, 1.0);
+  EXPECT_NE(default_generator().get_state(), before);
+}
+
 TEST(Init, ConvDefaults) {
   manual_seed(101);
   nn::Conv2d conv(16, 32, 3);

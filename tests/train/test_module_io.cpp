@@ -355,3 +355,21 @@ TEST_F(ModuleIO, GoldenFilesFromBeforeTheTreeLoadAsBeforeAndAreRefusedClearly) {
   EXPECT_NE(err.find("[nn::load_module] '" + path + "' was written without a module tree"), std::string::npos) << err;
   EXPECT_FALSE(nn::state_dict_from_value(r.section(checkpoint::kStateDict)).empty());
 }
+
+TEST_F(ModuleIO, LoadingDrawsNothingFromTheGenerator) {
+  manual_seed(3);
+  auto net = std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(6, 5), std::make_shared<nn::ReLU>(),
+                                              std::make_shared<nn::Embedding>(9, 4));
+  const std::string path = file("gen.ckpt");
+  nn::save(*net, path);
+  const std::vector<uint8_t> before = default_generator().get_state();
+  nn::ModulePtr loaded = nn::load_module(path);
+  EXPECT_EQ(default_generator().get_state(), before);  // building skipped the random initial values
+  for (const auto& [name, t] : net->state_dict()) {
+    bool found = false;
+    for (const auto& [n2, t2] : loaded->state_dict())
+      if (n2 == name) found = test::bit_equal(t2, t);
+    EXPECT_TRUE(found) << name;
+  }
+  EXPECT_FALSE(nn::init::random_init_skipped());
+}

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ember/checkpoint/checkpoint.h"
+#include "ember/nn/init.h"
 #include "ember/nn/serialize.h"
 #include "ember/train/module_io.h"
 #include "tools/ckpt/commands.h"
@@ -119,6 +120,7 @@ TorchImport import_torch(const std::string& arch_path, const std::string& weight
   const Value section = module_tree_from_json(arch_path);
   nn::ModulePtr module;
   try {
+    nn::init::SkipRandomInitGuard skip_init;  // every parameter is loaded below (strictly)
     module = nn::build(section.at("root"));
   } catch (const Error& e) {
     throw Error(str_cat("[ember-ckpt] '", arch_path, "': ", e.what()));
