@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "kernels/common/functors.h"
 #include "kernels/common/optim.h"
@@ -33,6 +34,10 @@ namespace ember::kernels {
 
 // --- devices and memory ----------------------------------------------------------------------
 EMBER_CUDA_ENTRY_OR(int, cuda_device_count, (), { return 0; })
+// Why no CUDA device can be used ("" when one can): the CUDA runtime's error for the device query
+// (no driver, a driver older than the runtime, no device), or that the build has no CUDA backend.
+EMBER_CUDA_ENTRY_OR(std::string, cuda_unavailable_reason, (),
+                    { return "this build of Ember has no CUDA backend (built with EMBER_CUDA=OFF or without nvcc)"; })
 EMBER_CUDA_ENTRY(void*, cuda_malloc, (int device, size_t nbytes))
 EMBER_CUDA_ENTRY_OR(void, cuda_free, (int device, void* p), {})
 // Copies nbytes between host and device memory (either side may be CUDA).

@@ -25,6 +25,7 @@ Device::Device(std::string_view spec) {
 std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
 
 int cuda_device_count() { return kernels::cuda_device_count(); }
+std::string cuda_unavailable_reason() { return kernels::cuda_unavailable_reason(); }
 bool cuda_is_available() { return cuda_device_count() > 0; }
 
 }  // namespace ember

@@ -31,5 +31,9 @@ inline Device cuda_device(int index = 0) { return Device(DeviceType::CUDA, index
 // True when this build has the CUDA backend and at least one device is visible.
 EMBER_API bool cuda_is_available();
 EMBER_API int cuda_device_count();
+// Why no CUDA device can be used, for messages: "" when cuda_device_count() > 0; otherwise the CUDA
+// runtime's error for the device query (a missing or too old driver, no device) with a hint, or
+// that this build has no CUDA backend.
+EMBER_API std::string cuda_unavailable_reason();
 
 }  // namespace ember

@@ -85,8 +85,10 @@ Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, Reduction
   check_same_shape(input, target, "binary_cross_entropy");
   {
     NoGradGuard ng;
-    Tensor bad = sum(add(lt(input.detach(), zeros({}, input.dtype())).to(input.dtype()),
-                         gt(input.detach(), ones({}, input.dtype())).to(input.dtype())));
+    // the bounds live where the input does: CPU 0-d tensors would be "different devices" on CUDA
+    const TensorOptions o = TensorOptions(input.dtype()).with_device(input.device());
+    Tensor bad = sum(add(lt(input.detach(), zeros({}, o)).to(input.dtype()),
+                         gt(input.detach(), ones({}, o)).to(input.dtype())));
     EMBER_CHECK(bad.item() == 0.0,
                 "[binary_cross_entropy] all elements of input should be between 0 and 1");
   }
@@ -194,9 +196,13 @@ FlatClasses flatten_classes(const Tensor& x, const Tensor& target, const char* o
 std::pair<Tensor, Tensor> nll_elements(const Tensor& logp, const Tensor& target, const Tensor& weight,
                                        int64_t ignore_index) {
   int64_t M = logp.size(0), C = logp.size(1);
-  if (weight.defined())
+  if (weight.defined()) {
     EMBER_CHECK(weight.dim() == 1 && weight.size(0) == C, "[nll_loss] weight shape ", weight.shape().str(),
                 " does not match ", C, " classes");
+    // the kernel reads the weights through a raw pointer on the input's device
+    EMBER_CHECK(weight.device() == logp.device(), "[nll_loss] weight is on ", weight.device().str(),
+                " but the input is on ", logp.device().str());
+  }
   Tensor lc = logp.detach().contiguous();
   Tensor w = weight.defined() ? weight.detach().to(logp.dtype()).contiguous() : Tensor();
   TensorOptions o = TensorOptions(logp.dtype()).with_device(logp.device());

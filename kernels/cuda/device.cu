@@ -89,22 +89,45 @@ Scratch::~Scratch() {
 
 namespace ember::kernels {
 
-int cuda_device_count() {
-  static const int n = [] {
-    int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess) {
-      cudaGetLastError();  // clear the "no device" / "no driver" error
-      return 0;
+namespace {
+
+// The device query, once per process: the count, and why it is 0.
+struct DeviceQuery {
+  int count = 0;
+  std::string reason;
+};
+
+const DeviceQuery& device_query() {
+  static const DeviceQuery q = [] {
+    DeviceQuery r;
+    const cudaError_t st = cudaGetDeviceCount(&r.count);
+    if (st != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky "no device" / "no driver" error
+      r.count = 0;
+      r.reason = std::string("cudaGetDeviceCount failed with ") + cudaGetErrorName(st) + " (" + cudaGetErrorString(st) + ")";
+      if (st == cudaErrorInsufficientDriver)
+        r.reason += ": the NVIDIA driver (libcuda.so.1) is missing or older than this build's CUDA " +
+                    std::to_string(CUDART_VERSION / 1000) + " runtime";
+      else if (st == cudaErrorNoDevice)
+        r.reason += ": the driver sees no GPU (check nvidia-smi and CUDA_VISIBLE_DEVICES)";
+    } else if (r.count == 0) {
+      r.reason = "the CUDA runtime reports 0 devices (check nvidia-smi and CUDA_VISIBLE_DEVICES)";
     }
-    return count;
+    return r;
   }();
-  return n;
+  return q;
 }
+
+}  // namespace
+
+int cuda_device_count() { return device_query().count; }
+
+std::string cuda_unavailable_reason() { return device_query().reason; }
 
 void* cuda_malloc(int device, size_t nbytes) {
   int n = cuda_device_count();
   EMBER_CHECK(device >= 0 && device < n, "[cuda] device cuda:", device, " is not available (", n,
-              " CUDA devices visible)");
+              " CUDA devices visible", n == 0 ? ": " + cuda_unavailable_reason() : std::string(), ")");
   cu::DeviceGuard g(device);
   void* p = nullptr;
   cudaError_t st = cudaMalloc(&p, nbytes);

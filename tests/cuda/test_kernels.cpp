@@ -27,7 +27,7 @@ namespace ember {
 namespace {
 
 #define REQUIRE_CUDA() \
-  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device"
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device: " << cuda_unavailable_reason()
 
 const Device kGPU = cuda_device(0);
 const DType kAllTypes[] = {DType::f32, DType::f64, DType::f16, DType::bf16,
@@ -331,6 +331,26 @@ TEST(CudaKernels, NllLossRejectsAnOutOfRangeTargetOnTheDevice) {
   // the device stays usable
   EXPECT_NEAR(cross_entropy(logits, from_vector(std::vector<int64_t>{1, 2, 3, 0}, {4}).to(kGPU)).item(),
               std::log(10.0), 1e-6);
+}
+
+// Loss front ends that build tensors of their own (bounds, weights) keep them on the input's
+// device, and a class weight left on the CPU is an error naming both devices, not a host pointer
+// read by a device kernel.
+TEST(CudaKernels, LossesKeepTheirTensorsOnTheInputsDevice) {
+  REQUIRE_CUDA();
+  Tensor p = full({3, 4}, 0.25, TensorOptions(DType::f32).with_device(kGPU));
+  Tensor t = zeros({3, 4}, TensorOptions(DType::f32).with_device(kGPU));
+  EXPECT_NEAR(binary_cross_entropy(p, t).item(), -std::log(0.75), 1e-6);
+  Tensor logits = zeros({4, 10}, TensorOptions(DType::f32).with_device(kGPU));
+  Tensor target = from_vector(std::vector<int64_t>{1, 2, 3, 0}, {4}).to(kGPU);
+  try {
+    cross_entropy(logits, target, Reduction::Mean, -100, 0.0, ones({10}));
+    FAIL() << "expected ember::Error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "[nll_loss] weight is on cpu but the input is on cuda:0");
+  }
+  EXPECT_NEAR(cross_entropy(logits, target, Reduction::Mean, -100, 0.0, ones({10}).to(kGPU)).item(), std::log(10.0),
+              1e-6);
 }
 
 TEST(CudaKernels, TransfersRoundTripEveryDtypeAndLayout) {

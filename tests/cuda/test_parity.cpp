@@ -503,7 +503,7 @@ std::pair<double, double> tolerances(DType dt, double scale) {
 class CudaParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaParity, ForwardAndBackwardMatchCpu) {
-  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device: " << cuda_unavailable_reason();
   const std::string& op = GetParam();
   auto it = parity_table().find(op);
   ASSERT_NE(it, parity_table().end()) << "no CUDA parity cases for registry op '" << op << "'";

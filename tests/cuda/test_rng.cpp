@@ -17,7 +17,7 @@ namespace ember {
 namespace {
 
 #define REQUIRE_CUDA() \
-  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device"
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device: " << cuda_unavailable_reason()
 
 const Device kGPU = cuda_device(0);
 const int64_t kSizes[] = {1, 3, 4, 5, 1001, 65537};

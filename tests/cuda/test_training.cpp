@@ -30,7 +30,7 @@ namespace ember {
 namespace {
 
 #define REQUIRE_CUDA() \
-  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device"
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device: " << cuda_unavailable_reason()
 
 const Device kGPU = cuda_device(0);
 

@@ -360,7 +360,8 @@ TEST_F(Run, UsageErrorsExitWithCode2) {
   // A CUDA build on a machine without a device (or without a driver: the runtime is static and
   // opens the driver itself) says so and runs nothing.
   if (EMBER_WITH_CUDA && !cuda_is_available())
-    expect_failure(m + io + " --device cuda", 2, {"--device cuda", "no such CUDA device (0 visible)"});
+    expect_failure(m + io + " --device cuda", 2,
+                   {"--device cuda", "no such CUDA device (0 visible: " + cuda_unavailable_reason() + ")"});
   EXPECT_EQ(run("--help").code, 0);
 }
 

@@ -8,7 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include "ember/config.h"
 #include "ember/runtime/autograd.h"
+#include "ember/runtime/device.h"
 #include "ember/runtime/ops.h"
 #include "ember/runtime/value.h"
 #include "tests/support/check.h"
@@ -380,6 +382,29 @@ TEST(TensorErrors, MessagesNameOpShapesAndDtypes) {
 }
 
 }  // namespace
+
+// Without a usable GPU the runtime says why (for skip messages, tools and allocation errors).
+TEST(Device, CudaUnavailableReasonSaysWhy) {
+  const std::string why = cuda_unavailable_reason();
+  if (cuda_device_count() > 0) {
+    EXPECT_EQ(why, "");
+    return;
+  }
+  if (!EMBER_WITH_CUDA) {
+    EXPECT_EQ(why, "this build of Ember has no CUDA backend (built with EMBER_CUDA=OFF or without nvcc)");
+    return;
+  }
+  EXPECT_TRUE(why.rfind("cudaGetDeviceCount failed with cuda", 0) == 0 || why.rfind("the CUDA runtime reports 0", 0) == 0)
+      << why;
+  try {
+    empty({2}, TensorOptions().with_device(cuda_device(0)));
+    FAIL() << "expected ember::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is not available (0 CUDA devices visible: " + why + ")"), std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace ember
 
 TEST(ValueKinds, Uint64RoundTripsBitForBit) {
@@ -389,3 +414,4 @@ TEST(ValueKinds, Uint64RoundTripsBitForBit) {
   EXPECT_LT(v.as_int(), 0);
   EXPECT_EQ(static_cast<uint64_t>(v.as_int()), big);
 }
+

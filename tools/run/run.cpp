@@ -206,7 +206,8 @@ Device parse_device(const std::string& text) {
       throw UsageError(str_cat("--device ", text, ": this ember-run was built without CUDA (CPU only)"));
     const int n = cuda_device_count();
     if (d.index >= n)
-      throw UsageError(str_cat("--device ", text, ": no such CUDA device (", n, " visible)"));
+      throw UsageError(str_cat("--device ", text, ": no such CUDA device (", n, " visible",
+                               n == 0 ? ": " + cuda_unavailable_reason() : std::string(), ")"));
   }
   return d;
 }
