@@ -1,27 +1,53 @@
 // cuDNN convolutions (forward, backward data, backward filter), the one kernel file that includes
 // cuDNN (dynload.cpp, which loads it, is the other). Descriptors are built once per (device, dtype,
-// geometry) and cached with the algorithm chosen for each pass: the first deterministic one
-// cudnnGetConvolution*Algorithm_v7 ranks (or, with EMBER_CUDNN_BENCHMARK=1, that
-// cudnnFindConvolution*Algorithm times fastest) whose workspace fits 1 GiB. f32 runs without TF32
+// geometry) and cached with the algorithms acceptable for each pass, in the order
+// cudnnGetConvolution*Algorithm_v7 ranks them (or, with EMBER_CUDNN_BENCHMARK=1,
+// cudnnFindConvolution*Algorithm times them): deterministic, within the TF32 setting, and with a
+// workspace (queried under the math type the algorithm runs with) of at most 1 GiB. The first one
+// runs; one that cuDNN refuses at run time hands the pass to the next. f32 runs without TF32
 // unless EMBER_ALLOW_TF32=1. Workspace comes from the caching allocator. EMBER_DISABLE_CUDNN=1 sends
-// every convolution to the direct kernels, and so does a process that cannot load libcudnn.
+// every convolution to the direct kernels; so does a process that cannot load libcudnn, and a pass
+// left without an algorithm, unless EMBER_CUDNN_STRICT=1, which makes those two an error instead.
 #include "ember/config.h"
 #include "kernels/cuda/conv_cudnn.h"
 #include "kernels/cuda/launch.h"
 
 #if EMBER_WITH_CUDNN
 #include <array>
+#include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "kernels/cuda/dynload_cudnn.h"
 
 namespace ember::cu {
+
+bool cudnn_strict() {
+  const char* v = std::getenv("EMBER_CUDNN_STRICT");  // read per call: tests switch it
+  return v && std::strcmp(v, "1") == 0;
+}
+
+void cudnn_fallback(const std::string& why) {
+  if (cudnn_strict()) EMBER_THROW("[cudnn] ", why, " (EMBER_CUDNN_STRICT=1 refuses the direct kernels)");
+}
+
 namespace {
+
+const char* pass_name(ConvPass pass) {
+  switch (pass) {
+    case ConvPass::Forward: return "the forward pass";
+    case ConvPass::BackwardData: return "the input gradient";
+    case ConvPass::BackwardFilter: return "the weight gradient";
+  }
+  return "";
+}
 
 // Throws "[cudnn] <call> failed: <status>" unless st is CUDNN_STATUS_SUCCESS.
 void check_cudnn(cudnnStatus_t st, const char* call) {
@@ -60,13 +86,21 @@ cudnnHandle_t handle(int device) {
   return hs.h[device];
 }
 
-// An algorithm picked for one pass.
-struct Choice {
-  bool tried = false;  // selection ran
-  bool ok = false;     // a usable algorithm exists
+// One acceptable algorithm for a pass, with the workspace it needs under the math type it runs with.
+struct Candidate {
   int algo = 0;
   size_t workspace = 0;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+};
+
+// The algorithms for one pass, best first; `next` is the one in use. When cuDNN refuses to run the
+// one in use, the pass moves on to the next instead of leaving cuDNN.
+struct Choice {
+  bool tried = false;  // selection ran
+  std::vector<Candidate> candidates;
+  size_t next = 0;
+  std::string why_none;  // when there is no candidate: why, for the strict mode's error
+  bool ok() const { return next < candidates.size(); }
 };
 
 // Descriptors for one geometry; one convolution descriptor per pass, since each pass may run
@@ -139,16 +173,46 @@ bool acceptable(const Perf& perf, DType dt) {
   return perf.memory <= kMaxWorkspace;
 }
 
+// The workspace `algo` needs for `pass` under the math type now set on conv; false when cuDNN
+// cannot say (the algorithm is then not used).
+bool workspace_size(const Plan& p, ConvPass pass, cudnnConvolutionDescriptor_t conv, cudnnHandle_t h, int algo,
+                    size_t& bytes) {
+  const Cudnn& api = cudnn();
+  cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
+  switch (pass) {
+    case ConvPass::Forward:
+      st = api.GetConvolutionForwardWorkspaceSize(h, p.x, p.w, conv, p.y, static_cast<cudnnConvolutionFwdAlgo_t>(algo),
+                                                  &bytes);
+      break;
+    case ConvPass::BackwardData:
+      st = api.GetConvolutionBackwardDataWorkspaceSize(h, p.w, p.y, conv, p.x,
+                                                       static_cast<cudnnConvolutionBwdDataAlgo_t>(algo), &bytes);
+      break;
+    case ConvPass::BackwardFilter:
+      st = api.GetConvolutionBackwardFilterWorkspaceSize(h, p.x, p.y, conv, p.w,
+                                                         static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo), &bytes);
+      break;
+  }
+  return st == CUDNN_STATUS_SUCCESS;
+}
+
+// Every acceptable algorithm of the ranking, in its order, with its workspace queried again under
+// the math type it will run with (the ranking's figure may be for another one).
 template <typename Perf>
-void pick(Choice& c, const Perf* perf, int returned, DType dt) {
+void pick(const Plan& p, ConvPass pass, Choice& c, const Perf* perf, int returned, DType dt, cudnnHandle_t h) {
+  cudnnConvolutionDescriptor_t conv = p.conv[static_cast<int>(pass)];
   for (int r = 0; r < returned; ++r) {
     if (!acceptable(perf[r], dt)) continue;
-    c.ok = true;
-    c.algo = static_cast<int>(perf[r].algo);
-    c.workspace = perf[r].memory;
-    c.math = dt == DType::f32 && !allow_tf32() ? CUDNN_FMA_MATH : perf[r].mathType;
-    return;
+    Candidate k;
+    k.algo = static_cast<int>(perf[r].algo);
+    k.math = dt == DType::f32 && !allow_tf32() ? CUDNN_FMA_MATH : perf[r].mathType;
+    if (cudnn().SetConvolutionMathType(conv, k.math) != CUDNN_STATUS_SUCCESS) continue;
+    if (!workspace_size(p, pass, conv, h, k.algo, k.workspace) || k.workspace > kMaxWorkspace) continue;
+    c.candidates.push_back(k);
   }
+  if (c.candidates.empty())
+    c.why_none = str_cat("none of the ", returned,
+                         " ranked algorithms is deterministic, within the TF32 setting and the 1 GiB workspace");
 }
 
 void choose(Plan& p, ConvPass pass, DType dt, cudnnHandle_t h) {
@@ -171,7 +235,7 @@ void choose(Plan& p, ConvPass pass, DType dt, cudnnHandle_t h) {
                                                            &returned, perf)
                  : cudnn().GetConvolutionForwardAlgorithm_v7(h, p.x, p.w, conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
                                                              &returned, perf);
-      if (st == CUDNN_STATUS_SUCCESS) pick(c, perf, returned, dt);
+      if (st == CUDNN_STATUS_SUCCESS) pick(p, pass, c, perf, returned, dt, h);
       break;
     }
     case ConvPass::BackwardData: {
@@ -179,7 +243,7 @@ void choose(Plan& p, ConvPass pass, DType dt, cudnnHandle_t h) {
       constexpr int n = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
       st = bench ? cudnn().FindConvolutionBackwardDataAlgorithm(h, p.w, p.y, conv, p.x, n, &returned, perf)
                  : cudnn().GetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, conv, p.x, n, &returned, perf);
-      if (st == CUDNN_STATUS_SUCCESS) pick(c, perf, returned, dt);
+      if (st == CUDNN_STATUS_SUCCESS) pick(p, pass, c, perf, returned, dt, h);
       break;
     }
     case ConvPass::BackwardFilter: {
@@ -187,27 +251,34 @@ void choose(Plan& p, ConvPass pass, DType dt, cudnnHandle_t h) {
       constexpr int n = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
       st = bench ? cudnn().FindConvolutionBackwardFilterAlgorithm(h, p.x, p.y, conv, p.w, n, &returned, perf)
                  : cudnn().GetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, conv, p.w, n, &returned, perf);
-      if (st == CUDNN_STATUS_SUCCESS) pick(c, perf, returned, dt);
+      if (st == CUDNN_STATUS_SUCCESS) pick(p, pass, c, perf, returned, dt, h);
       break;
     }
   }
-  if (c.ok) EMBER_CUDNN_CHECK(cudnn().SetConvolutionMathType(conv, c.math));
+  if (st != CUDNN_STATUS_SUCCESS)
+    c.why_none = str_cat("the algorithm query failed: ", cudnn().GetErrorString(st));
+  if (c.ok()) EMBER_CUDNN_CHECK(cudnn().SetConvolutionMathType(conv, c.candidates[c.next].math));
 }
 
 // cuDNN is optional at run time as at build time: where libcudnn cannot be loaded, the direct kernels
-// take every convolution, and stderr says so once.
+// take every convolution, and stderr says so once (the strict mode throws instead, every time).
 bool cudnn_loaded() {
-  static const bool ok = [] {
+  static const std::string error = [] {
     try {
       cudnn();
-      return true;
+      return std::string();
     } catch (const Error& e) {
-      std::fprintf(stderr, "%s\n[cudnn] using Ember's direct convolution kernels instead\n", e.what());
-      return false;
+      return std::string(e.what());
     }
   }();
-  return ok;
+  if (error.empty()) return true;
+  static std::once_flag said;
+  if (cudnn_strict()) cudnn_fallback(error);
+  std::call_once(said, [] { std::fprintf(stderr, "%s\n[cudnn] using Ember's direct convolution kernels instead\n", error.c_str()); });
+  return false;
 }
+
+std::atomic<uint64_t> g_served{0};
 
 std::mutex g_mu;
 std::map<Key, std::unique_ptr<Plan>>& plans() {
@@ -224,8 +295,7 @@ bool cudnn_conv2d(ConvPass pass, const kernels::ConvGeom& g, const Tensor& x, co
   if (!cudnn_loaded()) return false;
   const int dev = x.device().index;
   cudnnHandle_t h = handle(dev);
-  const Plan* plan = nullptr;
-  Choice c;
+  Plan* plan = nullptr;
   {
     std::lock_guard<std::mutex> lk(g_mu);
     auto& slot = plans()[make_key(dev, dt, g)];
@@ -233,59 +303,89 @@ bool cudnn_conv2d(ConvPass pass, const kernels::ConvGeom& g, const Tensor& x, co
       slot = std::make_unique<Plan>();
       build(*slot, dt, g);
     }
-    if (!slot->supported) return false;
+    if (!slot->supported) return false;  // a geometry cuDNN cannot express: the direct kernels' by design
     if (!slot->choice[static_cast<int>(pass)].tried) choose(*slot, pass, dt, h);
     plan = slot.get();
-    c = plan->choice[static_cast<int>(pass)];
   }
-  if (!c.ok) return false;
-  Scratch ws(dev, c.workspace);
-  cudnnConvolutionDescriptor_t conv = plan->conv[static_cast<int>(pass)];
+  const int ip = static_cast<int>(pass);
+  cudnnConvolutionDescriptor_t conv = plan->conv[ip];
   const float af = 1.0f, bf = 0.0f;
   const double ad = 1.0, bd = 0.0;
   const void* alpha = dt == DType::f32 ? static_cast<const void*>(&af) : static_cast<const void*>(&ad);
   const void* beta = dt == DType::f32 ? static_cast<const void*>(&bf) : static_cast<const void*>(&bd);
-  cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
-  const char* call = "";
-  switch (pass) {
-    case ConvPass::Forward:
-      call = "cudnnConvolutionForward";
-      st = cudnn().ConvolutionForward(h, alpha, plan->x, x.data_ptr(), plan->w, w.data_ptr(), conv,
-                                      static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.get(), c.workspace, beta,
-                                      plan->y, y.data_ptr());
-      break;
-    case ConvPass::BackwardData:
-      call = "cudnnConvolutionBackwardData";
-      st = cudnn().ConvolutionBackwardData(h, alpha, plan->w, w.data_ptr(), plan->y, y.data_ptr(), conv,
-                                           static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws.get(), c.workspace,
-                                           beta, plan->x, x.data_ptr());
-      break;
-    case ConvPass::BackwardFilter:
-      call = "cudnnConvolutionBackwardFilter";
-      st = cudnn().ConvolutionBackwardFilter(h, alpha, plan->x, x.data_ptr(), plan->y, y.data_ptr(), conv,
-                                             static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo), ws.get(),
-                                             c.workspace, beta, plan->w, w.data_ptr());
-      break;
-  }
-  if (st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM) {
-    // An algorithm the heuristics offered but that refuses to run: remember, say so once, and use
-    // the direct kernels for this shape from now on.
-    std::fprintf(stderr, "[cudnn] %s refused algorithm %d (%s); using Ember's direct kernels for this shape\n", call,
-                 c.algo, cudnn().GetErrorString(st));
+  for (;;) {
+    Candidate k;
+    {
+      std::lock_guard<std::mutex> lk(g_mu);
+      const Choice& c = plan->choice[ip];
+      if (!c.ok()) {
+        if (cudnn_strict())
+          cudnn_fallback(str_cat("no cuDNN algorithm for ", pass_name(pass), " of this geometry: ",
+                                 c.candidates.empty() ? c.why_none : "every ranked algorithm refused to run"));
+        return false;
+      }
+      k = c.candidates[c.next];
+    }
+    Scratch ws(dev, k.workspace);
+    cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
+    const char* call = "";
+    switch (pass) {
+      case ConvPass::Forward:
+        call = "cudnnConvolutionForward";
+        st = cudnn().ConvolutionForward(h, alpha, plan->x, x.data_ptr(), plan->w, w.data_ptr(), conv,
+                                        static_cast<cudnnConvolutionFwdAlgo_t>(k.algo), ws.get(), k.workspace, beta,
+                                        plan->y, y.data_ptr());
+        break;
+      case ConvPass::BackwardData:
+        call = "cudnnConvolutionBackwardData";
+        st = cudnn().ConvolutionBackwardData(h, alpha, plan->w, w.data_ptr(), plan->y, y.data_ptr(), conv,
+                                             static_cast<cudnnConvolutionBwdDataAlgo_t>(k.algo), ws.get(), k.workspace,
+                                             beta, plan->x, x.data_ptr());
+        break;
+      case ConvPass::BackwardFilter:
+        call = "cudnnConvolutionBackwardFilter";
+        st = cudnn().ConvolutionBackwardFilter(h, alpha, plan->x, x.data_ptr(), plan->y, y.data_ptr(), conv,
+                                               static_cast<cudnnConvolutionBwdFilterAlgo_t>(k.algo), ws.get(),
+                                               k.workspace, beta, plan->w, w.data_ptr());
+        break;
+    }
+    if (st == CUDNN_STATUS_SUCCESS) {
+      g_served.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    if (st != CUDNN_STATUS_NOT_SUPPORTED && st != CUDNN_STATUS_BAD_PARAM) check_cudnn(st, call);
+    // An algorithm the ranking offered that refuses to run: say so, and move this shape's pass on to
+    // the next acceptable algorithm (with its math type), for this call and the later ones.
     std::lock_guard<std::mutex> lk(g_mu);
-    plans()[make_key(dev, dt, g)]->choice[static_cast<int>(pass)].ok = false;
-    return false;
+    Choice& c = plan->choice[ip];
+    if (c.ok() && c.candidates[c.next].algo == k.algo) {
+      ++c.next;
+      std::fprintf(stderr, "[cudnn] %s refused algorithm %d (%s); %s\n", call, k.algo, cudnn().GetErrorString(st),
+                   c.ok() ? "trying the next ranked one" : "no other algorithm is left for this shape");
+      if (c.ok()) EMBER_CUDNN_CHECK(cudnn().SetConvolutionMathType(conv, c.candidates[c.next].math));
+    }
   }
-  check_cudnn(st, call);
-  return true;
 }
+
+uint64_t cudnn_convolutions_served() { return g_served.load(std::memory_order_relaxed); }
 
 }  // namespace ember::cu
 
 #else  // no cuDNN in this build: conv.cu's direct kernels do all the work
 
+#include <cstdlib>
+#include <cstring>
+
 namespace ember::cu {
 bool cudnn_conv2d(ConvPass, const kernels::ConvGeom&, const Tensor&, const Tensor&, const Tensor&) { return false; }
+bool cudnn_strict() {
+  const char* v = std::getenv("EMBER_CUDNN_STRICT");
+  return v && std::strcmp(v, "1") == 0;
+}
+void cudnn_fallback(const std::string& why) {
+  if (cudnn_strict()) EMBER_THROW("[cudnn] ", why, " (EMBER_CUDNN_STRICT=1 refuses the direct kernels)");
+}
+uint64_t cudnn_convolutions_served() { return 0; }
 }  // namespace ember::cu
 
 #endif

@@ -9,31 +9,34 @@
 namespace ember::cu {
 
 // The cuDNN functions Ember calls (kernels/cuda/conv_cudnn.cu): X(member, function).
-#define EMBER_CUDNN_FUNCTIONS(X)                                                             \
-  X(GetErrorString, cudnnGetErrorString)                                                     \
-  X(Create, cudnnCreate)                                                                     \
-  X(Destroy, cudnnDestroy)                                                                   \
-  X(SetStream, cudnnSetStream)                                                               \
-  X(CreateTensorDescriptor, cudnnCreateTensorDescriptor)                                     \
-  X(DestroyTensorDescriptor, cudnnDestroyTensorDescriptor)                                   \
-  X(SetTensor4dDescriptor, cudnnSetTensor4dDescriptor)                                       \
-  X(CreateFilterDescriptor, cudnnCreateFilterDescriptor)                                     \
-  X(DestroyFilterDescriptor, cudnnDestroyFilterDescriptor)                                   \
-  X(SetFilter4dDescriptor, cudnnSetFilter4dDescriptor)                                       \
-  X(CreateConvolutionDescriptor, cudnnCreateConvolutionDescriptor)                           \
-  X(DestroyConvolutionDescriptor, cudnnDestroyConvolutionDescriptor)                         \
-  X(SetConvolution2dDescriptor, cudnnSetConvolution2dDescriptor)                             \
-  X(SetConvolutionGroupCount, cudnnSetConvolutionGroupCount)                                 \
-  X(SetConvolutionMathType, cudnnSetConvolutionMathType)                                     \
-  X(GetConvolution2dForwardOutputDim, cudnnGetConvolution2dForwardOutputDim)                 \
-  X(GetConvolutionForwardAlgorithm_v7, cudnnGetConvolutionForwardAlgorithm_v7)               \
-  X(GetConvolutionBackwardDataAlgorithm_v7, cudnnGetConvolutionBackwardDataAlgorithm_v7)     \
-  X(GetConvolutionBackwardFilterAlgorithm_v7, cudnnGetConvolutionBackwardFilterAlgorithm_v7) \
-  X(FindConvolutionForwardAlgorithm, cudnnFindConvolutionForwardAlgorithm)                   \
-  X(FindConvolutionBackwardDataAlgorithm, cudnnFindConvolutionBackwardDataAlgorithm)         \
-  X(FindConvolutionBackwardFilterAlgorithm, cudnnFindConvolutionBackwardFilterAlgorithm)     \
-  X(ConvolutionForward, cudnnConvolutionForward)                                             \
-  X(ConvolutionBackwardData, cudnnConvolutionBackwardData)                                   \
+#define EMBER_CUDNN_FUNCTIONS(X)                                                               \
+  X(GetErrorString, cudnnGetErrorString)                                                       \
+  X(Create, cudnnCreate)                                                                       \
+  X(Destroy, cudnnDestroy)                                                                     \
+  X(SetStream, cudnnSetStream)                                                                 \
+  X(CreateTensorDescriptor, cudnnCreateTensorDescriptor)                                       \
+  X(DestroyTensorDescriptor, cudnnDestroyTensorDescriptor)                                     \
+  X(SetTensor4dDescriptor, cudnnSetTensor4dDescriptor)                                         \
+  X(CreateFilterDescriptor, cudnnCreateFilterDescriptor)                                       \
+  X(DestroyFilterDescriptor, cudnnDestroyFilterDescriptor)                                     \
+  X(SetFilter4dDescriptor, cudnnSetFilter4dDescriptor)                                         \
+  X(CreateConvolutionDescriptor, cudnnCreateConvolutionDescriptor)                             \
+  X(DestroyConvolutionDescriptor, cudnnDestroyConvolutionDescriptor)                           \
+  X(SetConvolution2dDescriptor, cudnnSetConvolution2dDescriptor)                               \
+  X(SetConvolutionGroupCount, cudnnSetConvolutionGroupCount)                                   \
+  X(SetConvolutionMathType, cudnnSetConvolutionMathType)                                       \
+  X(GetConvolution2dForwardOutputDim, cudnnGetConvolution2dForwardOutputDim)                   \
+  X(GetConvolutionForwardAlgorithm_v7, cudnnGetConvolutionForwardAlgorithm_v7)                 \
+  X(GetConvolutionBackwardDataAlgorithm_v7, cudnnGetConvolutionBackwardDataAlgorithm_v7)       \
+  X(GetConvolutionBackwardFilterAlgorithm_v7, cudnnGetConvolutionBackwardFilterAlgorithm_v7)   \
+  X(FindConvolutionForwardAlgorithm, cudnnFindConvolutionForwardAlgorithm)                     \
+  X(FindConvolutionBackwardDataAlgorithm, cudnnFindConvolutionBackwardDataAlgorithm)           \
+  X(FindConvolutionBackwardFilterAlgorithm, cudnnFindConvolutionBackwardFilterAlgorithm)       \
+  X(GetConvolutionForwardWorkspaceSize, cudnnGetConvolutionForwardWorkspaceSize)               \
+  X(GetConvolutionBackwardDataWorkspaceSize, cudnnGetConvolutionBackwardDataWorkspaceSize)     \
+  X(GetConvolutionBackwardFilterWorkspaceSize, cudnnGetConvolutionBackwardFilterWorkspaceSize) \
+  X(ConvolutionForward, cudnnConvolutionForward)                                               \
+  X(ConvolutionBackwardData, cudnnConvolutionBackwardData)                                     \
   X(ConvolutionBackwardFilter, cudnnConvolutionBackwardFilter)
 
 // cuDNN's entry points: cudnn().ConvolutionForward(...) calls cudnnConvolutionForward.

@@ -16,6 +16,7 @@
 #include <dlfcn.h>
 
 #include "kernels/cuda/dynload.h"
+#include "tests/support/env.h"
 #if EMBER_WITH_CUDNN
 #include "kernels/cuda/dynload_cudnn.h"
 #endif
@@ -23,28 +24,7 @@
 namespace ember {
 namespace {
 
-// Sets an environment variable for one scope, restoring its previous value (or absence).
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = getenv(name)) old_ = old, had_ = true;
-    if (value)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (had_)
-      setenv(name_, old_.c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::string old_;
-  bool had_ = false;
-};
+using test::ScopedEnv;
 
 // The message of the ember::Error that load() throws (empty when it loads).
 template <typename Load>
