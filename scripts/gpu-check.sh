@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# The GPU check in one command: builds Ember for sm_90 with the CUDA backend, runs the CUDA test
-# binary, a compute-sanitizer memcheck pass over a short subset (Ember's kernels, a small training
-# run), and the GPU benchmarks (Ember, and PyTorch eager when a python3 with torch is present), then
-# prints a short summary table last. Exit status 0 only if every step that could run passed.
+# The GPU check in one command: builds Ember for sm_90 with the CUDA backend, probes the device
+# (stopping with the reason when none is usable), runs the CUDA test binary, a compute-sanitizer
+# memcheck pass over a short subset (Ember's kernels, a small training run), and the GPU benchmarks
+# (Ember, and PyTorch eager when a python3 with torch is present), then prints a short summary table
+# last. Exit status 0 only if every step that could run passed. Every step on the device has a
+# time limit, so the whole check stays within about 8 minutes.
 #   usage: scripts/gpu-check.sh
 #   env:   BUILD_DIR (default build-gpu), JOBS (default nproc), STEPS (default
-#          "build,tests,memcheck,bench"; e.g. STEPS=build on a machine without a GPU prepares
-#          $BUILD_DIR/bin to carry to one whose image cannot build Ember), BENCH_STEPS (timed
-#          training steps per model, default 300), MEMCHECK_TIMEOUT (seconds, default 300)
-# When the build fails (an image without GTest or Eigen, say) and $BUILD_DIR/bin already holds
-# ember_tests_cuda and ember-bench-cuda, those are used. cuBLAS and cuDNN, which the binaries open
-# at run time, are looked up in the toolkit's folder and the python3 packages of the nvidia namespace
-# when the system's loader path lacks them.
+#          "build,tests,memcheck,bench"). The two-machine way (kernels/cuda/README.md): STEPS=build
+#          here fills $BUILD_DIR/gpu-bin with the stripped binaries the check runs (at most 60 MiB,
+#          the size that can be carried to the device machine); STEPS=tests,memcheck,bench there
+#          runs them. BENCH_STEPS (timed training steps per model, default 300), TESTS_TIMEOUT
+#          (default 180 s), MEMCHECK_TIMEOUT (default 120 s), BENCH_TIMEOUT (default 150 s).
+# When the build fails (an image without GTest or Eigen, say) and $BUILD_DIR/gpu-bin already holds
+# the binaries, those are used. cuBLAS and cuDNN, which the binaries open at run time, are looked up
+# in the system's loader path, the toolkit's folder and the python3 packages of the nvidia
+# namespace (the cuDNN and cuBLAS wheels), whichever are present.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build="${BUILD_DIR:-build-gpu}"
-bin="$build/bin"
+bin="$build/gpu-bin"  # what the steps after the build run: stripped copies, carried as one folder
+carry_limit=$((60 * 1024 * 1024))
 jobs="${JOBS:-$(nproc)}"
 bench_steps="${BENCH_STEPS:-300}"
 steps=",${STEPS:-build,tests,memcheck,bench},"
@@ -64,7 +69,15 @@ if want build; then
   if cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DEMBER_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
        -DEMBER_BUILD_EXAMPLES=OFF "${extra[@]}" >"$logs/configure.log" 2>&1 &&
      cmake --build "$build" -j"$jobs" --target ember_tests_cuda ember-bench-cuda >"$logs/build.log" 2>&1; then
-    row "build (sm_90)" ok "$(grep -m1 -E '^-- Ember: CUDA' "$logs/configure.log" | sed 's/^-- Ember: //') ($(( $(now) - t0 )) s)"
+    rm -rf "$bin" && mkdir -p "$bin"
+    for b in ember_tests_cuda ember-bench-cuda; do strip -o "$bin/$b" "$build/bin/$b"; done
+    size=$(du -cb "$bin"/* | tail -n 1 | cut -f1)
+    if [ "$size" -gt "$carry_limit" ]; then
+      row "build (sm_90)" FAIL "$bin holds $size bytes, over the 60 MiB that can be carried"
+      summary
+      exit 1
+    fi
+    row "build (sm_90)" ok "$(grep -m1 -E '^-- Ember: CUDA' "$logs/configure.log" | sed 's/^-- Ember: //'); $bin: $((size / 1048576)) MiB ($(( $(now) - t0 )) s)"
   elif [ -x "$bin/ember_tests_cuda" ] && [ -x "$bin/ember-bench-cuda" ]; then
     tail -n 15 "$logs/configure.log" "$logs/build.log" 2>/dev/null
     row "build (sm_90)" n/a "could not build here (see $logs); using the binaries already in $bin"
@@ -77,19 +90,41 @@ if want build; then
 fi
 
 # cuBLAS and cuDNN are opened at run time through the loader's search path (kernels/cuda/README.md):
-# where the system's lacks them, try the toolkit's own folder and the python3 nvidia packages.
+# the toolkit's own folder where the system's path lacks them, and the python3 nvidia packages'
+# folders (the cuDNN wheel) whenever present.
+dirs=""
 if ! ldconfig -p | grep -q 'libcublas\.so\.' || ! ldconfig -p | grep -q 'libcudnn\.so\.'; then
   dirs="${CUDA_HOME:-/usr/local/cuda}/lib64"
-  nv="$(nvidia_lib_dirs)"
-  [ -n "$nv" ] && dirs="$dirs:$nv"
-  export LD_LIBRARY_PATH="$dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
+nv="$(nvidia_lib_dirs)"
+[ -n "$nv" ] && dirs="${dirs:+$dirs:}$nv"
+[ -n "$dirs" ] && export LD_LIBRARY_PATH="$dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/GPU: /'
+
+# --- device probe: one kernel on cuda:0, or the reason there is none --------------------------
+if want tests || want memcheck || want bench; then
+  if [ ! -x "$bin/ember_tests_cuda" ]; then
+    row "device probe" FAIL "no $bin/ember_tests_cuda (run STEPS=build first)"
+    summary
+    exit 1
+  fi
+  timeout 60 "$bin/ember_tests_cuda" --gtest_filter='CudaProbe.*' >"$logs/probe.log" 2>&1
+  rc=$?
+  if [ "$rc" = 0 ] && grep -q '^cuda probe: ' "$logs/probe.log"; then
+    row "device probe" ok "$(grep -m1 '^cuda probe: ' "$logs/probe.log" | sed 's/^cuda probe: //')"
+  else
+    reason=$(grep -m1 -o 'no CUDA device: .*' "$logs/probe.log")
+    tail -n 20 "$logs/probe.log"
+    row "device probe" FAIL "${reason:-rc $rc (124: timeout; see $logs/probe.log)}"
+    summary
+    exit 1
+  fi
+fi
 
 # --- tests ------------------------------------------------------------------------------------
 if want tests; then
   t0=$(now)
-  "$bin/ember_tests_cuda" --gtest_brief=1 >"$logs/tests.log" 2>&1
+  timeout "${TESTS_TIMEOUT:-180}" "$bin/ember_tests_cuda" --gtest_brief=1 >"$logs/tests.log" 2>&1
   rc=$?
   tail -n 40 "$logs/tests.log"
   passed=$(grep -Eo '\[  PASSED  \] [0-9]+' "$logs/tests.log" | grep -Eo '[0-9]+$' || echo 0)
@@ -99,7 +134,7 @@ if want tests; then
     row "ember_tests_cuda" ok "${passed} passed, 0 failed, 0 skipped ($(( $(now) - t0 )) s)"
   else
     status=1
-    row "ember_tests_cuda" FAIL "${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped (rc $rc)"
+    row "ember_tests_cuda" FAIL "${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped (rc $rc; 124: timeout)"
   fi
 fi
 
@@ -116,14 +151,17 @@ if want memcheck; then
   sanitizer=$(command -v compute-sanitizer || ls "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer" 2>/dev/null)
   t0=$(now)
   if [ -n "$sanitizer" ] && [ -x "$sanitizer" ]; then
-    timeout "${MEMCHECK_TIMEOUT:-300}" "$sanitizer" --tool memcheck --error-exitcode 86 --leak-check no \
+    timeout "${MEMCHECK_TIMEOUT:-120}" "$sanitizer" --tool memcheck --error-exitcode 86 --leak-check no \
       "$bin/ember_tests_cuda" --gtest_brief=1 --gtest_filter="$subset" >"$logs/memcheck.log" 2>&1
     rc=$?
     errors=$(grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -n 1 | sed 's/^=* *//')
     if [ "$rc" = 0 ]; then
       row "memcheck (subset)" ok "${errors:-no summary} ($(( $(now) - t0 )) s)"
-    elif grep -q 'Device not supported' "$logs/memcheck.log"; then
-      row "memcheck (subset)" n/a "compute-sanitizer does not support this machine's runtime (see $logs/memcheck.log)"
+    elif [ "$rc" != 124 ] && ! grep -q '^\[==========\]' "$logs/memcheck.log"; then
+      # The tests never started: compute-sanitizer refused this machine (some drivers and GPUs,
+      # e.g. the H200 machines, do not allow it), which is not a finding about Ember.
+      why=$(grep -m1 -iE 'error|not supported|refused' "$logs/memcheck.log" | sed 's/^=* *//')
+      row "memcheck (subset)" n/a "compute-sanitizer refused to run here${why:+: $why}"
     else
       status=1
       tail -n 40 "$logs/memcheck.log"
@@ -138,15 +176,15 @@ fi
 # --- benchmarks -------------------------------------------------------------------------------
 if want bench; then
   t0=$(now)
-  EMBER_BENCH_TORCH_SCRIPT="$(pwd)/bench/cuda/torch_models.py" "$bin/ember-bench-cuda" --steps "$bench_steps" \
-    >"$logs/bench.log" 2>&1
+  EMBER_BENCH_TORCH_SCRIPT="$(pwd)/bench/cuda/torch_models.py" timeout "${BENCH_TIMEOUT:-150}" \
+    "$bin/ember-bench-cuda" --steps "$bench_steps" >"$logs/bench.log" 2>&1
   rc=$?
   cat "$logs/bench.log"
   if [ "$rc" = 0 ]; then
     row "benchmarks" ok "$(( $(now) - t0 )) s"
   else
     status=1
-    row "benchmarks" FAIL "rc $rc"
+    row "benchmarks" FAIL "rc $rc (124: timeout)"
   fi
 fi
 
