@@ -43,6 +43,9 @@ EMBER_CUDA_ENTRY_OR(void, cuda_free, (int device, void* p), {})
 // Copies nbytes between host and device memory (either side may be CUDA).
 EMBER_CUDA_ENTRY(void, cuda_memcpy, (void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes))
 EMBER_CUDA_ENTRY(void, cuda_synchronize, (int device))
+// The host-device round-trip counters (runtime/device.h: cuda_round_trips()).
+EMBER_CUDA_ENTRY_OR(CudaRoundTrips, cuda_round_trips, (), { return {}; })
+EMBER_CUDA_ENTRY_OR(void, reset_cuda_round_trips, (), {})
 // Page-locked host memory straight from the driver (cudaHostAlloc, uncached; needs a device); the
 // runtime's pinned host allocator (runtime/allocator.h) caches these blocks.
 EMBER_CUDA_ENTRY(void*, cuda_host_alloc, (size_t nbytes))

@@ -26,6 +26,8 @@ std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_st
 
 int cuda_device_count() { return kernels::cuda_device_count(); }
 std::string cuda_unavailable_reason() { return kernels::cuda_unavailable_reason(); }
+CudaRoundTrips cuda_round_trips() { return kernels::cuda_round_trips(); }
+void reset_cuda_round_trips() { kernels::reset_cuda_round_trips(); }
 bool cuda_is_available() { return cuda_device_count() > 0; }
 
 }  // namespace ember

@@ -36,4 +36,16 @@ EMBER_API int cuda_device_count();
 // that this build has no CUDA backend.
 EMBER_API std::string cuda_unavailable_reason();
 
+// The CUDA backend's host-device round trips since the process started or the last reset: how often
+// the host waited for a device (stream, device and event synchronisations, the waits that end every
+// copy touching host memory included) and how many of those waits ended a copy into host memory
+// (item(), to(kCPU), a kernel's status read back). All zero in a build without CUDA. A steady
+// training step should add none; tests and benchmarks read these.
+struct CudaRoundTrips {
+  uint64_t synchronizations = 0;
+  uint64_t device_to_host_copies = 0;
+};
+EMBER_API CudaRoundTrips cuda_round_trips();
+EMBER_API void reset_cuda_round_trips();
+
 }  // namespace ember

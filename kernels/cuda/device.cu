@@ -3,10 +3,22 @@
 // Every CUDA status becomes an ember::Error naming the call that failed.
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <cstdint>
+
 #include "kernels/cuda/launch.h"
 #include "kernels/kernels.h"
 
 namespace ember::cu {
+
+namespace {
+std::atomic<uint64_t> g_synchronizations{0}, g_device_to_host{0};
+}  // namespace
+
+void count_round_trip(bool device_to_host) {
+  g_synchronizations.fetch_add(1, std::memory_order_relaxed);
+  if (device_to_host) g_device_to_host.fetch_add(1, std::memory_order_relaxed);
+}
 
 void check(cudaError_t st, const char* call) {
   if (st != cudaSuccess) {
@@ -62,7 +74,10 @@ Event::~Event() {
 
 void Event::record(cudaStream_t stream) { EMBER_CUDA_CHECK(cudaEventRecord(ev_, stream)); }
 
-void Event::synchronize() const { EMBER_CUDA_CHECK(cudaEventSynchronize(ev_)); }
+void Event::synchronize() const {
+  count_round_trip(false);
+  EMBER_CUDA_CHECK(cudaEventSynchronize(ev_));
+}
 
 bool Event::done() const {
   cudaError_t st = cudaEventQuery(ev_);
@@ -157,6 +172,7 @@ void cuda_memcpy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
     // Across devices: finish the source's pending work, then copy synchronously.
     {
       cu::DeviceGuard g(src_dev.index);
+      cu::count_round_trip(false);
       EMBER_CUDA_CHECK(cudaStreamSynchronize(cu::current_stream(src_dev.index)));
     }
     cu::DeviceGuard g(dst_dev.index);
@@ -168,12 +184,25 @@ void cuda_memcpy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
   cudaStream_t s = cu::current_stream(dev);
   EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, s));
   // A host buffer may be reused as soon as this returns, so copies touching the host complete here.
-  if (dst_dev.is_cpu() || src_dev.is_cpu()) EMBER_CUDA_CHECK(cudaStreamSynchronize(s));
+  if (dst_dev.is_cpu() || src_dev.is_cpu()) {
+    cu::count_round_trip(dst_dev.is_cpu());
+    EMBER_CUDA_CHECK(cudaStreamSynchronize(s));
+  }
 }
 
 void cuda_synchronize(int device) {
   cu::DeviceGuard g(device);
+  cu::count_round_trip(false);
   EMBER_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+CudaRoundTrips cuda_round_trips() {
+  return {cu::g_synchronizations.load(std::memory_order_relaxed), cu::g_device_to_host.load(std::memory_order_relaxed)};
+}
+
+void reset_cuda_round_trips() {
+  cu::g_synchronizations.store(0, std::memory_order_relaxed);
+  cu::g_device_to_host.store(0, std::memory_order_relaxed);
 }
 
 // --- pinned host memory (cached by runtime/allocator.cpp) -------------------------------------

@@ -155,6 +155,7 @@ void nll_loss_cuda(const Tensor& logp, const Tensor& target, const Tensor& weigh
   });
   unsigned long long host[2] = {0, 0};
   EMBER_CUDA_CHECK(cudaMemcpyAsync(host, status.get(), sizeof(host), cudaMemcpyDeviceToHost, s));
+  cu::count_round_trip(true);
   EMBER_CUDA_CHECK(cudaStreamSynchronize(s));
   EMBER_CHECK(host[0] == 0, "[nll_loss] target ", static_cast<int64_t>(host[1]), " is out of bounds for ", C,
               " classes");

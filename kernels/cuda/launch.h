@@ -27,6 +27,10 @@ void check(cudaError_t st, const char* call);
 // Checks the launch of `kernel` (bad configuration, missing image for this GPU).
 inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
 
+// Counts a host wait for the device (a stream, device or event synchronisation), and with
+// device_to_host a copy into host memory, for cuda_round_trips() (runtime/device.h).
+void count_round_trip(bool device_to_host);
+
 // Makes `device` current for the scope (restores the previous device after).
 class DeviceGuard {
  public:

@@ -353,6 +353,27 @@ TEST(CudaKernels, LossesKeepTheirTensorsOnTheInputsDevice) {
               1e-6);
 }
 
+// The round-trip counters: device work adds nothing, item() one wait ending a device-to-host copy,
+// a host-to-device copy one wait and no device-to-host copy.
+TEST(CudaKernels, HostDeviceRoundTripsAreCounted) {
+  REQUIRE_CUDA();
+  Tensor a = full({64}, 1.5, TensorOptions(DType::f32).with_device(kGPU));
+  Tensor b = full({64}, 2.0, TensorOptions(DType::f32).with_device(kGPU));
+  reset_cuda_round_trips();
+  Tensor c = mul(add(a, b), a);
+  Tensor s = sum(c);
+  EXPECT_EQ(cuda_round_trips().synchronizations, 0u);
+  EXPECT_EQ(cuda_round_trips().device_to_host_copies, 0u);
+  EXPECT_EQ(s.item(), 64 * 3.5 * 1.5);
+  EXPECT_EQ(cuda_round_trips().synchronizations, 1u);
+  EXPECT_EQ(cuda_round_trips().device_to_host_copies, 1u);
+  Tensor d = full({64}, 1.0).to(kGPU);
+  EXPECT_EQ(cuda_round_trips().synchronizations, 2u);
+  EXPECT_EQ(cuda_round_trips().device_to_host_copies, 1u);
+  reset_cuda_round_trips();
+  EXPECT_EQ(cuda_round_trips().synchronizations, 0u);
+}
+
 TEST(CudaKernels, TransfersRoundTripEveryDtypeAndLayout) {
   REQUIRE_CUDA();
   for (DType t : kAllTypes) {

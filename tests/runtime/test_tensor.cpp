@@ -383,6 +383,16 @@ TEST(TensorErrors, MessagesNameOpShapesAndDtypes) {
 
 }  // namespace
 
+// Without a device nothing waits for one: the round-trip counters stay at zero.
+TEST(Device, RoundTripCountersStayZeroWithoutADevice) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is visible (tests/cuda counts its round trips)";
+  reset_cuda_round_trips();
+  Tensor x = full({8}, 2.0);
+  EXPECT_EQ(sum(mul(x, x)).item(), 32.0);
+  EXPECT_EQ(cuda_round_trips().synchronizations, 0u);
+  EXPECT_EQ(cuda_round_trips().device_to_host_copies, 0u);
+}
+
 // Without a usable GPU the runtime says why (for skip messages, tools and allocation errors).
 TEST(Device, CudaUnavailableReasonSaysWhy) {
   const std::string why = cuda_unavailable_reason();
