@@ -12,13 +12,31 @@
 #include "kernels/cuda/conv_cudnn.h"
 #include "kernels/cuda/launch.h"
 
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace ember::cu {
+namespace {
+// Whether environment variable `name` is "1" (read per call: tests switch these).
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v && std::strcmp(v, "1") == 0;
+}
+}  // namespace
+
+bool cudnn_strict() { return env_flag("EMBER_CUDNN_STRICT"); }
+
+void cudnn_fallback(const std::string& why) {
+  if (cudnn_strict()) EMBER_THROW("[cudnn] ", why, " (EMBER_CUDNN_STRICT=1 refuses the direct kernels)");
+}
+}  // namespace ember::cu
+
 #if EMBER_WITH_CUDNN
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,16 +46,6 @@
 #include "kernels/cuda/dynload_cudnn.h"
 
 namespace ember::cu {
-
-bool cudnn_strict() {
-  const char* v = std::getenv("EMBER_CUDNN_STRICT");  // read per call: tests switch it
-  return v && std::strcmp(v, "1") == 0;
-}
-
-void cudnn_fallback(const std::string& why) {
-  if (cudnn_strict()) EMBER_THROW("[cudnn] ", why, " (EMBER_CUDNN_STRICT=1 refuses the direct kernels)");
-}
-
 namespace {
 
 const char* pass_name(ConvPass pass) {
@@ -55,10 +63,6 @@ void check_cudnn(cudnnStatus_t st, const char* call) {
 }
 #define EMBER_CUDNN_CHECK(expr) check_cudnn((expr), #expr)
 
-bool env_flag(const char* name) {
-  const char* v = std::getenv(name);
-  return v && std::strcmp(v, "1") == 0;
-}
 bool allow_tf32() {
   static const bool on = env_flag("EMBER_ALLOW_TF32");
   return on;
@@ -273,7 +277,7 @@ bool cudnn_loaded() {
   }();
   if (error.empty()) return true;
   static std::once_flag said;
-  if (cudnn_strict()) cudnn_fallback(error);
+  cudnn_fallback(error);  // throws in strict mode
   std::call_once(said, [] { std::fprintf(stderr, "%s\n[cudnn] using Ember's direct convolution kernels instead\n", error.c_str()); });
   return false;
 }
@@ -373,18 +377,8 @@ uint64_t cudnn_convolutions_served() { return g_served.load(std::memory_order_re
 
 #else  // no cuDNN in this build: conv.cu's direct kernels do all the work
 
-#include <cstdlib>
-#include <cstring>
-
 namespace ember::cu {
 bool cudnn_conv2d(ConvPass, const kernels::ConvGeom&, const Tensor&, const Tensor&, const Tensor&) { return false; }
-bool cudnn_strict() {
-  const char* v = std::getenv("EMBER_CUDNN_STRICT");
-  return v && std::strcmp(v, "1") == 0;
-}
-void cudnn_fallback(const std::string& why) {
-  if (cudnn_strict()) EMBER_THROW("[cudnn] ", why, " (EMBER_CUDNN_STRICT=1 refuses the direct kernels)");
-}
 uint64_t cudnn_convolutions_served() { return 0; }
 }  // namespace ember::cu
 
