@@ -140,6 +140,7 @@ class EMBER_API ModelCheckpoint : public Callback {
   void save_last(Trainer& trainer, const NameMetrics& metrics);
   void save_file(Trainer& trainer, const std::string& path);
   void link_file(Trainer& trainer, const std::string& target, const std::string& link);
+  static void make_link(Trainer& trainer, const std::string& target, const std::string& link);
   std::string unique_name(const NameMetrics& metrics, const std::string& filename, const std::string& replaceable) const;
   bool should_remove(const Trainer& trainer, const std::string& previous, const std::string& current) const;
   void remove_file(Trainer& trainer, const std::string& path) const;

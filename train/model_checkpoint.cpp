@@ -319,6 +319,7 @@ void ModelCheckpoint::save_monitor(Trainer& trainer, const NameMetrics& metrics)
 }
 
 void ModelCheckpoint::save_none_monitor(Trainer& trainer, const NameMetrics& metrics) {
+  trainer.wait_for_checkpoint();  // names depend on the files on disk: the write in flight lands first
   std::string path = unique_name(metrics, "", best_model_path_);
   std::string previous = best_model_path_;
   best_model_path_ = path;  // before writing: the file records itself
@@ -337,6 +338,7 @@ void ModelCheckpoint::update_best_and_save(double current, Trainer& trainer, con
   if (std::isnan(current))
     current = opts_.mode == "min" ? std::numeric_limits<double>::infinity() : -std::numeric_limits<double>::infinity();
 
+  trainer.wait_for_checkpoint();  // names depend on the files on disk: the write in flight lands first
   std::string path = unique_name(metrics, "", del_path);
   current_score_ = current;
   auto slot = std::find_if(best_k_models_.begin(), best_k_models_.end(), [&](const auto& e) { return e.first == path; });
@@ -371,6 +373,7 @@ void ModelCheckpoint::update_best_and_save(double current, Trainer& trainer, con
 
 void ModelCheckpoint::save_last(Trainer& trainer, const NameMetrics& metrics) {
   if (!opts_.save_last) return;
+  trainer.wait_for_checkpoint();  // names depend on the files on disk: the write in flight lands first
   std::string path = unique_name(metrics, opts_.checkpoint_name_last, last_model_path_);
   std::string previous = last_model_path_;
   last_model_path_ = path;  // before writing: the file records itself
@@ -394,6 +397,11 @@ void ModelCheckpoint::save_file(Trainer& trainer, const std::string& path) {
 }
 
 void ModelCheckpoint::link_file(Trainer& trainer, const std::string& target, const std::string& link) {
+  // The target may still be being written (asynchronous checkpointing): link once it is committed.
+  trainer.after_checkpoint_commit([&trainer, target, link] { make_link(trainer, target, link); });
+}
+
+void ModelCheckpoint::make_link(Trainer& trainer, const std::string& target, const std::string& link) {
   std::error_code ec;
   fs::file_status st = fs::symlink_status(link, ec);
   if (fs::is_directory(st)) fs::remove_all(link, ec);
@@ -440,9 +448,12 @@ bool ModelCheckpoint::should_remove(const Trainer& trainer, const std::string& p
 }
 
 void ModelCheckpoint::remove_file(Trainer& trainer, const std::string& path) const {
-  std::error_code ec;
-  fs::remove(path, ec);
-  if (ec) trainer.print("[ModelCheckpoint] warning: cannot remove " + path + ": " + ec.message());
+  // Only once the file replacing it is committed (at once unless a write is in flight).
+  trainer.after_checkpoint_commit([&trainer, path] {
+    std::error_code ec;
+    fs::remove(path, ec);
+    if (ec) trainer.print("[ModelCheckpoint] warning: cannot remove " + path + ": " + ec.message());
+  });
 }
 
 // --- naming --------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include <map>
 #include <sstream>
 
+#include "ember/checkpoint/async_saver.h"
 #include "ember/checkpoint/checkpoint.h"
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/ops.h"
@@ -154,7 +155,15 @@ Trainer::Trainer(TrainerOptions options) : opts_(std::move(options)) {
   bar_ = std::make_shared<ProgressBar>(opts_.enable_progress_bar);
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() {
+  // A write still in flight (a save_checkpoint() outside fit never waited for) is finished here;
+  // its failure can only be printed.
+  try {
+    finish_checkpoint(false);
+  } catch (const std::exception& e) {
+    print(std::string("[Trainer] ") + e.what());
+  }
+}
 
 int64_t Trainer::current_epoch() const { return progress_.epochs_completed; }
 
@@ -345,7 +354,30 @@ Value Trainer::dump_checkpoint(bool weights_only) {
   return out;
 }
 
-void Trainer::save_checkpoint(const std::string& path, bool weights_only) {
+namespace {
+
+void collect_tensor_data(const Value& v, std::vector<const void*>& out) {
+  if (v.is_tensor()) {
+    if (v.as_tensor().defined()) out.push_back(v.as_tensor().data_ptr());
+  } else if (v.is_list()) {
+    for (const Value& item : v.as_list()) collect_tensor_data(item, out);
+  } else if (v.is_map()) {
+    for (const auto& [k, item] : v.as_map()) collect_tensor_data(item, out);
+  }
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+void Trainer::save_checkpoint(const std::string& path, bool weights_only, std::optional<bool> async) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const bool use_async = async.value_or(opts_.async_checkpointing) && !handling_exception_;
+  // One write in flight: the previous one is committed (and its deferred deletions and links done)
+  // before this one starts, in the order a synchronous save would have them.
+  finish_checkpoint(true);
   Value root = dump_checkpoint(weights_only);
   fs::path parent = fs::path(path).parent_path();
   if (!parent.empty()) {
@@ -355,8 +387,70 @@ void Trainer::save_checkpoint(const std::string& path, bool weights_only) {
   }
   checkpoint::SaveOptions so;
   so.weights_only = weights_only;
-  checkpoint::save(path, root, so);
+  if (use_async) {
+    if (!saver_) saver_ = std::make_unique<checkpoint::AsyncSaver>();
+    // Inside fit, the parameters and optimizer moments change only at the optimizer step, which
+    // waits for the snapshot: the background thread may copy them. Elsewhere everything is copied
+    // before this returns.
+    std::vector<const void*> later;
+    if (stage_ == "fit") {
+      for (const Tensor& p : model_->parameters())
+        if (p.defined()) later.push_back(p.data_ptr());
+      if (root.contains(checkpoint::kOptimizerStates)) collect_tensor_data(root.at(checkpoint::kOptimizerStates), later);
+    }
+    saver_->save(path, root, so, later);
+    save_in_flight_ = true;
+    ckpt_times_.async_saves++;
+  } else {
+    checkpoint::save(path, root, so);
+  }
+  double blocked = seconds_since(t0);
+  ckpt_times_.saves++;
+  ckpt_times_.last_blocked_s = blocked;
+  ckpt_times_.max_blocked_s = std::max(ckpt_times_.max_blocked_s, blocked);
+  ckpt_times_.total_blocked_s += blocked;
   saved_this_epoch_.push_back(path);
+}
+
+void Trainer::wait_for_checkpoint_snapshot() {
+  if (!save_in_flight_) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  saver_->wait_for_snapshot();
+  double waited = seconds_since(t0);
+  ckpt_times_.last_blocked_s += waited;
+  ckpt_times_.total_blocked_s += waited;
+  ckpt_times_.max_blocked_s = std::max(ckpt_times_.max_blocked_s, ckpt_times_.last_blocked_s);
+}
+
+void Trainer::wait_for_checkpoint() { finish_checkpoint(true); }
+
+void Trainer::after_checkpoint_commit(std::function<void()> fn) {
+  if (save_in_flight_) after_commit_.push_back(std::move(fn));
+  else fn();
+}
+
+void Trainer::poll_checkpoint() {
+  if (save_in_flight_ && !saver_->busy()) finish_checkpoint(true);
+}
+
+void Trainer::finish_checkpoint(bool throw_failure) {
+  if (!save_in_flight_) return;
+  wait_for_checkpoint_snapshot();
+  save_in_flight_ = false;
+  std::vector<std::function<void()>> actions = std::move(after_commit_);
+  after_commit_.clear();
+  try {
+    saver_->wait();
+  } catch (const std::exception& e) {
+    // The file it was to replace, and the files the deferred actions would have deleted, stay.
+    std::string msg = str_cat("[Trainer] the asynchronous checkpoint save to '", saver_->current_path(),
+                              "' failed: ", e.what());
+    if (throw_failure) throw Error(msg);
+    print(msg);
+    return;
+  }
+  ckpt_times_.last_write_s = saver_->stats().last_write_s;
+  for (auto& fn : actions) fn();
 }
 
 std::string Trainer::resolve_ckpt_path(const std::string& ckpt_path) const {
@@ -469,6 +563,7 @@ void Trainer::restore(const std::string& path, data::DataLoader& train_loader) {
 
 void Trainer::fit(LightningModule& model, data::DataLoader& train_loader, data::DataLoader* val_loader,
                   const std::string& ckpt_path) {
+  wait_for_checkpoint();  // a save queued before fit is committed before anything is resolved
   if (opts_.seed) manual_seed(*opts_.seed);
   progress_ = FitProgress{};
   ckpt_path_.clear();
@@ -510,7 +605,20 @@ void Trainer::fit(LightningModule& model, data::DataLoader& train_loader, data::
     run_fit(train_loader, val_loader);
     model.on_fit_end();
     for (auto& cb : callbacks_) cb->on_fit_end(*this, model);
+    wait_for_checkpoint();  // fit returns with every checkpoint committed, or throws the failure
   } catch (const std::exception& e) {
+    // The write in flight completes first (its failure is reported, not thrown over e); then the
+    // on_exception callbacks save synchronously.
+    handling_exception_ = true;
+    struct Reset {
+      bool& flag;
+      ~Reset() { flag = false; }
+    } reset{handling_exception_};
+    try {
+      finish_checkpoint(false);
+    } catch (const std::exception& inner) {
+      print(std::string("[Trainer] ") + inner.what());
+    }
     for (auto& cb : callbacks_) {
       if (!loop_started) break;
       try {
@@ -578,6 +686,7 @@ void Trainer::optimizer_step() {
     if (opts_.gradient_clip_algorithm == "norm") optim::clip_grad_norm_(params, *opts_.gradient_clip_val);
     else optim::clip_grad_value_(params, *opts_.gradient_clip_val);
   }
+  wait_for_checkpoint_snapshot();  // an asynchronous save may still be copying what step() changes
   for (auto& o : optim_.optimizers) {
     o->step();
     o->zero_grad(true);
@@ -672,6 +781,7 @@ void Trainer::run_train_epoch(data::DataLoader& train_loader, data::DataLoader* 
       }
       hook_.clear();
       check_signals();
+      poll_checkpoint();
       if (!is_last_batch_ && val_loader && should_validate_at_batch(batch_idx, false)) run_validation(*val_loader, num_val_batches_, false);
       ++batch_idx;
       if (opts_.max_steps >= 0 && progress_.global_step >= opts_.max_steps) {
@@ -762,6 +872,7 @@ void Trainer::run_validation(data::DataLoader& loader, int64_t max_batches, bool
 
 Metrics Trainer::run_eval_loop(LightningModule& model, data::DataLoader& loader, const std::string& stage,
                                const std::string& ckpt_path) {
+  wait_for_checkpoint();
   model.to(opts_.device);
   setup(model, stage);
   if (!ckpt_path.empty()) {
@@ -810,6 +921,7 @@ Metrics Trainer::test(LightningModule& model, data::DataLoader& loader, const st
 }
 
 std::vector<Tensor> Trainer::predict(LightningModule& model, data::DataLoader& loader, const std::string& ckpt_path) {
+  wait_for_checkpoint();
   model.to(opts_.device);
   setup(model, "predict");
   if (!ckpt_path.empty()) {

@@ -5,6 +5,7 @@
 // README.md ("Resume arithmetic") says which epoch a resumed run continues at.
 #pragma once
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -23,6 +24,9 @@ namespace ember {
 
 class Logger;
 struct ProgressBar;
+namespace checkpoint {
+class AsyncSaver;
+}
 
 // An int is a count of batches, a double a fraction of the loader (Lightning's int|float options).
 struct BatchLimit {
@@ -59,6 +63,26 @@ struct TrainerOptions {
   std::optional<uint64_t> seed;             // seeds the default generator and loader samplers
   bool deterministic = true;                // Ember's CPU kernels are deterministic already
   Device device = kCPU;
+  // Checkpoints are written by a background thread: a save blocks the loop only for copying the
+  // state into host buffers kept from one save to the next (parameters and optimizer moments are
+  // copied during the next batch's forward and backward pass, before the optimizer step changes
+  // them). The files are byte for byte what a synchronous save writes, with the same atomic
+  // protocol; at most one write is in flight (the next save waits for it). ModelCheckpoint links
+  // and deletes files only once the new file is committed. A failed write is thrown at the next
+  // save, the next batch, or the end of fit; exceptions and signals wait for the write in flight
+  // before on_exception callbacks run. Code that changes parameters in place outside the
+  // optimizer step must call wait_for_checkpoint_snapshot() first.
+  bool async_checkpointing = false;
+};
+
+// Time the training loop spent blocked by checkpoint saves (seconds).
+struct CheckpointTimes {
+  int64_t saves = 0;           // save_checkpoint() calls that wrote or queued a file
+  int64_t async_saves = 0;     // of those, queued for the background writer
+  double last_blocked_s = 0;   // the last save: dump + write (sync) or dump + wait + copy (async)
+  double max_blocked_s = 0;
+  double total_blocked_s = 0;
+  double last_write_s = 0;     // the background write of the last finished asynchronous save
 };
 
 // A logged value as Lightning keeps it: floats are float32 unless logged from an f64 tensor.
@@ -99,7 +123,19 @@ class EMBER_API Trainer {
 
   // Writes a checkpoint of the attached model's state (atomic). weights_only leaves out optimizer,
   // scheduler and callback state (such a file loads for inference but cannot resume training).
-  void save_checkpoint(const std::string& path, bool weights_only = false);
+  // async: queue the write to the background writer (see TrainerOptions::async_checkpointing,
+  // the default when not given); the file exists once wait_for_checkpoint() returns. Saves made
+  // while an exception is being handled are synchronous.
+  void save_checkpoint(const std::string& path, bool weights_only = false, std::optional<bool> async = std::nullopt);
+  // Waits for the asynchronous write in flight, runs the actions deferred to its commit
+  // (after_checkpoint_commit) and throws its failure. Returns at once when none is in flight.
+  void wait_for_checkpoint();
+  // Waits until the in-flight save's copy of the parameters and optimizer moments is taken.
+  void wait_for_checkpoint_snapshot();
+  // Runs fn once the file being written asynchronously is committed (at once when none is in
+  // flight); dropped if that write fails. ModelCheckpoint deletes and links files this way.
+  void after_checkpoint_commit(std::function<void()> fn);
+  const CheckpointTimes& checkpoint_times() const { return ckpt_times_; }
   // The checkpoint contents save_checkpoint() writes.
   Value dump_checkpoint(bool weights_only = false);
 
@@ -150,6 +186,8 @@ class EMBER_API Trainer {
   void record_log(const std::string& name, const Metric& value, const LogOptions& opts);
   void flush_step_logs(bool force);
   void check_signals();
+  void poll_checkpoint();
+  void finish_checkpoint(bool throw_failure);
   Batch to_device(const Batch& batch) const;
   friend class LightningModule;
 
@@ -181,6 +219,13 @@ class EMBER_API Trainer {
   std::shared_ptr<ProgressBar> bar_;
   std::chrono::steady_clock::time_point epoch_start_;
   int64_t epoch_samples_ = 0;
+  // Asynchronous checkpointing: the writer (made on first use), the actions waiting for its
+  // in-flight file, and whether an exception is being handled (saves are synchronous then).
+  std::unique_ptr<checkpoint::AsyncSaver> saver_;
+  std::vector<std::function<void()>> after_commit_;
+  bool save_in_flight_ = false;
+  bool handling_exception_ = false;
+  CheckpointTimes ckpt_times_;
 };
 
 }  // namespace ember

@@ -41,6 +41,7 @@ const char* usage() {
          "      [--optimizer adam|adamw|sgd] [--scheduler none|step|cosine|onecycle|plateau] [--seed N]\n"
          "      [--max-epochs N] [--max-steps N] [--limit-train-batches N] [--limit-val-batches N]\n"
          "      [--check-val-every-n-epoch N] [--default-root-dir DIR] [--no-checkpointing]\n"
+         "      [--async-checkpointing]\n"
          "      [--ckpt-dir DIR] [--ckpt-filename TEMPLATE] [--monitor KEY] [--mode min|max]\n"
          "      [--save-top-k K] [--save-last true|false|link] [--every-n-epochs N]\n"
          "      [--every-n-train-steps N] [--save-weights-only] [--no-auto-insert-metric-name]\n"
@@ -78,6 +79,7 @@ struct FitArgs {
   int64_t check_val_every_n_epoch = 1;
   std::string default_root_dir = ".";
   bool no_checkpointing = false;
+  bool async_checkpointing = false;
   std::string ckpt_dir, ckpt_filename, monitor;
   std::string mode = "min";
   int64_t save_top_k = 1;
@@ -381,6 +383,7 @@ int run_fit(FitArgs a, const Given& g) {
   opts.check_val_every_n_epoch = a.check_val_every_n_epoch;
   opts.log_every_n_steps = std::clamp<int64_t>(steps_per_epoch, 1, 50);  // at least one train_loss row per epoch
   opts.enable_checkpointing = !a.no_checkpointing;
+  opts.async_checkpointing = a.async_checkpointing;
   opts.enable_progress_bar = !a.no_progress;
   opts.seed = a.seed;
   opts.device = device;
@@ -565,6 +568,8 @@ void add_fit(CLI::App* fit, FitArgs& a, Given& g) {
                   "Runs go to DIR/ember_logs/version_N (metrics.csv, hparams.yaml, checkpoints/, PNGs)")->type_name("DIR")
       ->capture_default_str();
   fit->add_flag("--no-checkpointing", a.no_checkpointing, "Write no checkpoints at all (no automatic, no on_exception)");
+  fit->add_flag("--async-checkpointing", a.async_checkpointing,
+                "Write checkpoints in the background: training waits only for a copy of the state");
   g.checkpoint.push_back(fit->add_option("--ckpt-dir", a.ckpt_dir,
                                          "ModelCheckpoint dirpath (default: <run directory>/checkpoints); also where "
                                          "on_exception.ckpt goes (default: <default-root-dir>/checkpoints)")
