@@ -1,6 +1,7 @@
 // Crash safety: a child process saves checkpoint after checkpoint to one path and is killed with
 // SIGKILL at random instants; after every kill the path must hold a complete checkpoint that
-// verifies, of a version no older than the one seen before. Temporary files of the dead writers
+// verifies, of a version no older than the one seen before; with synchronous saves and with
+// AsyncSaver (the write on a background thread). Temporary files of the dead writers
 // are then swept away.
 #include <signal.h>
 #include <sys/wait.h>
@@ -35,7 +36,10 @@ int64_t check_complete(const std::string& path) {
   return v;
 }
 
-TEST(CrashSafety, SigkillAtRandomInstantsNeverLeavesATornFile) {
+class CrashSafety : public ::testing::TestWithParam<bool> {};  // asynchronous saves?
+
+TEST_P(CrashSafety, SigkillAtRandomInstantsNeverLeavesATornFile) {
+  const bool async = GetParam();
   ScratchDir dir;
   std::string path = dir.file("run.ckpt");
   // Version 0, written by this process, so the path exists before the first kill. Its duration
@@ -59,7 +63,8 @@ TEST(CrashSafety, SigkillAtRandomInstantsNeverLeavesATornFile) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       ::execl(EMBER_CKPT_CRASH_WRITER, EMBER_CKPT_CRASH_WRITER, path.c_str(), start.c_str(),
-              std::to_string(kNumel).c_str(), static_cast<char*>(nullptr));
+              std::to_string(kNumel).c_str(), async ? "async" : static_cast<char*>(nullptr),
+              static_cast<char*>(nullptr));
       ::_exit(127);
     }
     std::this_thread::sleep_for(std::chrono::microseconds(delay_us(rng)));
@@ -82,9 +87,12 @@ TEST(CrashSafety, SigkillAtRandomInstantsNeverLeavesATornFile) {
   // the kills land mid-write and most rounds commit at least one new version).
   EXPECT_GE(mid_write, 3);
   EXPECT_GE(progressed, 3);
-  std::printf("[crash] %d kills, %d left a temporary file (killed mid-write), %d after new versions\n", rounds,
-              mid_write, progressed);
+  std::printf("[crash] %s saves: %d kills, %d left a temporary file (killed mid-write), %d after new versions\n",
+              async ? "asynchronous" : "synchronous", rounds, mid_write, progressed);
 }
+
+INSTANTIATE_TEST_SUITE_P(Saves, CrashSafety, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Async" : "Sync"; });
 
 }  // namespace
 }  // namespace ember::test
