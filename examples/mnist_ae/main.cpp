@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -662,6 +663,9 @@ int main(int argc, char** argv) {
     return usage_error(e.what());
   }
 
+  // A file size limit (ulimit -f) then fails a write with an error naming the file, instead of
+  // killing the process in the middle of it.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     if (fit->parsed()) return run_fit(fit_args, given);
     if (validate->parsed()) return run_validate(val_args);

@@ -228,6 +228,41 @@ TEST_F(ExamplesTest, EveryNTrainStepsKeepsAllWithLinkedLast) {
   EXPECT_EQ(fs::read_symlink(ck / "last.ckpt").filename(), "epoch=1-step=6.ckpt");
 }
 
+TEST_F(ExamplesTest, AsyncCheckpointingWritesTheSameCheckpoints) {
+  fs::path sync_ck = root_ / "sync", async_ck = root_ / "async";
+  const std::string opts = " --max-epochs 2 --every-n-train-steps 2 --save-top-k 2 --monitor train_loss --save-last true";
+  Result s = fit("--ckpt-dir '" + sync_ck.string() + "'" + opts);
+  ASSERT_EQ(s.code, 0) << s.err;
+  Result a = fit("--async-checkpointing --ckpt-dir '" + async_ck.string() + "'" + opts);
+  ASSERT_EQ(a.code, 0) << a.err;
+  std::vector<std::string> names = names_in(sync_ck);
+  EXPECT_EQ(names_in(async_ck), names);
+  EXPECT_EQ(names.size(), 3u);
+  for (const std::string& n : names) {
+    // The files record their own directory; the training state in them is the same.
+    ember::Value x = ember::checkpoint::load((sync_ck / n).string(), {.sections = {"state_dict", "optimizer_states"}});
+    ember::Value y = ember::checkpoint::load((async_ck / n).string(), {.sections = {"state_dict", "optimizer_states"}});
+    EXPECT_EQ(x, y) << n;
+  }
+}
+
+TEST_F(ExamplesTest, AFailedAsyncCheckpointWriteExitsOneWithTheMessage) {
+  // 64 KiB per file (bash's ulimit -f counts KiB): the first checkpoint cannot be written.
+  fs::path ck = root_ / "ck";
+  Result r = run("/bin/bash", "-c \"ulimit -f 64; exec '" + kAe + "' fit --data '" + data_->string() +
+                                 "' --default-root-dir '" + root_.string() + "' --ckpt-dir '" + ck.string() +
+                                 "' --batch-size 64 --limit-train-batches 3 --limit-val-batches 2 --threads 1"
+                                 " --max-epochs 2 --async-checkpointing --no-progress\"",
+                 root_);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("asynchronous checkpoint save to '" + (ck / "epoch=0-step=3.ckpt").string() + "' failed"),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("File too large"), std::string::npos) << r.err;
+  // No partial or temporary file is left behind.
+  for (const std::string& n : names_in(ck)) EXPECT_EQ(n.find(".tmp-"), std::string::npos) << n;
+  EXPECT_FALSE(fs::exists(ck / "epoch=0-step=3.ckpt"));
+}
+
 TEST_F(ExamplesTest, ResumeLastContinuesTheRun) {
   ASSERT_EQ(fit("--max-epochs 2").code, 0);
   // no --batch-size/--limit-*: they come from the checkpoint's hyperparameters
