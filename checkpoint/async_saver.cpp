@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ember/runtime/allocator.h"
+#include "ember/runtime/device.h"
 #include "ember/runtime/error.h"
 #include "ember/runtime/parallel.h"
 
@@ -105,6 +106,7 @@ struct AsyncSaver::State {
   Value root;
   SaveOptions options;
   std::vector<Deferred> deferred;
+  std::vector<CudaEvent> events;  // after the asynchronous copies out of CUDA devices
   std::exception_ptr error;
   double write_s = 0;
   uint64_t finished = 0;
@@ -115,6 +117,7 @@ struct AsyncSaver::State {
   std::vector<Tensor> buffers;  // reused by position in the walk when dtype and shape match
   size_t next_buffer = 0;
   std::unordered_set<const void*> later;
+  std::vector<Device> cuda_sources;  // devices with copies queued by this walk
 
   void run() {
     std::unique_lock lock(mu);
@@ -125,21 +128,32 @@ struct AsyncSaver::State {
       Value r = root;
       SaveOptions o = options;
       std::vector<Deferred> copies = std::move(deferred);
+      std::vector<CudaEvent> device_copies = std::move(events);
       deferred.clear();
+      events.clear();
       lock.unlock();
       double t0 = now_s();
-      // The deferred copies first, on this thread alone (the pool belongs to the training thread).
+      std::exception_ptr err;
+      // The copies out of CUDA devices land in the host buffers; then the deferred host copies,
+      // on this thread alone (the pool belongs to the training thread).
+      try {
+        for (const CudaEvent& e : device_copies) e.synchronize();
+      } catch (...) {
+        err = std::current_exception();
+      }
+      device_copies.clear();
       for (auto& c : copies) stream_copy(c.dst.data_ptr(), c.src.data_ptr(), c.src.nbytes());
       copies.clear();  // no reference to the caller's tensors remains
       lock.lock();
       staged = true;
       cv.notify_all();
       lock.unlock();
-      std::exception_ptr err;
-      try {
-        checkpoint::save(p, r, o);
-      } catch (...) {
-        err = std::current_exception();
+      if (!err) {
+        try {
+          checkpoint::save(p, r, o);
+        } catch (...) {
+          err = std::current_exception();
+        }
       }
       r = Value();  // drop the worker's references before the caller reuses the buffers
       double t = now_s() - t0;
@@ -182,9 +196,19 @@ struct AsyncSaver::State {
                 buf.storage().use_count() == 1;
     if (!fits) buf = host_buffer_for(src);
     bool contiguous_cpu = src.device().is_cpu() && src.is_contiguous();
-    if (contiguous_cpu && src.nbytes() > 0 && later.count(src.data_ptr())) out_deferred.push_back({src, buf});
-    else if (contiguous_cpu) parallel_copy(buf.data_ptr(), src.data_ptr(), src.nbytes());
-    else buf.copy_(src);
+    if (contiguous_cpu && src.nbytes() > 0 && later.count(src.data_ptr())) {
+      out_deferred.push_back({src, buf});
+    } else if (contiguous_cpu) {
+      parallel_copy(buf.data_ptr(), src.data_ptr(), src.nbytes());
+    } else if (src.device().is_cuda() && src.is_contiguous()) {
+      // Queued behind the kernels already issued, ahead of any issued later: a consistent copy
+      // while the device goes on (the worker waits for it before writing).
+      cuda_copy_to_host_async(buf.data_ptr(), src.data_ptr(), src.device(), src.nbytes());
+      if (std::find(cuda_sources.begin(), cuda_sources.end(), src.device()) == cuda_sources.end())
+        cuda_sources.push_back(src.device());
+    } else {
+      buf.copy_(src);
+    }
     return buf;
   }
 
@@ -236,8 +260,11 @@ void AsyncSaver::save(const std::string& path, const Value& root, const SaveOpti
   s_->later.clear();
   s_->later.insert(stage_later.begin(), stage_later.end());
   s_->next_buffer = 0;
+  s_->cuda_sources.clear();
   std::vector<State::Deferred> deferred;
   Value snapshot = s_->copy(root, deferred);
+  std::vector<CudaEvent> events;
+  for (Device d : s_->cuda_sources) events.push_back(CudaEvent::record(d));
   s_->buffers.resize(s_->next_buffer);
   s_->later.clear();
   uint64_t bytes = 0, later_bytes = 0;
@@ -249,6 +276,7 @@ void AsyncSaver::save(const std::string& path, const Value& root, const SaveOpti
   s_->root = std::move(snapshot);
   s_->options = options;
   s_->deferred = std::move(deferred);
+  s_->events = std::move(events);
   s_->staged = false;
   s_->queued = true;
   AsyncSaveStats& st = s_->stats;

@@ -55,7 +55,9 @@ class EMBER_API AsyncSaver {
 
   // Waits for the write in flight (throwing its failure, in which case nothing new is queued),
   // copies root (a map of sections, as for save()) with every tensor moved into this saver's host
-  // buffers (CUDA tensors into page-locked ones), and queues the write of the copy to path.
+  // buffers, and queues the write of the copy to path. Contiguous CUDA tensors go to page-locked
+  // buffers by copies queued on their device's stream (the device is not stopped: the copies see
+  // the state as of this call, kernels queued later do not reach them).
   // Returns once the copy is complete: root's tensors may be modified right after.
   // Tensors whose storage (data pointer) is in stage_later are copied by the worker instead.
   void save(const std::string& path, const Value& root, const SaveOptions& options = {},

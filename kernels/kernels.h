@@ -43,6 +43,14 @@ EMBER_CUDA_ENTRY_OR(void, cuda_free, (int device, void* p), {})
 // Copies nbytes between host and device memory (either side may be CUDA).
 EMBER_CUDA_ENTRY(void, cuda_memcpy, (void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes))
 EMBER_CUDA_ENTRY(void, cuda_synchronize, (int device))
+// Queues a copy of nbytes from device memory into (page-locked) host memory on the device's
+// current stream and returns at once: the copy sees every kernel queued before it and none queued
+// after. cuda_event_record then marks the point a host thread waits for with
+// cuda_event_synchronize (counted as a round trip); cuda_event_destroy frees the event.
+EMBER_CUDA_ENTRY(void, cuda_memcpy_to_host_async, (void* dst, const void* src, int device, size_t nbytes))
+EMBER_CUDA_ENTRY(void*, cuda_event_record, (int device))
+EMBER_CUDA_ENTRY(void, cuda_event_synchronize, (void* event))
+EMBER_CUDA_ENTRY_OR(void, cuda_event_destroy, (void* event), {})
 // The host-device round-trip counters (runtime/device.h: cuda_round_trips()).
 EMBER_CUDA_ENTRY_OR(CudaRoundTrips, cuda_round_trips, (), { return {}; })
 EMBER_CUDA_ENTRY_OR(void, reset_cuda_round_trips, (), {})

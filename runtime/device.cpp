@@ -30,4 +30,31 @@ CudaRoundTrips cuda_round_trips() { return kernels::cuda_round_trips(); }
 void reset_cuda_round_trips() { kernels::reset_cuda_round_trips(); }
 bool cuda_is_available() { return cuda_device_count() > 0; }
 
+void cuda_copy_to_host_async(void* dst, const void* src, Device device, size_t nbytes) {
+  EMBER_CHECK(device.is_cuda(), "[cuda_copy_to_host_async] the source must be on a CUDA device, got ", device.str());
+  kernels::cuda_memcpy_to_host_async(dst, src, device.index, nbytes);
+}
+
+CudaEvent CudaEvent::record(Device device) {
+  EMBER_CHECK(device.is_cuda(), "[CudaEvent] events are recorded on a CUDA device, got ", device.str());
+  CudaEvent e;
+  e.e_ = kernels::cuda_event_record(device.index);
+  return e;
+}
+
+CudaEvent::~CudaEvent() { kernels::cuda_event_destroy(e_); }
+
+CudaEvent& CudaEvent::operator=(CudaEvent&& o) noexcept {
+  if (this != &o) {
+    kernels::cuda_event_destroy(e_);
+    e_ = o.e_;
+    o.e_ = nullptr;
+  }
+  return *this;
+}
+
+void CudaEvent::synchronize() const {
+  if (e_) kernels::cuda_event_synchronize(e_);
+}
+
 }  // namespace ember

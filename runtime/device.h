@@ -48,4 +48,26 @@ struct CudaRoundTrips {
 EMBER_API CudaRoundTrips cuda_round_trips();
 EMBER_API void reset_cuda_round_trips();
 
+// Snapshots out of a CUDA device that do not stop it: cuda_copy_to_host_async queues a copy of
+// nbytes from device memory at src into host memory at dst (page-locked for a truly asynchronous
+// copy) on the device's current stream and returns at once; the copy sees every kernel queued
+// before it and none queued after. A CudaEvent recorded afterwards lets any thread wait for it.
+// Both throw in a build without CUDA.
+EMBER_API void cuda_copy_to_host_async(void* dst, const void* src, Device device, size_t nbytes);
+class EMBER_API CudaEvent {
+ public:
+  CudaEvent() = default;
+  static CudaEvent record(Device device);  // on the device's current stream
+  ~CudaEvent();
+  CudaEvent(CudaEvent&& o) noexcept : e_(o.e_) { o.e_ = nullptr; }
+  CudaEvent& operator=(CudaEvent&& o) noexcept;
+  CudaEvent(const CudaEvent&) = delete;
+  CudaEvent& operator=(const CudaEvent&) = delete;
+  // Blocks the calling thread until the work queued before the event is done (a round trip).
+  void synchronize() const;
+
+ private:
+  void* e_ = nullptr;
+};
+
 }  // namespace ember

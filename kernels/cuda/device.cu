@@ -190,6 +190,33 @@ void cuda_memcpy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
   }
 }
 
+void cuda_memcpy_to_host_async(void* dst, const void* src, int device, size_t nbytes) {
+  if (nbytes == 0) return;
+  cu::DeviceGuard g(device);
+  EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, cu::current_stream(device)));
+}
+
+void* cuda_event_record(int device) {
+  cu::DeviceGuard g(device);
+  cudaEvent_t e = nullptr;
+  EMBER_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  cudaError_t st = cudaEventRecord(e, cu::current_stream(device));
+  if (st != cudaSuccess) {
+    cudaEventDestroy(e);
+    cu::check(st, "cudaEventRecord");
+  }
+  return e;
+}
+
+void cuda_event_synchronize(void* event) {
+  cu::count_round_trip(true);
+  EMBER_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event)));
+}
+
+void cuda_event_destroy(void* event) {
+  if (event) cudaEventDestroy(static_cast<cudaEvent_t>(event));  // errors ignored, as for frees
+}
+
 void cuda_synchronize(int device) {
   cu::DeviceGuard g(device);
   cu::count_round_trip(false);

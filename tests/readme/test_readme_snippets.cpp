@@ -137,6 +137,20 @@ TEST_F(ReadmeSnippets, TemplateTopK) {
   EXPECT_EQ(n, 3);
 }
 
+TEST_F(ReadmeSnippets, AsynchronousSaving) {
+  LitAutoEncoder model({{"learning_rate", 1e-3}});
+  auto& train_loader = *train;
+  auto& val_loader = *val;
+  // [snippet:async]
+  // a background thread writes the files: a save blocks training only while the state is copied
+  ember::Trainer trainer({.max_epochs = 2, .async_checkpointing = true});
+  trainer.fit(model, train_loader, &val_loader);  // returns once the last file is committed
+  std::cout << trainer.checkpoint_times().max_blocked_s << " s blocked at most\n";
+  // [/snippet]
+  EXPECT_TRUE(fs::exists("ember_logs/version_0/checkpoints/epoch=1-step=8.ckpt"));
+  EXPECT_EQ(trainer.checkpoint_times().async_saves, 2);
+}
+
 TEST_F(ReadmeSnippets, ManualSaveAndLoad) {
   auto& train_loader = *train;
   // [snippet:manual]
@@ -223,5 +237,5 @@ TEST(ReadmeSnippetsText, ReadmeMatches) {
     }
   }
   EXPECT_FALSE(inside) << "unterminated snippet '" << name << "'";
-  EXPECT_EQ(count, 8);
+  EXPECT_EQ(count, 9);
 }
