@@ -3,7 +3,10 @@
 // lives as long as the saver.
 #include "ember/checkpoint/async_saver.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -107,6 +110,8 @@ struct AsyncSaver::State {
   SaveOptions options;
   std::vector<Deferred> deferred;
   std::vector<CudaEvent> events;  // after the asynchronous copies out of CUDA devices
+  std::vector<std::string> removals;  // deleted once the file is committed
+  std::vector<std::string> warnings;
   std::exception_ptr error;
   double write_s = 0;
   uint64_t finished = 0;
@@ -156,8 +161,20 @@ struct AsyncSaver::State {
         }
       }
       r = Value();  // drop the worker's references before the caller reuses the buffers
-      double t = now_s() - t0;
+      // Deletions asked for until the job ends (the caller may add some while it runs); none
+      // when the write failed: the files it was to replace stay.
+      std::vector<std::string> failed;
       lock.lock();
+      while (!err && !removals.empty()) {
+        std::vector<std::string> remove = std::move(removals);
+        removals.clear();
+        lock.unlock();
+        for (const std::string& f : remove) failed_removal(f, failed);
+        lock.lock();
+      }
+      removals.clear();
+      double t = now_s() - t0;
+      warnings.insert(warnings.end(), failed.begin(), failed.end());
       root = Value();
       error = err;
       write_s = t;
@@ -165,6 +182,11 @@ struct AsyncSaver::State {
       queued = false;
       cv.notify_all();
     }
+  }
+
+  static void failed_removal(const std::string& path, std::vector<std::string>& out) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      out.push_back(str_cat("cannot remove ", path, ": ", std::strerror(errno)));
   }
 
   // The copy of v: containers rebuilt (the caller may change its own afterwards), tensors copied
@@ -301,6 +323,23 @@ void AsyncSaver::wait_for_snapshot() {
   s_->stats.last_snapshot_wait_s += t;
   s_->stats.last_blocked_s += t;
   s_->stats.total_blocked_s += t;
+}
+
+void AsyncSaver::remove_after_commit(const std::string& path) {
+  std::unique_lock lock(s_->mu);
+  if (s_->queued) {
+    s_->removals.push_back(path);
+    return;
+  }
+  if (s_->error) return;  // the write that was to replace it failed (not yet collected)
+  State::failed_removal(path, s_->warnings);
+}
+
+std::vector<std::string> AsyncSaver::take_warnings() {
+  std::lock_guard lock(s_->mu);
+  std::vector<std::string> out = std::move(s_->warnings);
+  s_->warnings.clear();
+  return out;
 }
 
 void AsyncSaver::wait() {

@@ -62,6 +62,13 @@ class EMBER_API AsyncSaver {
   // Tensors whose storage (data pointer) is in stage_later are copied by the worker instead.
   void save(const std::string& path, const Value& root, const SaveOptions& options = {},
             const std::vector<const void*>& stage_later = {});
+  // Deletes path once the write in flight is committed, on the worker (deleting a large file that
+  // was just written costs a fraction of a second: dropping its cached pages); not at all if that
+  // write fails. With no write in flight, deletes it now. Failures to delete are not errors: they
+  // are collected for take_warnings().
+  void remove_after_commit(const std::string& path);
+  // Messages about files remove_after_commit() could not delete, since the last call.
+  std::vector<std::string> take_warnings();
   // Waits until the worker has copied the tensors save() left to it (at once when there are none):
   // after it returns, they may be modified. Never throws for a failed write (wait() does).
   void wait_for_snapshot();

@@ -449,11 +449,7 @@ bool ModelCheckpoint::should_remove(const Trainer& trainer, const std::string& p
 
 void ModelCheckpoint::remove_file(Trainer& trainer, const std::string& path) const {
   // Only once the file replacing it is committed (at once unless a write is in flight).
-  trainer.after_checkpoint_commit([&trainer, path] {
-    std::error_code ec;
-    fs::remove(path, ec);
-    if (ec) trainer.print("[ModelCheckpoint] warning: cannot remove " + path + ": " + ec.message());
-  });
+  trainer.remove_checkpoint_file(path);
 }
 
 // --- naming --------------------------------------------------------------------------------------

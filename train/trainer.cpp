@@ -429,6 +429,22 @@ void Trainer::after_checkpoint_commit(std::function<void()> fn) {
   else fn();
 }
 
+void Trainer::remove_checkpoint_file(const std::string& path) {
+  if (save_in_flight_) {
+    saver_->remove_after_commit(path);
+    return;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  std::error_code ec;
+  fs::remove(path, ec);
+  if (ec) print("[ModelCheckpoint] warning: cannot remove " + path + ": " + ec.message());
+  // Dropping a large file's cached pages takes a while: the loop is blocked for it.
+  double t = seconds_since(t0);
+  ckpt_times_.last_blocked_s += t;
+  ckpt_times_.total_blocked_s += t;
+  ckpt_times_.max_blocked_s = std::max(ckpt_times_.max_blocked_s, ckpt_times_.last_blocked_s);
+}
+
 void Trainer::poll_checkpoint() {
   if (save_in_flight_ && !saver_->busy()) finish_checkpoint(true);
 }
@@ -450,7 +466,12 @@ void Trainer::finish_checkpoint(bool throw_failure) {
     return;
   }
   ckpt_times_.last_write_s = saver_->stats().last_write_s;
+  for (const std::string& w : saver_->take_warnings()) print("[ModelCheckpoint] warning: " + w);
+  const auto t0 = std::chrono::steady_clock::now();
   for (auto& fn : actions) fn();
+  double t = seconds_since(t0);  // links made now that the file exists
+  ckpt_times_.last_blocked_s += t;
+  ckpt_times_.total_blocked_s += t;
 }
 
 std::string Trainer::resolve_ckpt_path(const std::string& ckpt_path) const {

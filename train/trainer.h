@@ -135,6 +135,10 @@ class EMBER_API Trainer {
   // Runs fn once the file being written asynchronously is committed (at once when none is in
   // flight); dropped if that write fails. ModelCheckpoint deletes and links files this way.
   void after_checkpoint_commit(std::function<void()> fn);
+  // Deletes a checkpoint file that a newer one replaces (ModelCheckpoint's top-k and last): once
+  // the asynchronous write in flight is committed, on the background writer (not at all if that
+  // write fails), else now. A file that cannot be deleted is a warning, not an error.
+  void remove_checkpoint_file(const std::string& path);
   const CheckpointTimes& checkpoint_times() const { return ckpt_times_; }
   // The checkpoint contents save_checkpoint() writes.
   Value dump_checkpoint(bool weights_only = false);

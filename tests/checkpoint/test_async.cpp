@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstring>
@@ -158,6 +159,40 @@ TEST(AsyncSaver, AFailedWriteSurfacesAtTheNextSaveWithThePreviousFileIntact) {
   EXPECT_THROW(saver.wait(), Error);
   EXPECT_NO_THROW(saver.wait());
   EXPECT_EQ(dir.list(), std::vector<std::string>{"run.ckpt"});
+}
+
+TEST(AsyncSaver, FilesToRemoveGoOnlyOnceTheNewFileIsCommitted) {
+  ScratchDir dir;
+  ck::AsyncSaver saver;
+  Value state = sample_state(6);
+  auto touch = [&](const std::string& name) { write_bytes(dir.file(name), {1, 2, 3}); };
+  auto names = [&] {
+    std::vector<std::string> n = dir.list();
+    std::sort(n.begin(), n.end());
+    return n;
+  };
+  touch("old1.ckpt");
+  saver.save(dir.file("new1.ckpt"), state);
+  saver.remove_after_commit(dir.file("old1.ckpt"));
+  saver.wait();
+  EXPECT_EQ(names(), std::vector<std::string>{"new1.ckpt"});
+  // A failed write keeps them, also when the removal is asked for after the failure happened.
+  touch("old2.ckpt");
+  touch("old3.ckpt");
+  {
+    FileSizeLimit limit(4096);
+    saver.save(dir.file("new2.ckpt"), state);
+    saver.remove_after_commit(dir.file("old2.ckpt"));
+    while (saver.busy()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    saver.remove_after_commit(dir.file("old3.ckpt"));
+  }
+  EXPECT_THROW(saver.wait(), Error);
+  EXPECT_EQ(names(), (std::vector<std::string>{"new1.ckpt", "old2.ckpt", "old3.ckpt"}));
+  // Idle: at once. A file that is already gone is no warning.
+  saver.remove_after_commit(dir.file("old2.ckpt"));
+  saver.remove_after_commit(dir.file("never-there.ckpt"));
+  EXPECT_EQ(names(), (std::vector<std::string>{"new1.ckpt", "old3.ckpt"}));
+  EXPECT_TRUE(saver.take_warnings().empty());
 }
 
 TEST(AsyncSaver, BadStateIsReportedLikeSave) {
