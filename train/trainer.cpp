@@ -378,6 +378,13 @@ void Trainer::save_checkpoint(const std::string& path, bool weights_only, std::o
   // One write in flight: the previous one is committed (and its deferred deletions and links done)
   // before this one starts, in the order a synchronous save would have them.
   finish_checkpoint(true);
+  const double waited = seconds_since(t0);
+  if (waited > 1.0 && !warned_slow_writes_) {
+    warned_slow_writes_ = true;
+    print(str_cat("[Trainer] waited ", static_cast<int64_t>(waited * 1000),
+                  " ms for the previous checkpoint to be written before saving ", path,
+                  ": checkpoints come faster than the disk writes them (save less often, or to a faster disk)"));
+  }
   Value root = dump_checkpoint(weights_only);
   fs::path parent = fs::path(path).parent_path();
   if (!parent.empty()) {
@@ -406,6 +413,8 @@ void Trainer::save_checkpoint(const std::string& path, bool weights_only, std::o
   }
   double blocked = seconds_since(t0);
   ckpt_times_.saves++;
+  ckpt_times_.last_wait_s = waited;
+  ckpt_times_.total_wait_s += waited;
   ckpt_times_.last_blocked_s = blocked;
   ckpt_times_.max_blocked_s = std::max(ckpt_times_.max_blocked_s, blocked);
   ckpt_times_.total_blocked_s += blocked;

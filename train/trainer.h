@@ -82,6 +82,8 @@ struct CheckpointTimes {
   double last_blocked_s = 0;   // the last save: dump + write (sync) or dump + wait + copy (async)
   double max_blocked_s = 0;
   double total_blocked_s = 0;
+  double last_wait_s = 0;      // of last_blocked_s: the wait for the previous asynchronous write
+  double total_wait_s = 0;
   double last_write_s = 0;     // the background write of the last finished asynchronous save
 };
 
@@ -229,6 +231,7 @@ class EMBER_API Trainer {
   std::vector<std::function<void()>> after_commit_;
   bool save_in_flight_ = false;
   bool handling_exception_ = false;
+  bool warned_slow_writes_ = false;
   CheckpointTimes ckpt_times_;
 };
 

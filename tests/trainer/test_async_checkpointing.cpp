@@ -250,6 +250,27 @@ TEST_F(AsyncCheckpointing, AFailedWriteEndsFitAndKeepsThePreviousCheckpoint) {
                       .verify_all());
 }
 
+TEST_F(AsyncCheckpointing, AFailedLastWriteIsThrownAtTheEndOfFit) {
+  data::DataLoader tl(train, data::DataLoaderOptions{.batch_size = 8, .shuffle = true, .seed = 4});
+  TrainerOptions o = opts(root, true);
+  o.logger = false;
+  auto fail = std::make_shared<FailWritesFromEpoch>(2);  // the last epoch
+  o.callbacks = {fail, std::make_shared<ModelCheckpoint>(
+                           ModelCheckpointOptions{.dirpath = (root / "ck").string(), .save_top_k = -1})};
+  Trainer trainer(o);
+  Net model(Opt::sgd_momentum, false, 256);
+  try {
+    trainer.fit(model, tl);
+    FAIL() << "fit did not report the failed write";
+  } catch (const Error& e) {
+    fail->restore();
+    EXPECT_NE(std::string(e.what()).find("epoch=2-step=30.ckpt' failed"), std::string::npos) << e.what();
+  }
+  fail->restore();
+  EXPECT_EQ(tree(root / "ck"), (std::vector<std::string>{"epoch=0-step=10.ckpt", "epoch=1-step=20.ckpt"}));
+  EXPECT_EQ(trainer.checkpoint_times().async_saves, 3);
+}
+
 TEST_F(AsyncCheckpointing, SigtermWaitsForTheWriteInFlightThenWritesOnException) {
   std::vector<std::vector<char>> on_exception;
   for (bool async : {false, true}) {
