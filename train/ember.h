@@ -28,6 +28,7 @@
 #include "ember/train/data/dataset.h"
 #include "ember/train/data/idx.h"
 #include "ember/train/data/mnist.h"
+#include "ember/train/grad_scaler.h"
 #include "ember/train/hparams.h"
 #include "ember/train/lightning_module.h"
 #include "ember/train/logger.h"
