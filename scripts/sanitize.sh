@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds Ember's CPU code (no CUDA, no benchmarks) with the compiler's sanitizers and runs the
-# tests under them, each job in its own build folder at -O1 -g:
+# tests under them, each job in its own build folder at -O1 -g1 (line tables only: reports still
+# name file and line, and the builds compile about a third faster than with full -g):
 #   asan  AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer included): every CPU test,
 #         in build-asan/.
 #   tsan  ThreadSanitizer: the test areas that run code on several threads (thread pool and the
@@ -14,13 +15,13 @@ jobs="${JOBS:-2}"
 jobs_to_run=("$@")
 if [ ${#jobs_to_run[@]} -eq 0 ]; then jobs_to_run=(asan tsan); fi
 
-# configure DIR SANITIZERS [CMAKE ARGS...]: a CPU-only -O1 -g build of the tests and examples.
+# configure DIR SANITIZERS [CMAKE ARGS...]: a CPU-only -O1 -g1 build of the tests and examples.
 configure() {
   local dir=$1 san=$2 log
   shift 2
   log="$(mktemp)"
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
-    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DEMBER_CUDA=OFF -DEMBER_BUILD_BENCH=OFF -DEMBER_BUILD_SHARED=OFF \
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
+    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1" -DEMBER_CUDA=OFF -DEMBER_BUILD_BENCH=OFF -DEMBER_BUILD_SHARED=OFF \
     -DEMBER_SANITIZE="$san" "$@" >"$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }
   grep -E "^-- Ember:" "$log" || true
   rm -f "$log"
