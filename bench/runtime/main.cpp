@@ -16,6 +16,8 @@
 
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_backend.h"
+#include "kernels/cpu/gemm_lowp.h"
+#include "ember/runtime/half.h"
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/ops.h"
 #include "ember/runtime/parallel.h"
@@ -118,6 +120,44 @@ void bench_gemm(const char* name, int reps) {
                   flop / r[1].cpu);
     }
   }
+}
+
+// bfloat16 inputs, float32 accumulation and output (kernels/cpu/gemm_lowp.h), next to the
+// float32 GEMM of the default backend on the same sizes: the mixed-precision matmul's two paths
+// (vdpbf16ps where the CPU has AVX512-BF16, else widening to float32).
+void bench_gemm_bf16(int reps) {
+  const std::vector<int64_t> sizes = {256, 512, 1024};
+  std::printf("\nbf16 GEMM (f32 accumulation) vs sgemm, C = A @ B square, GFLOP per wall second, median of %d; "
+              "AVX512-BF16 path: %s\n",
+              reps, ember::kernels::gemm_bf16_native() ? "yes" : "no (widened to f32)");
+  std::printf("%-6s %12s %12s %12s %12s %10s\n", "n", "sgemm 1 thr", "bf16 1 thr", "sgemm 2 thr", "bf16 2 thr",
+              "bf16/f32");
+  std::vector<std::array<double, 4>> g(sizes.size());
+  for (int threads : {1, 2}) {
+    ember::set_num_threads(threads);
+    for (size_t si = 0; si < sizes.size(); ++si) {
+      const int64_t n = sizes[si];
+      std::vector<float> A(n * n), B(n * n), C(n * n);
+      std::vector<uint16_t> Ah(n * n), Bh(n * n);
+      ember::Generator gen(42);
+      for (size_t i = 0; i < A.size(); ++i) {
+        A[i] = static_cast<float>(gen.next_double() - 0.5);
+        B[i] = static_cast<float>(gen.next_double() - 0.5);
+        Ah[i] = ember::kernels::bf16_from_float(A[i]);
+        Bh[i] = ember::kernels::bf16_from_float(B[i]);
+      }
+      const double flop = 2.0 * n * n * n * 1e-9;
+      g[si][2 * (threads - 1)] = flop / time_per_call(reps, [&] {
+        ember::kernels::gemm_cpu(false, false, n, n, n, 1.0f, A.data(), n, B.data(), n, 0.0f, C.data(), n);
+      }).wall;
+      g[si][2 * (threads - 1) + 1] = flop / time_per_call(reps, [&] {
+        ember::kernels::gemm_bf16_cpu(n, n, n, Ah.data(), n, Bh.data(), n, C.data(), n);
+      }).wall;
+    }
+  }
+  for (size_t si = 0; si < sizes.size(); ++si)
+    std::printf("%-6lld %12.1f %12.1f %12.1f %12.1f %9.2fx\n", static_cast<long long>(sizes[si]), g[si][0], g[si][1],
+                g[si][2], g[si][3], g[si][3] / g[si][2]);
 }
 
 // 784-512-128-32-128-512-784 autoencoder: ReLU between layers, sigmoid output, MSE against the
@@ -236,6 +276,7 @@ int main(int argc, char** argv) {
     if (gemm) {
       bench_gemm<float>("sgemm", reps);
       bench_gemm<double>("dgemm", reps);
+      bench_gemm_bf16(reps);
     }
     if (mlp) bench_mlp(std::max(reps, 10));
   } catch (const std::exception& e) {

@@ -1,0 +1,98 @@
+// The bfloat16 GEMM (kernels/cpu/gemm_lowp.h): float32 accumulation of exact bf16 products, against
+// a double-precision sum of the same products, for odd K, partial tiles, strided operands and a
+// single row; the AVX512-BF16 path (where the CPU has it) and the widened float32 path (the ISA
+// cap lowered) both, and agreeing with each other.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/gemm_lowp.h"
+#include "kernels/cpu/isa.h"
+#include "ember/runtime/half.h"
+
+namespace ember {
+namespace {
+
+struct Case {
+  int64_t M, N, K, lda_pad, ldb_pad;
+};
+
+struct Result {
+  std::vector<float> c;
+  std::vector<double> ref, bound;  // exact-product sum and sum of |products|
+};
+
+Result run(const Case& t, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int64_t lda = t.K + t.lda_pad, ldb = t.N + t.ldb_pad;
+  std::vector<uint16_t> a(static_cast<size_t>(t.M * lda)), b(static_cast<size_t>(t.K * ldb));
+  for (auto& v : a) v = kernels::bf16_from_float(nd(rng));
+  for (auto& v : b) v = kernels::bf16_from_float(nd(rng));
+  Result r;
+  const int64_t ldc = t.N + 3;
+  r.c.assign(static_cast<size_t>(t.M * ldc), -7.0f);
+  kernels::gemm_bf16_cpu(t.M, t.N, t.K, a.data(), lda, b.data(), ldb, r.c.data(), ldc);
+  for (int64_t i = 0; i < t.M; ++i)
+    for (int64_t j = 0; j < t.N; ++j) {
+      double s = 0, m = 0;
+      for (int64_t k = 0; k < t.K; ++k) {
+        double p = static_cast<double>(kernels::bf16_to_float(a[i * lda + k])) * kernels::bf16_to_float(b[k * ldb + j]);
+        s += p;
+        m += std::fabs(p);
+      }
+      r.ref.push_back(s);
+      r.bound.push_back(m);
+    }
+  // Only C's M x N block is written: the padding keeps its value.
+  for (int64_t i = 0; i < t.M; ++i)
+    for (int64_t j = t.N; j < ldc; ++j) EXPECT_EQ(r.c[static_cast<size_t>(i * ldc + j)], -7.0f);
+  std::vector<float> dense;
+  for (int64_t i = 0; i < t.M; ++i)
+    for (int64_t j = 0; j < t.N; ++j) dense.push_back(r.c[static_cast<size_t>(i * ldc + j)]);
+  r.c = dense;
+  return r;
+}
+
+void expect_close(const Result& r, const char* what) {
+  for (size_t e = 0; e < r.c.size(); ++e) {
+    // float32 accumulation: |error| <= K * 2^-24 * sum |products| (a loose form of the bound).
+    double tol = 1e-6 * r.bound[e] + 1e-30;
+    ASSERT_LE(std::fabs(r.c[e] - r.ref[e]), tol * 64) << what << " element " << e;
+  }
+}
+
+const std::vector<Case> kCases = {{1, 1, 1, 0, 0},     {13, 45, 37, 3, 5},  {8, 32, 64, 0, 0},    {1, 300, 129, 0, 0},
+                                  {65, 33, 2, 1, 0},   {128, 256, 512, 0, 0}, {31, 7, 1001, 2, 2}};
+
+TEST(GemmBf16, NativePathMatchesExactProductSums) {
+  if (!kernels::gemm_bf16_native()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  for (size_t i = 0; i < kCases.size(); ++i) expect_close(run(kCases[i], static_cast<uint32_t>(i + 1)), "native");
+}
+
+TEST(GemmBf16, WidenedPathMatchesExactProductSumsAndTheNativePath) {
+  for (size_t i = 0; i < kCases.size(); ++i) {
+    const bool native = kernels::gemm_bf16_native();
+    Result n = run(kCases[i], static_cast<uint32_t>(i + 1));
+    kernels::set_cpu_isa_cap(kernels::CpuIsa::Avx2);
+    EXPECT_FALSE(kernels::gemm_bf16_native());
+    Result w = run(kCases[i], static_cast<uint32_t>(i + 1));
+    kernels::set_cpu_isa_cap(kernels::CpuIsa::Avx512);
+    expect_close(w, "widened");
+    if (native) {
+      // Same products, other addition order: within the accumulation bound of each other.
+      for (size_t e = 0; e < w.c.size(); ++e) ASSERT_LE(std::fabs(w.c[e] - n.c[e]), 2e-6 * 64 * w.bound[e] + 1e-30);
+    }
+  }
+}
+
+TEST(GemmBf16, EmptyKGivesZeros) {
+  std::vector<float> c(6, 5.0f);
+  kernels::gemm_bf16_cpu(2, 3, 0, nullptr, 0, nullptr, 3, c.data(), 3);
+  for (float v : c) EXPECT_EQ(v, 0.0f);
+}
+
+}  // namespace
+}  // namespace ember
