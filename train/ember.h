@@ -26,6 +26,7 @@
 #include "ember/train/callbacks.h"
 #include "ember/train/data/dataloader.h"
 #include "ember/train/data/dataset.h"
+#include "ember/train/data/distributed_sampler.h"
 #include "ember/train/data/idx.h"
 #include "ember/train/data/mnist.h"
 #include "ember/train/grad_scaler.h"
