@@ -151,7 +151,7 @@ void bench_gemm_bf16(int reps) {
         ember::kernels::gemm_cpu(false, false, n, n, n, 1.0f, A.data(), n, B.data(), n, 0.0f, C.data(), n);
       }).wall;
       g[si][2 * (threads - 1) + 1] = flop / time_per_call(reps, [&] {
-        ember::kernels::gemm_bf16_cpu(n, n, n, Ah.data(), n, Bh.data(), n, C.data(), n);
+        ember::kernels::gemm_bf16_cpu(false, false, n, n, n, Ah.data(), n, Bh.data(), n, C.data(), n);
       }).wall;
     }
   }

@@ -32,13 +32,21 @@ constexpr int64_t kMR = 8, kNR = 32;
 // The pair (lo = x[k], hi = x[k + 1]) as vdpbf16ps reads it; a missing k + 1 is zero.
 inline uint32_t pair(uint16_t lo, uint16_t hi) { return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16); }
 
-void gemm_bf16_widened(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb,
-                       float* C, int64_t ldc) {
+// Element (i, k) of op(A) and (k, j) of op(B).
+inline uint16_t at_a(const uint16_t* A, int64_t lda, bool trans, int64_t i, int64_t k) {
+  return trans ? A[k * lda + i] : A[i * lda + k];
+}
+inline uint16_t at_b(const uint16_t* B, int64_t ldb, bool trans, int64_t k, int64_t j) {
+  return trans ? B[j * ldb + k] : B[k * ldb + j];
+}
+
+void gemm_bf16_widened(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                       const uint16_t* B, int64_t ldb, float* C, int64_t ldc) {
   std::vector<float> a(static_cast<size_t>(M * K)), b(static_cast<size_t>(K * N));
   for (int64_t i = 0; i < M; ++i)
-    for (int64_t k = 0; k < K; ++k) a[static_cast<size_t>(i * K + k)] = bf16_to_float(A[i * lda + k]);
+    for (int64_t k = 0; k < K; ++k) a[static_cast<size_t>(i * K + k)] = bf16_to_float(at_a(A, lda, ta, i, k));
   for (int64_t k = 0; k < K; ++k)
-    for (int64_t j = 0; j < N; ++j) b[static_cast<size_t>(k * N + j)] = bf16_to_float(B[k * ldb + j]);
+    for (int64_t j = 0; j < N; ++j) b[static_cast<size_t>(k * N + j)] = bf16_to_float(at_b(B, ldb, tb, k, j));
   gemm_cpu(false, false, M, N, K, 1.0f, a.data(), K, b.data(), N, 0.0f, C, ldc);
 }
 
@@ -87,8 +95,8 @@ EMBER_BF16_TARGET void micro_kernel(int64_t kp, const uint32_t* __restrict a, co
   }
 }
 
-void gemm_bf16_dpbf16(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb,
-                      float* C, int64_t ldc) {
+void gemm_bf16_dpbf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                      const uint16_t* B, int64_t ldb, float* C, int64_t ldc) {
   const int64_t kp = (K + 1) / 2, panels = (N + kNR - 1) / kNR;
   // Packed B: [panel][k-pair][32 columns], 64-byte aligned rows of 16 words.
   static thread_local std::vector<uint32_t, std::allocator<uint32_t>> bbuf;
@@ -101,14 +109,13 @@ void gemm_bf16_dpbf16(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_
   parallel_for(0, kp, pack_grain, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t k0 = 2 * p;
-      const uint16_t* r0 = B + k0 * ldb;
-      const uint16_t* r1 = k0 + 1 < K ? B + (k0 + 1) * ldb : nullptr;
+      const bool has_k1 = k0 + 1 < K;
       for (int64_t q = 0; q < panels; ++q) {
         uint32_t* dst = bp + (q * kp + p) * kNR;
         const int64_t j0 = q * kNR;
         for (int64_t j = 0; j < kNR; ++j) {
           const int64_t col = j0 + j;
-          dst[j] = col < N ? pair(r0[col], r1 ? r1[col] : uint16_t{0}) : 0u;
+          dst[j] = col < N ? pair(at_b(B, ldb, tb, k0, col), has_k1 ? at_b(B, ldb, tb, k0 + 1, col) : uint16_t{0}) : 0u;
         }
       }
     }
@@ -122,10 +129,8 @@ void gemm_bf16_dpbf16(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_
       for (int64_t p = 0; p < kp; ++p)
         for (int64_t r = 0; r < kMR; ++r) {
           uint32_t v = 0;
-          if (r < mr) {
-            const uint16_t* row = A + (i0 + r) * lda;
-            v = pair(row[2 * p], 2 * p + 1 < K ? row[2 * p + 1] : uint16_t{0});
-          }
+          if (r < mr)
+            v = pair(at_a(A, lda, ta, i0 + r, 2 * p), 2 * p + 1 < K ? at_a(A, lda, ta, i0 + r, 2 * p + 1) : uint16_t{0});
           abuf[static_cast<size_t>(p * kMR + r)] = v;
         }
       for (int64_t q = 0; q < panels; ++q) {
@@ -147,17 +152,17 @@ bool gemm_bf16_native() {
 #endif
 }
 
-void gemm_bf16_cpu(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb,
-                   float* C, int64_t ldc) {
+void gemm_bf16_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                   const uint16_t* B, int64_t ldb, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.0f);
     return;
   }
 #if EMBER_LOWP_X86
-  if (gemm_bf16_native()) return gemm_bf16_dpbf16(M, N, K, A, lda, B, ldb, C, ldc);
+  if (gemm_bf16_native()) return gemm_bf16_dpbf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
 #endif
-  gemm_bf16_widened(M, N, K, A, lda, B, ldb, C, ldc);
+  gemm_bf16_widened(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
 }
 
 }  // namespace ember::kernels

@@ -11,10 +11,11 @@
 
 namespace ember::kernels {
 
-// C (M x N, row stride ldc) = A (M x K, row stride lda) @ B (K x N, row stride ldb); row-major,
-// A and B bfloat16 bit patterns.
-void gemm_bf16_cpu(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb,
-                   float* C, int64_t ldc);
+// C (M x N, row stride ldc) = op(A) (M x K) @ op(B) (K x N); row-major bfloat16 bit patterns,
+// op(X) = X, or X^T when trans_x (then X is stored K x M or N x K); lda/ldb are the stored row
+// strides. A linear layer's forward is (false, true), its weight gradient (true, false).
+void gemm_bf16_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                   const uint16_t* B, int64_t ldb, float* C, int64_t ldc);
 
 // Whether gemm_bf16_cpu takes the AVX512-BF16 path now (the CPU has it and the ISA cap allows it).
 bool gemm_bf16_native();

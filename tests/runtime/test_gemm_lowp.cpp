@@ -1,6 +1,6 @@
 // The bfloat16 GEMM (kernels/cpu/gemm_lowp.h): float32 accumulation of exact bf16 products, against
-// a double-precision sum of the same products, for odd K, partial tiles, strided operands and a
-// single row; the AVX512-BF16 path (where the CPU has it) and the widened float32 path (the ISA
+// a double-precision sum of the same products, for odd K, partial tiles, strided and transposed
+// operands and a single row; the AVX512-BF16 path (where the CPU has it) and the widened float32 path (the ISA
 // cap lowered) both, and agreeing with each other.
 #include <gtest/gtest.h>
 
@@ -17,6 +17,7 @@ namespace {
 
 struct Case {
   int64_t M, N, K, lda_pad, ldb_pad;
+  bool ta = false, tb = false;
 };
 
 struct Result {
@@ -27,19 +28,22 @@ struct Result {
 Result run(const Case& t, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  const int64_t lda = t.K + t.lda_pad, ldb = t.N + t.ldb_pad;
-  std::vector<uint16_t> a(static_cast<size_t>(t.M * lda)), b(static_cast<size_t>(t.K * ldb));
+  // Stored shapes: A is M x K (K x M when transposed), B is K x N (N x K when transposed).
+  const int64_t lda = (t.ta ? t.M : t.K) + t.lda_pad, ldb = (t.tb ? t.K : t.N) + t.ldb_pad;
+  std::vector<uint16_t> a(static_cast<size_t>((t.ta ? t.K : t.M) * lda)), b(static_cast<size_t>((t.tb ? t.N : t.K) * ldb));
+  auto A = [&](int64_t i, int64_t k) { return kernels::bf16_to_float(t.ta ? a[k * lda + i] : a[i * lda + k]); };
+  auto B = [&](int64_t k, int64_t j) { return kernels::bf16_to_float(t.tb ? b[j * ldb + k] : b[k * ldb + j]); };
   for (auto& v : a) v = kernels::bf16_from_float(nd(rng));
   for (auto& v : b) v = kernels::bf16_from_float(nd(rng));
   Result r;
   const int64_t ldc = t.N + 3;
   r.c.assign(static_cast<size_t>(t.M * ldc), -7.0f);
-  kernels::gemm_bf16_cpu(t.M, t.N, t.K, a.data(), lda, b.data(), ldb, r.c.data(), ldc);
+  kernels::gemm_bf16_cpu(t.ta, t.tb, t.M, t.N, t.K, a.data(), lda, b.data(), ldb, r.c.data(), ldc);
   for (int64_t i = 0; i < t.M; ++i)
     for (int64_t j = 0; j < t.N; ++j) {
       double s = 0, m = 0;
       for (int64_t k = 0; k < t.K; ++k) {
-        double p = static_cast<double>(kernels::bf16_to_float(a[i * lda + k])) * kernels::bf16_to_float(b[k * ldb + j]);
+        double p = static_cast<double>(A(i, k)) * B(k, j);
         s += p;
         m += std::fabs(p);
       }
@@ -64,8 +68,10 @@ void expect_close(const Result& r, const char* what) {
   }
 }
 
-const std::vector<Case> kCases = {{1, 1, 1, 0, 0},     {13, 45, 37, 3, 5},  {8, 32, 64, 0, 0},    {1, 300, 129, 0, 0},
-                                  {65, 33, 2, 1, 0},   {128, 256, 512, 0, 0}, {31, 7, 1001, 2, 2}};
+const std::vector<Case> kCases = {{1, 1, 1, 0, 0},          {13, 45, 37, 3, 5},        {8, 32, 64, 0, 0},
+                                  {1, 300, 129, 0, 0},      {65, 33, 2, 1, 0},         {128, 256, 512, 0, 0},
+                                  {31, 7, 1001, 2, 2},      {13, 45, 37, 3, 5, false, true},
+                                  {17, 40, 33, 0, 2, true, false}, {9, 70, 65, 1, 1, true, true}};
 
 TEST(GemmBf16, NativePathMatchesExactProductSums) {
   if (!kernels::gemm_bf16_native()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
@@ -90,7 +96,7 @@ TEST(GemmBf16, WidenedPathMatchesExactProductSumsAndTheNativePath) {
 
 TEST(GemmBf16, EmptyKGivesZeros) {
   std::vector<float> c(6, 5.0f);
-  kernels::gemm_bf16_cpu(2, 3, 0, nullptr, 0, nullptr, 3, c.data(), 3);
+  kernels::gemm_bf16_cpu(false, false, 2, 3, 0, nullptr, 0, nullptr, 3, c.data(), 3);
   for (float v : c) EXPECT_EQ(v, 0.0f);
 }
 
