@@ -5,7 +5,6 @@
 // SIGTERM waits for the write in flight before on_exception.ckpt is written.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +19,7 @@
 #include "ember/runtime/rng.h"
 #include "ember/train/callbacks.h"
 #include "ember/train/trainer.h"
+#include "tests/support/file_size_limit.h"
 
 namespace fs = std::filesystem;
 using namespace ember;
@@ -194,34 +194,22 @@ TEST_F(AsyncCheckpointing, RunsWriteTheFilesOfSynchronousRuns) {
   }
 }
 
-// RLIMIT_FSIZE from the start of the second epoch: that epoch's checkpoint cannot be written.
+// A file size limit from the start of the given epoch (after the previous epoch's file landed):
+// that epoch's checkpoint cannot be written.
 class FailWritesFromEpoch : public Callback {
  public:
   explicit FailWritesFromEpoch(int64_t epoch) : epoch_(epoch) {}
-  ~FailWritesFromEpoch() override { restore(); }
   std::string state_key() const override { return "FailWritesFromEpoch"; }
   void on_train_epoch_start(Trainer& trainer, LightningModule&) override {
-    if (trainer.current_epoch() != epoch_ || active_) return;
-    trainer.wait_for_checkpoint();  // the previous epoch's file lands before the limit
-    ::getrlimit(RLIMIT_FSIZE, &old_);
-    old_handler_ = ::signal(SIGXFSZ, SIG_IGN);
-    rlimit l = old_;
-    l.rlim_cur = 64 << 10;  // a checkpoint of this model is larger; metrics.csv stays smaller
-    ::setrlimit(RLIMIT_FSIZE, &l);
-    active_ = true;
+    if (trainer.current_epoch() != epoch_) return;
+    trainer.wait_for_checkpoint();
+    limit_.set(64 << 10);  // a checkpoint of this model is larger
   }
-  void restore() {
-    if (!active_) return;
-    ::setrlimit(RLIMIT_FSIZE, &old_);
-    ::signal(SIGXFSZ, old_handler_);
-    active_ = false;
-  }
+  void restore() { limit_.restore(); }
 
  private:
   int64_t epoch_;
-  bool active_ = false;
-  rlimit old_{};
-  sighandler_t old_handler_{};
+  ember::test::FileSizeLimit limit_;
 };
 
 TEST_F(AsyncCheckpointing, AFailedWriteEndsFitAndKeepsThePreviousCheckpoint) {
