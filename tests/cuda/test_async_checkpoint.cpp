@@ -6,8 +6,6 @@
 
 #include <array>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include <gtest/gtest.h>
 
@@ -20,6 +18,7 @@
 #include "ember/runtime/rng.h"
 #include "ember/train/callbacks.h"
 #include "ember/train/trainer.h"
+#include "tests/support/checkpoint_bytes.h"
 
 namespace fs = std::filesystem;
 
@@ -29,10 +28,7 @@ namespace {
 #define REQUIRE_CUDA() \
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device: " << cuda_unavailable_reason()
 
-std::vector<char> bytes_of(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
+using test::file_bytes;
 
 struct Scratch {
   fs::path dir = fs::temp_directory_path() / ("ember_cuda_async_" + std::to_string(::getpid()) + "_" +
@@ -65,7 +61,7 @@ TEST(CudaAsyncCheckpoint, DeviceTensorsAreCopiedWithoutStoppingTheDevice) {
     m.copy_(mul(m, 2.0));
   }
   saver.wait();
-  EXPECT_EQ(bytes_of(async_path), bytes_of(sync_path));
+  EXPECT_EQ(file_bytes(async_path), file_bytes(sync_path));
 }
 
 class Net : public LightningModule {
@@ -111,12 +107,7 @@ TEST(CudaAsyncCheckpoint, TrainerRunWritesTheFilesOfASynchronousRun) {
     for (const char* f : {"epoch=0-step=3.ckpt", "epoch=0-step=6.ckpt", "epoch=1-step=9.ckpt", "epoch=1-step=12.ckpt",
                           "epoch=1-step=15.ckpt"}) {
       ASSERT_TRUE(fs::exists(dir / "ck" / f)) << f;
-      // Without the random file id and the two CRCs over it.
-      std::vector<char> b = bytes_of(dir / "ck" / f);
-      std::fill(b.begin() + 24, b.begin() + 40, 0);
-      std::fill(b.begin() + 60, b.begin() + 64, 0);
-      std::fill(b.end() - 32, b.end() - 16, 0);
-      std::fill(b.end() - 4, b.end(), 0);
+      std::vector<char> b = test::without_file_id(file_bytes(dir / "ck" / f));
       all.insert(all.end(), b.begin(), b.end());
     }
     files.push_back(std::move(all));

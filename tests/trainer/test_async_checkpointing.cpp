@@ -9,8 +9,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include "ember/checkpoint/checkpoint.h"
 #include "ember/nn/nn.h"
@@ -19,6 +17,7 @@
 #include "ember/runtime/rng.h"
 #include "ember/train/callbacks.h"
 #include "ember/train/trainer.h"
+#include "tests/support/checkpoint_bytes.h"
 #include "tests/support/file_size_limit.h"
 
 namespace fs = std::filesystem;
@@ -105,21 +104,8 @@ std::vector<std::string> tree(const fs::path& dir) {
   return out;
 }
 
-std::vector<char> bytes_of(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
-// A checkpoint's bytes with its random file id zeroed (header bytes 24..39, footer bytes 32..47)
-// and the header's and footer's CRCs over it (bytes 60..63 of each).
-std::vector<char> without_file_id(std::vector<char> b) {
-  if (b.size() < 128) return b;
-  std::fill(b.begin() + 24, b.begin() + 40, 0);
-  std::fill(b.begin() + 60, b.begin() + 64, 0);
-  std::fill(b.end() - 64 + 32, b.end() - 64 + 48, 0);
-  std::fill(b.end() - 4, b.end(), 0);
-  return b;
-}
+using ember::test::without_file_id;
+using ember::test::file_bytes;
 
 class AsyncCheckpointing : public ::testing::Test {
  protected:
@@ -180,7 +166,7 @@ TEST_F(AsyncCheckpointing, RunsWriteTheFilesOfSynchronousRuns) {
     int compared = 0;
     for (const std::string& f : files) {
       if (f.find(".ckpt") == std::string::npos || f.find(" -> ") != std::string::npos) continue;
-      EXPECT_EQ(without_file_id(bytes_of(dir / f)), without_file_id(bytes_of(sync_dir / f))) << f;
+      EXPECT_EQ(without_file_id(file_bytes(dir / f)), without_file_id(file_bytes(sync_dir / f))) << f;
       EXPECT_NO_THROW(checkpoint::Reader((dir / f).string(), {.verify = checkpoint::Verify::all})) << f;
       ++compared;
     }
@@ -282,7 +268,7 @@ TEST_F(AsyncCheckpointing, SigtermWaitsForTheWriteInFlightThenWritesOnException)
     for (const std::string& f : expected)
       EXPECT_NO_THROW(checkpoint::Reader((dir / "ck" / f).string(), {.verify = checkpoint::Verify::all}).verify_all()) << f;
     ASSERT_TRUE(fs::exists(dir / "exc" / "on_exception.ckpt"));
-    on_exception.push_back(without_file_id(bytes_of(dir / "exc" / "on_exception.ckpt")));
+    on_exception.push_back(without_file_id(file_bytes(dir / "exc" / "on_exception.ckpt")));
     fs::remove_all(dir);
   }
   EXPECT_EQ(on_exception[0], on_exception[1]);
@@ -305,7 +291,7 @@ TEST_F(AsyncCheckpointing, ExplicitSavesOutsideFitCopyEverythingBeforeReturning)
     for (Tensor p : model.parameters()) p.copy_(add(p, 1.0));  // right away: must not reach the file
   }
   trainer.wait_for_checkpoint();
-  EXPECT_EQ(without_file_id(bytes_of(async_path)), without_file_id(bytes_of(sync_path)));
+  EXPECT_EQ(without_file_id(file_bytes(async_path)), without_file_id(file_bytes(sync_path)));
   EXPECT_EQ(trainer.checkpoint_times().async_saves, 1);
 }
 
