@@ -99,7 +99,7 @@ void gemm_bf16_dpbf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const u
                       const uint16_t* B, int64_t ldb, float* C, int64_t ldc) {
   const int64_t kp = (K + 1) / 2, panels = (N + kNR - 1) / kNR;
   // Packed B: [panel][k-pair][32 columns], 64-byte aligned rows of 16 words.
-  static thread_local std::vector<uint32_t, std::allocator<uint32_t>> bbuf;
+  static thread_local std::vector<uint32_t> bbuf;
   const size_t bwords = static_cast<size_t>(panels * kp * kNR) + 16;
   if (bbuf.size() < bwords) bbuf.resize(bwords);
   uint32_t* bp = bbuf.data();
@@ -123,7 +123,9 @@ void gemm_bf16_dpbf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const u
   const int64_t blocks = (M + kMR - 1) / kMR;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, N * K * kMR));
   parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
-    std::vector<uint32_t> abuf(static_cast<size_t>(kp * kMR));
+    // Grow-only per thread: a steady training step packs A without allocating.
+    static thread_local std::vector<uint32_t> abuf;
+    if (abuf.size() < static_cast<size_t>(kp * kMR)) abuf.resize(static_cast<size_t>(kp * kMR));
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t i0 = blk * kMR, mr = std::min(kMR, M - i0);
       for (int64_t p = 0; p < kp; ++p)
