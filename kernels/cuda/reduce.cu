@@ -1,6 +1,7 @@
 // CUDA reductions (sum with a double accumulator, max with argmax) and (log_)softmax. No atomics:
 // an output is reduced either serially by one thread (in the CPU's order, so sums match the CPU
-// bit for bit) or by blocks over fixed chunks with a fixed tree, then the chunks in order. The
+// bit for bit), by blocks over fixed chunks with a fixed tree, or (strided reduced elements) by
+// tiles of neighbouring outputs with fixed row lanes, then the chunks in order. The
 // split depends only on the shapes, so results are identical run to run.
 #include <cmath>
 #include <limits>
@@ -137,6 +138,56 @@ __global__ void reduce_chunks_kernel(int64_t n_out, unsigned chunks, const doubl
   }
 }
 
+// Reductions whose reduced elements are strided (a bias gradient: a [rows, outputs] tensor summed
+// over its rows). A block is a tile of kColTile outputs by kColRows row lanes: the lanes of a warp
+// read kColTile neighbouring outputs of one row (coalesced, whatever the number of outputs), each
+// row lane walks every kColRows-th row of its chunk in order, and the lanes of an output combine in
+// lane order. Chunks of rows (blockIdx.y) leave partials that reduce_chunks_kernel adds in order.
+constexpr unsigned kColTile = 32, kColRows = 8;
+
+template <typename T, typename Index, bool kMax>
+__global__ void reduce_columns_kernel(Index n_out, Index n_red, Index chunk, unsigned chunks,
+                                      OffsetCalc<1, Index> kept, OffsetCalc<1, Index> red, const T* x, T* out,
+                                      int64_t* idx, double* part_sum, ArgMax<T>* part_max) {
+  __shared__ double sums[kColRows][kColTile];
+  __shared__ ArgMax<T> maxes[kMax ? kColRows : 1][kColTile];
+  const Index o = static_cast<Index>(blockIdx.x) * kColTile + threadIdx.x;
+  const unsigned c = blockIdx.y;
+  const Index start = static_cast<Index>(c) * chunk;
+  const Index end = n_red - start < chunk ? n_red : start + chunk;
+  const bool active = o < n_out;
+  const T* base = active ? x + kept.get(o)[0] : x;
+  if constexpr (!kMax) {
+    double acc = 0;
+    if (active)
+      for (Index k = start + threadIdx.y; k < end; k += kColRows) acc += static_cast<double>(base[red_offset(red, k)]);
+    sums[threadIdx.y][threadIdx.x] = acc;
+  } else {
+    ArgMax<T> best = argmax_identity<T>();
+    if (active)
+      for (Index k = start + threadIdx.y; k < end; k += kColRows)
+        best = better(best, ArgMax<T>{base[red_offset(red, k)], static_cast<int64_t>(k)});
+    maxes[threadIdx.y][threadIdx.x] = best;
+  }
+  __syncthreads();
+  if (threadIdx.y != 0 || !active) return;
+  if constexpr (!kMax) {
+    double acc = sums[0][threadIdx.x];
+    for (unsigned r = 1; r < kColRows; ++r) acc += sums[r][threadIdx.x];
+    if (chunks == 1) out[o] = static_cast<T>(acc);
+    else part_sum[static_cast<int64_t>(o) * chunks + c] = acc;
+  } else {
+    ArgMax<T> best = maxes[0][threadIdx.x];
+    for (unsigned r = 1; r < kColRows; ++r) best = better(best, maxes[r][threadIdx.x]);
+    if (chunks == 1) {
+      out[o] = best.v;
+      if (idx) idx[o] = best.i;
+    } else {
+      part_max[static_cast<int64_t>(o) * chunks + c] = best;
+    }
+  }
+}
+
 unsigned pow2_threads(int64_t n, unsigned lo, unsigned hi) {
   unsigned t = lo;
   while (t < hi && static_cast<int64_t>(t) < n) t <<= 1;
@@ -153,16 +204,46 @@ void reduce_launch(const Geometry<1>& kd, const Geometry<1>& rd, int64_t n_out, 
   int64_t* ip = indices.defined() ? static_cast<int64_t*>(indices.data_ptr()) : nullptr;
   cudaStream_t s = cu::current_stream();
   const bool red_contiguous = rd.ndim <= 1 && (rd.ndim == 0 || rd.strides[0][0] == 1);
-  // Few elements per output, or many outputs whose reduced elements are far apart (the threads
-  // of a warp then read neighbouring outputs): one thread per output.
-  if (n_red <= 32 || (!red_contiguous && n_out >= 1024)) {
+  // Few elements per output: one thread per output, serially in the CPU's order.
+  if (n_red <= 32) {
     reduce_serial_kernel<T, Index, kMax><<<cu::blocks_for(n_out, cu::kThreads), cu::kThreads, 0, s>>>(
         static_cast<Index>(n_out), static_cast<Index>(n_red), kept, red, xp, op, ip);
     cu::check_launch("reduce_serial_kernel");
     return;
   }
-  // Blocks of up to 256 threads per output; few outputs split their range into chunks so that
-  // about a thousand blocks run.
+  // Reduced elements far apart (strided rows, e.g. a bias gradient): the threads of a warp read
+  // neighbouring outputs. Many outputs over a few thousand rows: one thread per output, in the
+  // CPU's order. Otherwise tiles of neighbouring outputs with the rows split into chunks of at
+  // least 256, so that about a thousand blocks run however few the outputs are.
+  if (!red_contiguous && n_out >= 1024 && n_red <= 4096) {
+    reduce_serial_kernel<T, Index, kMax><<<cu::blocks_for(n_out, cu::kThreads), cu::kThreads, 0, s>>>(
+        static_cast<Index>(n_out), static_cast<Index>(n_red), kept, red, xp, op, ip);
+    cu::check_launch("reduce_serial_kernel");
+    return;
+  }
+  if (!red_contiguous) {
+    const int64_t tiles = (n_out + kColTile - 1) / kColTile;
+    int64_t chunks = std::clamp<int64_t>((1024 + tiles - 1) / tiles, 1, (n_red + 255) / 256);
+    chunks = std::min<int64_t>(chunks, 65535);  // gridDim.y's limit
+    const int64_t chunk = (n_red + chunks - 1) / chunks;
+    chunks = (n_red + chunk - 1) / chunk;
+    EMBER_CHECK(tiles < (int64_t{1} << 31), "[reduce] too many outputs (", n_out, ") for one launch");
+    cu::Scratch part(x.device().index,
+                     chunks > 1 ? static_cast<size_t>(n_out * chunks) * (kMax ? sizeof(ArgMax<T>) : sizeof(double)) : 0);
+    const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(chunks));
+    reduce_columns_kernel<T, Index, kMax><<<grid, dim3(kColTile, kColRows), 0, s>>>(
+        static_cast<Index>(n_out), static_cast<Index>(n_red), static_cast<Index>(chunk), static_cast<unsigned>(chunks),
+        kept, red, xp, op, ip, part.as<double>(), part.as<ArgMax<T>>());
+    cu::check_launch("reduce_columns_kernel");
+    if (chunks > 1) {
+      reduce_chunks_kernel<T, kMax><<<cu::blocks_for(n_out, cu::kThreads), cu::kThreads, 0, s>>>(
+          n_out, static_cast<unsigned>(chunks), part.as<double>(), part.as<ArgMax<T>>(), op, ip);
+      cu::check_launch("reduce_chunks_kernel");
+    }
+    return;
+  }
+  // Contiguous reduced elements: blocks of up to 256 threads per output; few outputs split their
+  // range into chunks so that about a thousand blocks run.
   const unsigned threads = pow2_threads(n_red, 32, 256);
   int64_t chunks = 1;
   if (n_out < 1024) chunks = std::clamp<int64_t>((1024 + n_out - 1) / n_out, 1, (n_red + 2047) / 2048);
