@@ -124,6 +124,98 @@ TEST(BlockCache, SizeClassesReuseCapAndRetry) {
   EXPECT_EQ(bytes.stats().peak_allocated_bytes, 128u);
 }
 
+// Blocks read by queued device work (a pinned batch being copied to a GPU) carry events: a freed
+// block is handed out again only once every event recorded for it completed, polled on alloc and
+// free, never waited for; a block without recorded uses, or whose work is done, returns at once;
+// record_use refuses pointers the cache did not hand out. Fake events stand in for CUDA's.
+namespace {
+struct FakeEvent {
+  bool done = false;
+};
+std::vector<FakeEvent*> g_events;
+int g_events_destroyed = 0, g_event_device = -1;
+void* fake_record(int device) {
+  g_event_device = device;
+  g_events.push_back(new FakeEvent);
+  return g_events.back();
+}
+bool fake_query(void* e) { return static_cast<FakeEvent*>(e)->done; }
+void fake_destroy(void* e) {
+  ++g_events_destroyed;
+  std::erase(g_events, static_cast<FakeEvent*>(e));
+  delete static_cast<FakeEvent*>(e);
+}
+}  // namespace
+
+TEST(BlockCache, BlocksInUseByTheDeviceWaitForTheirEvents) {
+  g_events.clear();
+  g_events_destroyed = 0;
+  {
+    BlockCache pinned(counting_alloc, counting_free, 0, 4096, 1 << 20);
+    void* outside = std::malloc(64);
+    EXPECT_FALSE(pinned.record_use(outside, 0)) << "no event ops yet";
+    pinned.set_event_ops({fake_record, fake_query, fake_destroy});
+
+    void* a = pinned.alloc(5000);
+    EXPECT_TRUE(pinned.owns(a));
+    EXPECT_FALSE(pinned.owns(outside));
+    EXPECT_FALSE(pinned.record_use(outside, 0)) << "not a block of this cache";
+    EXPECT_TRUE(g_events.empty());
+    EXPECT_TRUE(pinned.record_use(a, 3));
+    EXPECT_EQ(g_event_device, 3);
+    ASSERT_EQ(g_events.size(), 1u);
+    FakeEvent* copy = g_events[0];
+    pinned.free(a, 5000);
+    EXPECT_FALSE(pinned.owns(a));
+    EXPECT_EQ(pinned.pending_blocks(), 1u);
+    void* b = pinned.alloc(5000);
+    EXPECT_NE(b, a) << "a block whose copy is still queued must not be refilled";
+    EXPECT_EQ(pinned.pending_blocks(), 1u);
+
+    copy->done = true;  // the copy ran: the next alloc finds the block back in the cache
+    void* c = pinned.alloc(5000);
+    EXPECT_EQ(c, a);
+    EXPECT_EQ(pinned.pending_blocks(), 0u);
+    EXPECT_EQ(g_events_destroyed, 1);
+
+    // two uses: the block waits for both
+    EXPECT_TRUE(pinned.record_use(c, 0));
+    EXPECT_TRUE(pinned.record_use(c, 0));
+    ASSERT_EQ(g_events.size(), 2u);
+    g_events[1]->done = true;
+    pinned.free(c, 5000);
+    EXPECT_EQ(pinned.pending_blocks(), 1u);
+    g_events[0]->done = true;
+    pinned.free(b, 5000);  // a free polls too; b had no uses and is cached at once
+    EXPECT_EQ(pinned.pending_blocks(), 0u);
+    EXPECT_EQ(g_events_destroyed, 3);
+    void* d = pinned.alloc(5000);
+    void* e = pinned.alloc(5000);
+    EXPECT_TRUE((d == a && e == b) || (d == b && e == a)) << "both blocks are back in the cache";
+
+    // a use whose work completed before the free: back at once
+    EXPECT_TRUE(pinned.record_use(d, 0));
+    g_events.back()->done = true;
+    pinned.free(d, 5000);
+    EXPECT_EQ(pinned.pending_blocks(), 0u);
+    EXPECT_EQ(pinned.alloc(5000), d);
+
+    // empty() keeps a block the device still reads; it goes once its event completed
+    EXPECT_TRUE(pinned.record_use(e, 0));
+    pinned.free(e, 5000);
+    pinned.free(d, 5000);
+    pinned.empty();
+    EXPECT_EQ(pinned.pending_blocks(), 1u);
+    EXPECT_EQ(pinned.stats().reserved_bytes, 8192u);
+    g_events.back()->done = true;
+    pinned.empty();
+    EXPECT_EQ(pinned.pending_blocks(), 0u);
+    EXPECT_EQ(pinned.stats().reserved_bytes, 0u);
+    std::free(outside);
+  }
+  EXPECT_TRUE(g_events.empty()) << "every event recorded was destroyed";
+}
+
 // small_alloc recycles a freed block for the next request of its size class, hands out 16-byte
 // aligned blocks of every size (large ones straight from the heap), and takes back blocks freed
 // on another thread than the one that allocated them.
