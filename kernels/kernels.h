@@ -48,9 +48,33 @@ EMBER_CUDA_ENTRY(void, cuda_synchronize, (int device))
 // after. cuda_event_record then marks the point a host thread waits for with
 // cuda_event_synchronize (counted as a round trip); cuda_event_destroy frees the event.
 EMBER_CUDA_ENTRY(void, cuda_memcpy_to_host_async, (void* dst, const void* src, int device, size_t nbytes))
+// The other way: queues a copy of nbytes from (page-locked) host memory into device memory on the
+// device's current stream and returns at once; the host memory must stay unchanged until the copy
+// ran (an event recorded after it, see runtime/allocator.h's pinned_host_record_use).
+EMBER_CUDA_ENTRY(void, cuda_memcpy_to_device_async, (void* dst, const void* src, int device, size_t nbytes))
 EMBER_CUDA_ENTRY(void*, cuda_event_record, (int device))
 EMBER_CUDA_ENTRY(void, cuda_event_synchronize, (void* event))
+// Whether the work before the event completed, without waiting (not a round trip).
+EMBER_CUDA_ENTRY(bool, cuda_event_query, (void* event))
 EMBER_CUDA_ENTRY_OR(void, cuda_event_destroy, (void* event), {})
+// Streams: create one on a device, destroy it, and make one the calling thread's current stream
+// on a device (returning the previous one; nullptr is the legacy default stream).
+EMBER_CUDA_ENTRY(void*, cuda_stream_create, (int device))
+EMBER_CUDA_ENTRY_OR(void, cuda_stream_destroy, (int device, void* stream), {})
+EMBER_CUDA_ENTRY(void*, cuda_exchange_stream, (int device, void* stream))
+EMBER_CUDA_ENTRY(void, cuda_stream_synchronize, (int device))
+// CUDA graphs (runtime/cuda_graph.h): capture the calling thread's work on the device's current
+// stream (not the legacy default stream), end it into an instantiated graph (its handle), replay
+// it on the current stream. While capturing, the fused optimizer kernels record their nodes;
+// between begin_update and end_update, the optimizer updates do not run but set the scalars of
+// their recorded nodes, in capture order, for the next replays.
+EMBER_CUDA_ENTRY(void, cuda_graph_begin_capture, (int device))
+EMBER_CUDA_ENTRY(void*, cuda_graph_end_capture, (int device))
+EMBER_CUDA_ENTRY_OR(void, cuda_graph_abort_capture, (int device), {})
+EMBER_CUDA_ENTRY(void, cuda_graph_launch, (void* graph))
+EMBER_CUDA_ENTRY_OR(void, cuda_graph_destroy, (void* graph), {})
+EMBER_CUDA_ENTRY(void, cuda_graph_begin_update, (void* graph))
+EMBER_CUDA_ENTRY(void, cuda_graph_end_update, (void* graph))
 // The host-device round-trip counters (runtime/device.h: cuda_round_trips()).
 EMBER_CUDA_ENTRY_OR(CudaRoundTrips, cuda_round_trips, (), { return {}; })
 EMBER_CUDA_ENTRY_OR(void, reset_cuda_round_trips, (), {})
@@ -142,8 +166,10 @@ EMBER_CUDA_ENTRY(void, index_add_cuda, (const Tensor& out, int dim, const Tensor
 // out_losses (M): -w[t]*logp[i,t] (0 for ignore_index), out_weights (M): w[t] or 0.
 void nll_loss_cpu(const Tensor& logp, const Tensor& target, const Tensor& weight, int64_t ignore_index,
                   const Tensor& out_losses, const Tensor& out_weights);
+// The CUDA kernel does not stop the host for a bad target: it skips it (loss and weight 0) and
+// sets status (i64 [2], zeroed by the caller) to {1, the target} for the front end's deferred check.
 EMBER_CUDA_ENTRY(void, nll_loss_cuda, (const Tensor& logp, const Tensor& target, const Tensor& weight,
-                 int64_t ignore_index, const Tensor& out_losses, const Tensor& out_weights))
+                 int64_t ignore_index, const Tensor& out_losses, const Tensor& out_weights, const Tensor& status))
 // dlogp (M, C) zeroed by the caller: dlogp[i, t_i] = -w[t_i] * g[i]
 void nll_loss_backward_cpu(const Tensor& g, const Tensor& target, const Tensor& weight, int64_t ignore_index,
                            const Tensor& dlogp);

@@ -72,9 +72,16 @@ Tensor BatchNormBase::forward(const Tensor& x) {
     invstd = rdiv(sqrt(batch_var + eps), 1.0);
     if (update_stats) {
       NoGradGuard no_grad;
-      // Integer in-place arithmetic is not an op: count on the host.
-      const int64_t batches = num_batches_tracked.item<int64_t>() + 1;
+      // Integer in-place arithmetic is not an op: count on the host, from the value this layer
+      // last wrote unless the buffer was replaced or written since (load_state_dict, to()).
+      const std::shared_ptr<Storage>& st = num_batches_tracked.storage();
+      const bool same = !tracked_storage_.owner_before(st) && !st.owner_before(tracked_storage_) &&
+                        !tracked_storage_.expired() && tracked_version_ == num_batches_tracked.version();
+      const int64_t batches = (same ? tracked_value_ : num_batches_tracked.item<int64_t>()) + 1;
       num_batches_tracked.fill_(static_cast<double>(batches));
+      tracked_value_ = batches;
+      tracked_storage_ = st;
+      tracked_version_ = num_batches_tracked.version();
       double factor = momentum ? *momentum : 1.0 / static_cast<double>(batches);
       double unbias = static_cast<double>(per_channel) / static_cast<double>(per_channel - 1);
       running_mean.mul_(1.0 - factor).add_(batch_mean.detach().reshape({num_features}), factor);

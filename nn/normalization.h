@@ -3,6 +3,7 @@
 // from autograd; running statistics are updated without recording history.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +38,14 @@ class EMBER_API BatchNormBase : public Module {
                 bool track_running_stats);
   // Throws unless x has a rank this layer accepts.
   virtual void check_input(const Tensor& x) const = 0;
+
+ private:
+  // num_batches_tracked's value as this layer last wrote it, valid while the buffer is the same
+  // storage at the same version (nothing else wrote it): counting then needs no read from a
+  // device, which would stop the host every training step on a GPU.
+  int64_t tracked_value_ = 0;
+  std::weak_ptr<Storage> tracked_storage_;
+  uint32_t tracked_version_ = 0;
 };
 
 // x: (N, C) or (N, C, L).

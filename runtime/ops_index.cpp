@@ -1,5 +1,6 @@
 // Front ends of cat, stack, index_select and embedding.
 #include "ember/runtime/autograd.h"
+#include "ember/runtime/device_checks.h"
 #include "runtime/dispatch.h"
 #include "ember/runtime/ops.h"
 
@@ -69,12 +70,21 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   Tensor idx = index.to(DType::i64).reshape({-1}).contiguous();
   Tensor xs = x.dim() == 0 ? x.reshape({1}) : x;
   int64_t n = xs.shape()[d];
-  {
-    Tensor host = idx.to(kCPU);
-    const int64_t* p = host.data_ptr<int64_t>();
-    for (int64_t i = 0; i < host.numel(); ++i)
+  if (idx.device().is_cpu()) {
+    const int64_t* p = idx.data_ptr<int64_t>();
+    for (int64_t i = 0; i < idx.numel(); ++i)
       EMBER_CHECK(p[i] >= 0 && p[i] < n, "[index_select] index ", p[i], " is out of range for dimension ", d,
                   " of size ", n);
+  } else if (idx.numel() > 0) {
+    // On a device the smallest and largest index are checked with the device's next read, not
+    // here (runtime/device_checks.h); the kernel writes 0 for an index out of range.
+    NoGradGuard ng;
+    const Tensor f = idx.to(DType::f64);
+    check_on_device(stack({neg(max(neg(f))), max(f)}), [d, n](const std::vector<double>& v) {
+      const auto lo = static_cast<int64_t>(v[0]), hi = static_cast<int64_t>(v[1]);
+      if (lo >= 0 && hi < n) return std::string();
+      return str_cat("[index_select] index ", lo < 0 ? lo : hi, " is out of range for dimension ", d, " of size ", n);
+    });
   }
   Shape os = xs.shape();
   os[d] = idx.numel();

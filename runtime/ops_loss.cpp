@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "ember/runtime/autograd.h"
+#include "ember/runtime/device_checks.h"
 #include "runtime/dispatch.h"
 #include "ember/runtime/ops.h"
 #include "ember/runtime/rng.h"
@@ -89,8 +90,10 @@ Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, Reduction
     const TensorOptions o = TensorOptions(input.dtype()).with_device(input.device());
     Tensor bad = sum(add(lt(input.detach(), zeros({}, o)).to(input.dtype()),
                          gt(input.detach(), ones({}, o)).to(input.dtype())));
-    EMBER_CHECK(bad.item() == 0.0,
-                "[binary_cross_entropy] all elements of input should be between 0 and 1");
+    // read at once on the CPU, with the device's next read on a GPU (runtime/device_checks.h)
+    check_on_device(bad, [](const std::vector<double>& v) {
+      return v[0] == 0.0 ? std::string() : std::string("[binary_cross_entropy] all elements of input should be between 0 and 1");
+    });
   }
   // -(t*log(x) + (1-t)*log(1-x)), log terms clamped at -100 as torch
   Tensor lx = clamp(log(input), -100.0, std::nullopt);
@@ -207,7 +210,18 @@ std::pair<Tensor, Tensor> nll_elements(const Tensor& logp, const Tensor& target,
   Tensor w = weight.defined() ? weight.detach().to(logp.dtype()).contiguous() : Tensor();
   TensorOptions o = TensorOptions(logp.dtype()).with_device(logp.device());
   Tensor losses = empty({M}, o), weights = empty({M}, o);
-  EMBER_DISPATCH(logp.device(), nll_loss, lc, target, w, ignore_index, losses, weights);
+  if (logp.device().is_cuda()) {
+    // The kernel flags a target out of [0, C) (skipping it) and keeps one; the flag is read with
+    // the device's next read, not here (runtime/device_checks.h).
+    Tensor status = zeros({2}, TensorOptions(DType::i64).with_device(logp.device()));
+    kernels::nll_loss_cuda(lc, target, w, ignore_index, losses, weights, status);
+    check_on_device(status, [C](const std::vector<double>& v) {
+      return v[0] == 0 ? std::string()
+                       : str_cat("[nll_loss] target ", static_cast<int64_t>(v[1]), " is out of bounds for ", C, " classes");
+    });
+  } else {
+    kernels::nll_loss_cpu(lc, target, w, ignore_index, losses, weights);
+  }
   if (autograd::any_requires_grad({&logp})) {
     autograd::record("nll_loss", {logp}, losses, [target, w, ignore_index, M, C, o](const Tensor& g) -> autograd::TensorList {
       Tensor d = zeros({M, C}, o);

@@ -10,6 +10,7 @@
 #include "kernels/kernels.h"
 #include "ember/runtime/allocator.h"
 #include "ember/runtime/autograd.h"
+#include "ember/runtime/device_checks.h"
 #include "ember/runtime/small_alloc.h"
 #include "runtime/dispatch.h"
 #include "ember/runtime/ops.h"
@@ -364,11 +365,27 @@ Tensor Tensor::to(DType t) const {
   return out;
 }
 
-Tensor Tensor::to(Device d) const {
+Tensor Tensor::to(Device d) const { return to(d, false); }
+
+Tensor Tensor::to(Device d, bool non_blocking) const {
   if (d == device()) return *this;
+  if (non_blocking && d.is_cuda() && device().is_cpu() && is_contiguous() && nbytes() > 0 &&
+      !autograd::any_requires_grad({this})) {
+    // Only a block that pinned_host_alloc handed out (a live page-locked one) is copied
+    // asynchronously; ordinary memory takes the synchronous copy below.
+    void* block = storage()->data();
+    if (pinned_host_owns(block)) {
+      Tensor out = empty(shape(), TensorOptions(dtype()).with_device(d));
+      kernels::cuda_memcpy_to_device_async(out.data_ptr(), data_ptr(), d.index, nbytes());
+      pinned_host_record_use(block, d);
+      return out;
+    }
+  }
   Tensor src = contiguous();
   Tensor out = empty(shape(), TensorOptions(dtype()).with_device(d));
   if (nbytes() > 0) kernels::cuda_memcpy(out.data_ptr(), d, src.data_ptr(), src.device(), nbytes());
+  // The host waited for the device anyway: read the queued device-side input checks now.
+  if (d.is_cpu() && device().is_cuda()) run_device_checks();
   if (autograd::any_requires_grad({this})) {
     Device back = device();
     autograd::record("to_device", {*this}, out, [back](const Tensor& g) -> autograd::TensorList { return {g.to(back)}; });

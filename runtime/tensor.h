@@ -130,6 +130,10 @@ class EMBER_API Tensor {
   Tensor detach() const;      // same data, no autograd history
   Tensor to(DType dtype) const;
   Tensor to(Device device) const;
+  // With non_blocking, a copy from page-locked host memory (pinned_host_alloc, e.g. a DataLoader
+  // batch bound for CUDA) to a CUDA device is queued on the device's stream and returns at once;
+  // the host block is not reused until the copy ran. Any other copy behaves as to(device).
+  Tensor to(Device device, bool non_blocking) const;
 
   // --- autograd --------------------------------------------------------------------------------
   bool requires_grad() const { return impl().requires_grad; }

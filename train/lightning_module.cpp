@@ -29,10 +29,7 @@ void LightningModule::log(const std::string& name, const Tensor& value, LogOptio
   EMBER_CHECK(trainer_ != nullptr, "[log] '", name, "' was logged outside a Trainer run (no trainer attached)");
   EMBER_CHECK(value.defined() && value.numel() == 1, "[log] '", name, "' must be a one-element tensor, got ",
               value.defined() ? value.shape().str() : std::string("an undefined tensor"));
-  double v = value.detach().item_double();
-  bool is_int = !is_floating(value.dtype());
-  if (value.dtype() != DType::f64 && !is_int) v = static_cast<double>(static_cast<float>(v));
-  trainer_->record_log(name, Metric{v, is_int}, opts);
+  trainer_->record_tensor_log(name, value, opts);
 }
 
 Value LightningModule::read_weights_checkpoint(const std::string& path) {

@@ -16,7 +16,10 @@
 
 #include "ember/checkpoint/async_saver.h"
 #include "ember/checkpoint/checkpoint.h"
+#include "ember/nn/normalization.h"
 #include "ember/runtime/autograd.h"
+#include "ember/runtime/cuda_graph.h"
+#include "ember/runtime/device_checks.h"
 #include "ember/runtime/ops.h"
 #include "ember/runtime/rng.h"
 #include "ember/train/callbacks.h"
@@ -155,6 +158,22 @@ Trainer::Trainer(TrainerOptions options) : opts_(std::move(options)) {
   bar_ = std::make_shared<ProgressBar>(opts_.enable_progress_bar);
 }
 
+// The CUDA graph of the training step, its private stream and what its replays need: the static
+// batch it reads, the loss it writes, the gradients it writes (the optimizer's step() sees them
+// during an update), and what training_step logged and checked during the capture.
+struct Trainer::GraphMode {
+  std::unique_ptr<CudaStream> stream;
+  std::unique_ptr<CudaStreamGuard> on_stream;
+  int64_t warm_steps = 0;
+  bool enabled = true;
+  CudaGraph graph;
+  Batch static_batch;
+  Tensor static_loss;
+  std::vector<std::pair<Tensor, Tensor>> grads;
+  std::vector<QueuedLog> logs;
+  CapturedDeviceChecks checks;
+};
+
 Trainer::~Trainer() {
   // A write still in flight (a save_checkpoint() outside fit never waited for) is finished here;
   // its failure can only be printed.
@@ -171,7 +190,7 @@ Batch Trainer::to_device(const Batch& batch) const {
   if (opts_.device.is_cpu()) return batch;
   Batch out;
   out.reserve(batch.size());
-  for (const Tensor& t : batch) out.push_back(t.defined() ? t.to(opts_.device) : t);
+  for (const Tensor& t : batch) out.push_back(t.defined() ? t.to(opts_.device, /*non_blocking=*/true) : t);
   return out;
 }
 
@@ -179,7 +198,118 @@ void Trainer::print(const std::string& line) const { bar_->message(line); }
 
 // --- logging --------------------------------------------------------------------------------------
 
+const Metrics& Trainer::callback_metrics() const {
+  // Reading queued tensor logs changes no observable state but the metrics they feed.
+  if (!queued_logs_.empty()) const_cast<Trainer*>(this)->resolve_logs();
+  return callback_metrics_;
+}
+
+const Metrics& Trainer::logged_metrics() const {
+  if (!queued_logs_.empty()) const_cast<Trainer*>(this)->resolve_logs();
+  return logged_metrics_;
+}
+
+namespace {
+// More queued logs than this are read at once: a bound on the memory a long stretch without a
+// reader (no logger, no progress bar) holds, at one read per this many logs.
+constexpr size_t kMaxQueuedLogs = 1024;
+}  // namespace
+
+void Trainer::record_tensor_log(const std::string& name, const Tensor& value, const LogOptions& opts) {
+  bool step_hook = is_step_hook(hook_);
+  EMBER_CHECK(opts.on_step.value_or(step_hook) || opts.on_epoch.value_or(!step_hook), "[log] '", name,
+              "' has on_step=false and on_epoch=false: it would never be logged");
+  if (sanity_checking_) return;
+  QueuedLog q;
+  q.kind = QueuedLog::kTensor;
+  q.name = name;
+  {
+    NoGradGuard ng;
+    const Tensor v = value.detach().reshape({1});
+    // a copy, so that changing the tensor after log() does not change what was logged
+    q.value = v.dtype() == DType::f64 ? v.clone() : v.to(DType::f64);
+  }
+  q.is_int = !is_floating(value.dtype());
+  q.is_f64 = value.dtype() == DType::f64;
+  q.opts = opts;
+  q.hook = hook_;
+  q.group = hook_group_;
+  q.batch_size = current_batch_size_;
+  queued_logs_.push_back(std::move(q));
+  if (queued_logs_.size() >= kMaxQueuedLogs) resolve_logs();
+}
+
 void Trainer::record_log(const std::string& name, const Metric& m, const LogOptions& opts) {
+  if (queued_logs_.empty()) return apply_log(name, m, opts);
+  bool step_hook = is_step_hook(hook_);
+  EMBER_CHECK(opts.on_step.value_or(step_hook) || opts.on_epoch.value_or(!step_hook), "[log] '", name,
+              "' has on_step=false and on_epoch=false: it would never be logged");
+  if (sanity_checking_) return;
+  QueuedLog q;
+  q.kind = QueuedLog::kNumber;
+  q.name = name;
+  q.number = m;
+  q.opts = opts;
+  q.hook = hook_;
+  q.group = hook_group_;
+  q.batch_size = current_batch_size_;
+  queued_logs_.push_back(std::move(q));
+}
+
+void Trainer::resolve_logs() {
+  if (queued_logs_.empty()) return;
+  std::vector<QueuedLog> queue;
+  queue.swap(queued_logs_);
+  // Every queued tensor of one device is read with one copy to the host.
+  std::vector<double> values(queue.size(), 0.0);
+  std::map<std::pair<int, int>, std::vector<size_t>> by_device;
+  for (size_t i = 0; i < queue.size(); ++i)
+    if (queue[i].kind == QueuedLog::kTensor) {
+      const Device d = queue[i].value.device();
+      by_device[{static_cast<int>(d.type), d.index}].push_back(i);
+    }
+  for (auto& [dev, idx] : by_device) {
+    Tensor host;
+    if (idx.size() == 1) {
+      host = queue[idx[0]].value.to(kCPU);
+    } else {
+      std::vector<Tensor> parts;
+      parts.reserve(idx.size());
+      for (size_t i : idx) parts.push_back(queue[i].value);
+      host = cat(parts, 0).to(kCPU);
+    }
+    const double* p = host.data_ptr<double>();
+    for (size_t j = 0; j < idx.size(); ++j) values[idx[j]] = p[j];
+  }
+  const std::string saved_hook = hook_, saved_group = hook_group_;
+  const int64_t saved_batch = current_batch_size_;
+  const bool saved_sanity = sanity_checking_;
+  sanity_checking_ = false;  // what the sanity check logged was never queued
+  for (size_t i = 0; i < queue.size(); ++i) {
+    const QueuedLog& q = queue[i];
+    if (q.kind == QueuedLog::kStepFlush) {
+      for (auto& [k, v] : pending_step_logs_) logged_metrics_[k] = Metric{v, false};
+      pending_step_logs_.clear();
+      continue;
+    }
+    Metric m = q.number;
+    if (q.kind == QueuedLog::kTensor) {
+      double v = values[i];
+      if (!q.is_f64 && !q.is_int) v = static_cast<double>(static_cast<float>(v));  // Lightning's float32
+      m = Metric{v, q.is_int};
+    }
+    hook_ = q.hook;
+    hook_group_ = q.group;
+    current_batch_size_ = q.batch_size;
+    apply_log(q.name, m, q.opts);
+  }
+  hook_ = saved_hook;
+  hook_group_ = saved_group;
+  current_batch_size_ = saved_batch;
+  sanity_checking_ = saved_sanity;
+}
+
+void Trainer::apply_log(const std::string& name, const Metric& m, const LogOptions& opts) {
   bool step_hook = is_step_hook(hook_);
   bool on_step = opts.on_step.value_or(step_hook);
   bool on_epoch = opts.on_epoch.value_or(!step_hook);
@@ -207,6 +337,7 @@ void Trainer::record_log(const std::string& name, const Metric& m, const LogOpti
 
 // Turns epoch accumulators of one hook group ("train" or "val") into metrics.
 void Trainer::update_epoch_metrics(const std::string& group) {
+  resolve_logs();
   std::map<std::string, double> to_log;
   for (auto it = epoch_sums_.begin(); it != epoch_sums_.end();) {
     auto meta = epoch_meta_.find(it->first);
@@ -231,9 +362,21 @@ void Trainer::update_epoch_metrics(const std::string& group) {
 }
 
 void Trainer::flush_step_logs(bool force) {
+  const bool due = force || (opts_.log_every_n_steps > 0 && progress_.global_step % opts_.log_every_n_steps == 0);
+  if (!queued_logs_.empty()) {
+    if (!due || !logger_) {
+      // Nothing is written now: this flush only moves the step's values into logged_metrics, so
+      // it waits in the queue, in order, for the next reader.
+      QueuedLog q;
+      q.kind = QueuedLog::kStepFlush;
+      queued_logs_.push_back(std::move(q));
+      if (queued_logs_.size() >= kMaxQueuedLogs) resolve_logs();
+      return;
+    }
+    resolve_logs();
+  }
   if (pending_step_logs_.empty()) return;
   for (auto& [k, v] : pending_step_logs_) logged_metrics_[k] = Metric{v, false};
-  bool due = force || (opts_.log_every_n_steps > 0 && progress_.global_step % opts_.log_every_n_steps == 0);
   if (logger_ && due) {
     auto row = pending_step_logs_;
     row["epoch"] = static_cast<double>(current_epoch());
@@ -254,6 +397,7 @@ void Trainer::setup(LightningModule& model, const std::string& stage) {
   epoch_sums_.clear();
   epoch_meta_.clear();
   pending_step_logs_.clear();
+  queued_logs_.clear();
   validation_ran_ = false;
   if (stage == "fit") {
     if (opts_.logger) {
@@ -269,6 +413,7 @@ void Trainer::setup(LightningModule& model, const std::string& stage) {
 }
 
 void Trainer::teardown(const std::string& stage) {
+  resolve_logs();
   for (auto& cb : callbacks_) cb->teardown(*this, *model_, stage);
   if (logger_) logger_->flush();
   stage_.clear();
@@ -309,6 +454,7 @@ Value module_tree_of(const LightningModule& model) {
 Value Trainer::dump_checkpoint(bool weights_only) {
   EMBER_CHECK(model_ != nullptr, "[Trainer.save_checkpoint] saving a checkpoint is only possible if a model is attached "
                                  "to the Trainer (call fit/validate/test first)");
+  resolve_logs();
   ValueMap root;
   root[checkpoint::kEpoch] = current_epoch();
   root[checkpoint::kGlobalStep] = progress_.global_step;
@@ -685,6 +831,11 @@ void Trainer::run_fit(data::DataLoader& train_loader, data::DataLoader* val_load
     return;
   }
   model.train();
+  start_cuda_graphs();
+  struct StopGraphs {
+    Trainer* t;
+    ~StopGraphs() { t->stop_cuda_graphs(); }
+  } stop_graphs{this};
   model.on_train_start();
   for (auto& cb : callbacks_) cb->on_train_start(*this, model);
   for (;;) {
@@ -733,6 +884,7 @@ void Trainer::step_schedulers(const std::string& interval, bool plateau) {
       s.scheduler->step();
       continue;
     }
+    resolve_logs();
     auto it = callback_metrics_.find(s.monitor);
     if (it == callback_metrics_.end()) {
       std::string keys;
@@ -751,6 +903,217 @@ void Trainer::check_signals() {
     g_signal.store(0);
     throw TrainingInterrupted(sig);
   }
+}
+
+// --- the training step, eager or as a CUDA graph -----------------------------------------------
+
+namespace {
+
+void check_loss(const Tensor& loss) {
+  EMBER_CHECK(loss.defined() && loss.numel() == 1, "[Trainer] training_step must return a one-element loss tensor, got ",
+              loss.defined() ? loss.shape().str() : std::string("an undefined tensor"));
+  EMBER_CHECK(loss.requires_grad(), "[Trainer] the loss returned by training_step does not require grad (was it "
+                                    "computed under NoGradGuard or from detached tensors?)");
+}
+
+// Eager steps before the capture: the first ones select algorithms, create optimizer state and
+// fill the caches; the last one shows whether the step is capturable.
+constexpr int64_t kGraphWarmupSteps = 3;
+
+bool same_layout(const Batch& a, const Batch& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].defined() != b[i].defined()) return false;
+    if (a[i].defined() && (a[i].shape() != b[i].shape() || a[i].dtype() != b[i].dtype() || a[i].device() != b[i].device()))
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void Trainer::start_cuda_graphs() {
+  graphs_.reset();
+  if (!opts_.cuda_graphs) return;
+  std::string why;
+  if (!opts_.device.is_cuda()) {
+    why = "the device is " + opts_.device.str();
+  } else if (opts_.accumulate_grad_batches != 1) {
+    why = str_cat("accumulate_grad_batches is ", opts_.accumulate_grad_batches, " (a graph holds one whole step)");
+  } else if (opts_.gradient_clip_val && *opts_.gradient_clip_val > 0) {
+    why = "gradient clipping reads the gradients' norm back";
+  } else {
+    for (const auto& [name, m] : model_->named_modules()) {
+      const auto* bn = dynamic_cast<const nn::BatchNormBase*>(m.get());
+      if (bn && bn->track_running_stats) {
+        why = str_cat("BatchNorm layer '", name, "' counts its batches on the host");
+        break;
+      }
+    }
+  }
+  if (!why.empty()) {
+    print("[Trainer] cuda_graphs: " + why + "; training runs eagerly");
+    return;
+  }
+  graphs_ = std::make_unique<GraphMode>();
+  graphs_->stream = std::make_unique<CudaStream>(opts_.device);
+  graphs_->on_stream = std::make_unique<CudaStreamGuard>(*graphs_->stream);
+}
+
+void Trainer::stop_cuda_graphs() {
+  if (!graphs_) return;
+  try {
+    graphs_->graph = CudaGraph();  // waits for a replay in flight, then frees the graph's memory
+    graphs_->on_stream.reset();    // back to the legacy default stream, which orders after this one
+  } catch (const std::exception& e) {
+    print(std::string("[Trainer] cuda_graphs: ") + e.what());
+  }
+  graphs_.reset();
+}
+
+Tensor Trainer::run_training_step(LightningModule& model, const Batch& batch, int64_t batch_idx) {
+  GraphMode* gm = graphs_.get();
+  if (!gm || !gm->enabled) return eager_training_step(model, batch, batch_idx);
+  if (gm->graph.valid())
+    return same_layout(batch, gm->static_batch) ? replay_training_step(batch)
+                                                : eager_training_step(model, batch, batch_idx);
+  if (gm->warm_steps >= kGraphWarmupSteps) return capture_training_step(model, batch, batch_idx);
+  const CudaRoundTrips before = cuda_round_trips();
+  const std::vector<uint8_t> rng = default_generator().get_state();
+  Tensor loss = eager_training_step(model, batch, batch_idx);
+  if (++gm->warm_steps == kGraphWarmupSteps) {
+    const CudaRoundTrips after = cuda_round_trips();
+    std::string why;
+    if (after.synchronizations != before.synchronizations)
+      why = str_cat("the training step waits for the device ", after.synchronizations - before.synchronizations,
+                    " time(s) (a value read back with item(), a copy to the CPU)");
+    else if (default_generator().get_state() != rng)
+      why = "the training step draws random numbers (replays would repeat the same ones)";
+    if (!why.empty()) {
+      print("[Trainer] cuda_graphs: " + why + "; training runs eagerly");
+      gm->enabled = false;
+    }
+  }
+  return loss;
+}
+
+Tensor Trainer::eager_training_step(LightningModule& model, const Batch& batch, int64_t batch_idx) {
+  hook_ = "training_step";
+  Tensor loss = model.training_step(batch, batch_idx);
+  check_loss(loss);
+  Tensor scaled = opts_.accumulate_grad_batches > 1 ? div(loss, static_cast<double>(opts_.accumulate_grad_batches)) : loss;
+  scaled.backward();
+  progress_.accumulated++;
+  if (progress_.accumulated == opts_.accumulate_grad_batches || is_last_batch_) {
+    optimizer_step();
+    after_optimizer_step();
+  }
+  return loss;
+}
+
+void Trainer::after_optimizer_step() {
+  progress_.accumulated = 0;
+  step_schedulers("step", false);
+  step_schedulers("step", true);
+}
+
+// Queues, after a replay, what training_step logged in the capture (copies of the values this
+// replay wrote) and the device checks it made.
+namespace {
+Tensor replay_copy(const Tensor& t) {
+  NoGradGuard ng;
+  return t.clone();
+}
+}  // namespace
+
+Tensor Trainer::capture_training_step(LightningModule& model, const Batch& batch, int64_t batch_idx) {
+  GraphMode& gm = *graphs_;
+  const Device dev = opts_.device;
+  // Nothing may wait for the device inside the capture: what is queued is read first.
+  resolve_logs();
+  run_device_checks();
+  wait_for_checkpoint_snapshot();
+  {
+    NoGradGuard ng;
+    gm.static_batch.clear();
+    for (const Tensor& t : batch) gm.static_batch.push_back(t.defined() ? t.clone() : t);
+  }
+  const size_t checks_mark = queued_device_checks();
+  std::vector<std::pair<Tensor, Tensor>> grads;
+  Tensor loss;
+  CudaGraph::begin_capture(dev);
+  try {
+    hook_ = "training_step";
+    loss = model.training_step(gm.static_batch, batch_idx);
+    check_loss(loss);
+    loss.backward();
+    for (auto& o : optim_.optimizers)
+      for (auto& g : o->param_groups())
+        for (auto& [name, p] : g.params)
+          if (p.grad().defined()) grads.emplace_back(p, p.grad());
+    for (auto& o : optim_.optimizers) {
+      o->step();
+      o->zero_grad(true);
+    }
+    {
+      NoGradGuard ng;
+      gm.static_loss = loss.detach();
+    }
+    gm.graph = CudaGraph::end_capture(dev);
+  } catch (const std::exception& e) {
+    CudaGraph::abort_capture(dev);
+    queued_logs_.clear();
+    CapturedDeviceChecks::take_since(checks_mark);
+    graphs_.reset();
+    EMBER_THROW("[Trainer] cuda_graphs: capturing the training step failed: ", e.what(),
+                " (the step's state is now undefined; train without cuda_graphs)");
+  }
+  gm.grads = std::move(grads);
+  gm.logs = std::move(queued_logs_);
+  queued_logs_.clear();
+  gm.checks = CapturedDeviceChecks::take_since(checks_mark);
+  progress_.global_step++;
+  // The capture ran nothing: the first replay is this step.
+  gm.graph.replay();
+  after_optimizer_step();
+  for (const QueuedLog& q : gm.logs) {
+    QueuedLog c = q;
+    if (c.kind == QueuedLog::kTensor) c.value = replay_copy(q.value);
+    queued_logs_.push_back(std::move(c));
+  }
+  gm.checks.requeue();
+  return replay_copy(gm.static_loss);
+}
+
+Tensor Trainer::replay_training_step(const Batch& batch) {
+  GraphMode& gm = *graphs_;
+  {
+    NoGradGuard ng;
+    for (size_t i = 0; i < batch.size(); ++i)
+      if (batch[i].defined()) gm.static_batch[i].copy_(batch[i]);
+  }
+  wait_for_checkpoint_snapshot();
+  {
+    // The optimizers' bookkeeping (step counts, learning rates) runs on the host as in an eager
+    // step; their updates set the scalars of the captured update kernels instead of running.
+    for (auto& [p, g] : gm.grads) p.set_grad(g);
+    CudaGraph::UpdateScope update(gm.graph);
+    for (auto& o : optim_.optimizers) {
+      o->step();
+      o->zero_grad(true);
+    }
+  }
+  gm.graph.replay();
+  progress_.global_step++;
+  after_optimizer_step();
+  for (const QueuedLog& q : gm.logs) {
+    QueuedLog c = q;
+    c.batch_size = current_batch_size_;
+    if (c.kind == QueuedLog::kTensor) c.value = replay_copy(q.value);
+    queued_logs_.push_back(std::move(c));
+  }
+  gm.checks.requeue();
+  return replay_copy(gm.static_loss);
 }
 
 void Trainer::run_train_epoch(data::DataLoader& train_loader, data::DataLoader* val_loader) {
@@ -779,21 +1142,7 @@ void Trainer::run_train_epoch(data::DataLoader& train_loader, data::DataLoader* 
       hook_ = "on_train_batch_start";
       model.on_train_batch_start(batch, batch_idx);
       for (auto& cb : callbacks_) cb->on_train_batch_start(*this, model, batch, batch_idx);
-      hook_ = "training_step";
-      Tensor loss = model.training_step(batch, batch_idx);
-      EMBER_CHECK(loss.defined() && loss.numel() == 1, "[Trainer] training_step must return a one-element loss tensor, got ",
-                  loss.defined() ? loss.shape().str() : std::string("an undefined tensor"));
-      EMBER_CHECK(loss.requires_grad(), "[Trainer] the loss returned by training_step does not require grad (was it "
-                                        "computed under NoGradGuard or from detached tensors?)");
-      Tensor scaled = opts_.accumulate_grad_batches > 1 ? div(loss, static_cast<double>(opts_.accumulate_grad_batches)) : loss;
-      scaled.backward();
-      progress_.accumulated++;
-      if (progress_.accumulated == opts_.accumulate_grad_batches || is_last_batch_) {
-        optimizer_step();
-        progress_.accumulated = 0;
-        step_schedulers("step", false);
-        step_schedulers("step", true);
-      }
+      Tensor loss = run_training_step(model, batch, batch_idx);
       progress_.batches_completed = batch_idx + 1;
       progress_.total_batches++;
       epoch_samples_ += current_batch_size_;
@@ -802,7 +1151,8 @@ void Trainer::run_train_epoch(data::DataLoader& train_loader, data::DataLoader* 
       model.on_train_batch_end(loss_d, batch, batch_idx);
       for (auto& cb : callbacks_) cb->on_train_batch_end(*this, model, loss_d, batch, batch_idx);
       flush_step_logs(false);
-      if (bar_->wants_draw(batch_idx + 1)) {  // item() syncs a CUDA device: only when drawing
+      if (bar_->wants_draw(batch_idx + 1)) {  // reading values syncs a CUDA device: only when drawing
+        resolve_logs();
         std::string shown = "loss=" + fmt_metric(loss_d.item_double());
         for (const std::string& name : prog_bar_names_)
           if (auto m = callback_metrics_.find(name); m != callback_metrics_.end())
@@ -875,6 +1225,7 @@ void Trainer::run_validation(data::DataLoader& loader, int64_t max_batches, bool
     hook_ = "on_validation_epoch_end";
     model.on_validation_epoch_end();
   }
+  resolve_logs();
   if (sanity) {
     // Lightning discards what the sanity check logged.
     for (auto it = epoch_meta_.begin(); it != epoch_meta_.end();) {

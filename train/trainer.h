@@ -73,6 +73,15 @@ struct TrainerOptions {
   // before on_exception callbacks run. Code that changes parameters in place outside the
   // optimizer step must call wait_for_checkpoint_snapshot() first.
   bool async_checkpointing = false;
+  // On a CUDA device: after a few eager warm-up steps, the training step (training_step's forward
+  // and loss, backward, optimizer step) is captured into a CUDA graph and replayed for every
+  // later batch of the same shapes (others run eagerly), with the bits of the eager step. The
+  // step must not read values back (item(), a CPU copy), draw random numbers, clip gradients or
+  // accumulate them over batches; when it does, or the device is not CUDA, training runs eagerly
+  // and one line says why. In a replay, training_step does not run on the host: it is captured
+  // once, with what it logs (tensors are logged with each replay's values, plain numbers as at
+  // the capture).
+  bool cuda_graphs = false;
 };
 
 // Time the training loop spent blocked by checkpoint saves (seconds).
@@ -150,8 +159,9 @@ class EMBER_API Trainer {
   int64_t current_epoch() const;       // Lightning's trainer.current_epoch
   int64_t global_step() const { return progress_.global_step; }
   const FitProgress& progress() const { return progress_; }
-  const Metrics& callback_metrics() const { return callback_metrics_; }
-  const Metrics& logged_metrics() const { return logged_metrics_; }
+  // Both take in the values logged as tensors that are not read yet (see record_tensor_log).
+  const Metrics& callback_metrics() const;
+  const Metrics& logged_metrics() const;
   const std::string& default_root_dir() const { return opts_.default_root_dir; }
   // ember_logs/version_N under default_root_dir ("" when the logger is disabled); set at setup.
   const std::string& log_dir() const { return log_dir_; }
@@ -190,11 +200,21 @@ class EMBER_API Trainer {
   Metrics run_eval_loop(LightningModule& model, data::DataLoader& loader, const std::string& stage,
                         const std::string& ckpt_path);
   void record_log(const std::string& name, const Metric& value, const LogOptions& opts);
+  void apply_log(const std::string& name, const Metric& value, const LogOptions& opts);
+  void record_tensor_log(const std::string& name, const Tensor& value, const LogOptions& opts);
+  void resolve_logs();
   void flush_step_logs(bool force);
   void check_signals();
   void poll_checkpoint();
   void finish_checkpoint(bool throw_failure);
   Batch to_device(const Batch& batch) const;
+  Tensor run_training_step(LightningModule& model, const Batch& batch, int64_t batch_idx);
+  Tensor eager_training_step(LightningModule& model, const Batch& batch, int64_t batch_idx);
+  Tensor capture_training_step(LightningModule& model, const Batch& batch, int64_t batch_idx);
+  Tensor replay_training_step(const Batch& batch);
+  void after_optimizer_step();
+  void start_cuda_graphs();
+  void stop_cuda_graphs();
   friend class LightningModule;
 
   TrainerOptions opts_;
@@ -215,6 +235,23 @@ class EMBER_API Trainer {
   std::map<std::string, std::pair<double, double>> epoch_sums_;
   std::map<std::string, EpochMeta> epoch_meta_;
   std::map<std::string, double> pending_step_logs_;
+  // Values logged as tensors are not read when logged (on a GPU that would stop the host every
+  // step): each is copied (widened to f64, in stream order) and queued with the context it was
+  // logged in, and the queue is read in one go and replayed in order when a reader needs the
+  // values: the logger's flush, the progress bar, an epoch end, a checkpoint, callback_metrics().
+  // Plain-number logs and non-due step flushes made while the queue is not empty are queued too,
+  // so that the replay applies everything in the order it happened.
+  struct QueuedLog {
+    enum Kind : uint8_t { kTensor, kNumber, kStepFlush } kind = kTensor;
+    std::string name;
+    Tensor value;   // kTensor: the f64 copy
+    Metric number;  // kNumber
+    bool is_int = false, is_f64 = false;
+    LogOptions opts;
+    std::string hook, group;
+    int64_t batch_size = 1;
+  };
+  std::vector<QueuedLog> queued_logs_;
   std::vector<std::string> saved_this_epoch_;
   std::set<std::string> prog_bar_names_;
   std::string log_dir_, ckpt_path_, stage_, hook_, hook_group_ = "train";
@@ -233,6 +270,9 @@ class EMBER_API Trainer {
   bool handling_exception_ = false;
   bool warned_slow_writes_ = false;
   CheckpointTimes ckpt_times_;
+  // CUDA graph mode (cuda_graphs), alive during fit on a CUDA device.
+  struct GraphMode;
+  std::unique_ptr<GraphMode> graphs_;
 };
 
 }  // namespace ember

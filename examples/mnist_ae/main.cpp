@@ -42,7 +42,7 @@ const char* usage() {
          "      [--optimizer adam|adamw|sgd] [--scheduler none|step|cosine|onecycle|plateau] [--seed N]\n"
          "      [--max-epochs N] [--max-steps N] [--limit-train-batches N] [--limit-val-batches N]\n"
          "      [--check-val-every-n-epoch N] [--default-root-dir DIR] [--no-checkpointing]\n"
-         "      [--async-checkpointing]\n"
+         "      [--async-checkpointing] [--cuda-graphs]\n"
          "      [--ckpt-dir DIR] [--ckpt-filename TEMPLATE] [--monitor KEY] [--mode min|max]\n"
          "      [--save-top-k K] [--save-last true|false|link] [--every-n-epochs N]\n"
          "      [--every-n-train-steps N] [--save-weights-only] [--no-auto-insert-metric-name]\n"
@@ -81,6 +81,7 @@ struct FitArgs {
   std::string default_root_dir = ".";
   bool no_checkpointing = false;
   bool async_checkpointing = false;
+  bool cuda_graphs = false;
   std::string ckpt_dir, ckpt_filename, monitor;
   std::string mode = "min";
   int64_t save_top_k = 1;
@@ -385,6 +386,7 @@ int run_fit(FitArgs a, const Given& g) {
   opts.log_every_n_steps = std::clamp<int64_t>(steps_per_epoch, 1, 50);  // at least one train_loss row per epoch
   opts.enable_checkpointing = !a.no_checkpointing;
   opts.async_checkpointing = a.async_checkpointing;
+  opts.cuda_graphs = a.cuda_graphs;
   opts.enable_progress_bar = !a.no_progress;
   opts.seed = a.seed;
   opts.device = device;
@@ -571,6 +573,9 @@ void add_fit(CLI::App* fit, FitArgs& a, Given& g) {
   fit->add_flag("--no-checkpointing", a.no_checkpointing, "Write no checkpoints at all (no automatic, no on_exception)");
   fit->add_flag("--async-checkpointing", a.async_checkpointing,
                 "Write checkpoints in the background: training waits only for a copy of the state");
+  fit->add_flag("--cuda-graphs", a.cuda_graphs,
+                "On cuda: capture the training step into a CUDA graph after warm-up and replay it (eager, with one "
+                "line saying why, where the step cannot be captured)");
   g.checkpoint.push_back(fit->add_option("--ckpt-dir", a.ckpt_dir,
                                          "ModelCheckpoint dirpath (default: <run directory>/checkpoints); also where "
                                          "on_exception.ckpt goes (default: <default-root-dir>/checkpoints)")

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 
 #include "kernels/cuda/launch.h"
 #include "kernels/kernels.h"
@@ -52,6 +53,8 @@ int checked_index(int device) {
 
 cudaStream_t current_stream(int device) { return t_streams[checked_index(device)]; }
 
+void set_current_stream(int device, cudaStream_t stream) { t_streams[checked_index(device)] = stream; }
+
 cudaStream_t current_stream() {
   int cur = 0;
   EMBER_CUDA_CHECK(cudaGetDevice(&cur));
@@ -90,6 +93,47 @@ float Event::elapsed_ms(const Event& end) const {
   float ms = 0;
   EMBER_CUDA_CHECK(cudaEventElapsedTime(&ms, ev_, end.ev_));
   return ms;
+}
+
+// --- CUDA graphs --------------------------------------------------------------------------------
+
+namespace {
+thread_local GraphImpl* t_capture = nullptr;
+thread_local GraphImpl* t_update = nullptr;
+}  // namespace
+
+GraphImpl* capturing_graph() { return t_capture; }
+GraphImpl* updating_graph() { return t_update; }
+
+void record_optimizer_node(GraphImpl& g, const void* func, const char* name) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  const cudaGraphNode_t* deps = nullptr;
+  size_t n_deps = 0;
+  // After a launch, the capturing stream's dependency set is that launch's node.
+#if CUDART_VERSION >= 13000
+  EMBER_CUDA_CHECK(cudaStreamGetCaptureInfo(current_stream(), &status, nullptr, nullptr, &deps, nullptr, &n_deps));
+#else
+  EMBER_CUDA_CHECK(cudaStreamGetCaptureInfo(current_stream(), &status, nullptr, nullptr, &deps, &n_deps));
+#endif
+  EMBER_CHECK(status == cudaStreamCaptureStatusActive && n_deps == 1, "[cuda graph] the node of ", name,
+              " could not be found in the capture (status ", static_cast<int>(status), ", ", n_deps, " dependencies)");
+  g.optimizer_nodes.push_back(GraphNodeRecord{deps[0], func});
+}
+
+void set_next_optimizer_node(GraphImpl& g, const void* func, dim3 grid, dim3 block, void** params, const char* name) {
+  EMBER_CHECK(g.cursor < g.optimizer_nodes.size(), "[cuda graph] the optimizer runs more updates than the captured step (",
+              g.optimizer_nodes.size(), ")");
+  const GraphNodeRecord& rec = g.optimizer_nodes[g.cursor++];
+  EMBER_CHECK(rec.func == func, "[cuda graph] optimizer update ", g.cursor, " (", name,
+              ") runs with other options than in the captured step");
+  cudaKernelNodeParams kp{};
+  kp.func = const_cast<void*>(func);
+  kp.gridDim = grid;
+  kp.blockDim = block;
+  kp.sharedMemBytes = 0;
+  kp.kernelParams = params;
+  kp.extra = nullptr;
+  EMBER_CUDA_CHECK(cudaGraphExecKernelNodeSetParams(g.exec, rec.node, &kp));
 }
 
 Scratch::Scratch(int device, size_t nbytes) : dev_(cuda_device(device)), n_(nbytes) {
@@ -196,6 +240,19 @@ void cuda_memcpy_to_host_async(void* dst, const void* src, int device, size_t nb
   EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, cu::current_stream(device)));
 }
 
+void cuda_memcpy_to_device_async(void* dst, const void* src, int device, size_t nbytes) {
+  if (nbytes == 0) return;
+  cu::DeviceGuard g(device);
+  EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, cu::current_stream(device)));
+}
+
+bool cuda_event_query(void* event) {
+  const cudaError_t st = cudaEventQuery(static_cast<cudaEvent_t>(event));
+  if (st == cudaErrorNotReady) return false;
+  cu::check(st, "cudaEventQuery");
+  return true;
+}
+
 void* cuda_event_record(int device) {
   cu::DeviceGuard g(device);
   cudaEvent_t e = nullptr;
@@ -230,6 +287,108 @@ CudaRoundTrips cuda_round_trips() {
 void reset_cuda_round_trips() {
   cu::g_synchronizations.store(0, std::memory_order_relaxed);
   cu::g_device_to_host.store(0, std::memory_order_relaxed);
+}
+
+// --- streams and graphs --------------------------------------------------------------------------
+
+void* cuda_stream_create(int device) {
+  cu::DeviceGuard g(device);
+  cudaStream_t s = nullptr;
+  // A blocking stream: work on the legacy default stream still orders with it.
+  EMBER_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamDefault));
+  return s;
+}
+
+void cuda_stream_destroy(int device, void* stream) {
+  if (!stream) return;
+  int cur = -1;
+  cudaGetDevice(&cur);
+  if (cur != device) cudaSetDevice(device);
+  cudaStreamDestroy(static_cast<cudaStream_t>(stream));  // errors ignored, as for frees
+  if (cur >= 0 && cur != device) cudaSetDevice(cur);
+}
+
+void* cuda_exchange_stream(int device, void* stream) {
+  void* prev = cu::current_stream(device);
+  cu::set_current_stream(device, static_cast<cudaStream_t>(stream));
+  return prev;
+}
+
+void cuda_stream_synchronize(int device) {
+  cu::DeviceGuard g(device);
+  cu::count_round_trip(false);
+  EMBER_CUDA_CHECK(cudaStreamSynchronize(cu::current_stream(device)));
+}
+
+void cuda_graph_begin_capture(int device) {
+  EMBER_CHECK(cu::t_capture == nullptr, "[cuda graph] a capture is already in progress on this thread");
+  cu::DeviceGuard g(device);
+  cudaStream_t s = cu::current_stream(device);
+  EMBER_CHECK(s != nullptr, "[cuda graph] capturing needs a stream of its own (the legacy default stream cannot be "
+                            "captured)");
+  auto impl = std::make_unique<cu::GraphImpl>();
+  impl->device = device;
+  // Relaxed: the caching allocator may still call cudaMalloc while the capture runs.
+  EMBER_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+  cu::t_capture = impl.release();
+}
+
+void* cuda_graph_end_capture(int device) {
+  EMBER_CHECK(cu::t_capture != nullptr, "[cuda graph] no capture is in progress on this thread");
+  std::unique_ptr<cu::GraphImpl> impl(cu::t_capture);
+  cu::t_capture = nullptr;
+  cu::DeviceGuard g(device);
+  EMBER_CUDA_CHECK(cudaStreamEndCapture(cu::current_stream(device), &impl->graph));
+  const cudaError_t st = cudaGraphInstantiate(&impl->exec, impl->graph, 0);
+  if (st != cudaSuccess) {
+    cudaGraphDestroy(impl->graph);
+    impl->graph = nullptr;
+    cu::check(st, "cudaGraphInstantiate");
+  }
+  return impl.release();
+}
+
+void cuda_graph_abort_capture(int device) {
+  std::unique_ptr<cu::GraphImpl> impl(cu::t_capture);
+  cu::t_capture = nullptr;
+  int cur = -1;
+  cudaGetDevice(&cur);
+  if (cur != device) cudaSetDevice(device);
+  cudaGraph_t graph = nullptr;
+  // Errors ignored: the capture may have been invalidated by the failure that aborts it.
+  cudaStreamEndCapture(cu::current_stream(device), &graph);
+  if (graph) cudaGraphDestroy(graph);
+  cudaGetLastError();
+  if (cur >= 0 && cur != device) cudaSetDevice(cur);
+}
+
+void cuda_graph_launch(void* graph) {
+  auto* g = static_cast<cu::GraphImpl*>(graph);
+  cu::DeviceGuard d(g->device);
+  EMBER_CUDA_CHECK(cudaGraphLaunch(g->exec, cu::current_stream(g->device)));
+}
+
+void cuda_graph_destroy(void* graph) {
+  auto* g = static_cast<cu::GraphImpl*>(graph);
+  if (!g) return;
+  if (cu::t_update == g) cu::t_update = nullptr;
+  if (g->exec) cudaGraphExecDestroy(g->exec);  // errors ignored, as for frees
+  if (g->graph) cudaGraphDestroy(g->graph);
+  delete g;
+}
+
+void cuda_graph_begin_update(void* graph) {
+  EMBER_CHECK(cu::t_update == nullptr, "[cuda graph] an update is already in progress on this thread");
+  auto* g = static_cast<cu::GraphImpl*>(graph);
+  g->cursor = 0;
+  cu::t_update = g;
+}
+
+void cuda_graph_end_update(void* graph) {
+  auto* g = static_cast<cu::GraphImpl*>(graph);
+  cu::t_update = nullptr;
+  EMBER_CHECK(g->cursor == g->optimizer_nodes.size(), "[cuda graph] the optimizer ran ", g->cursor,
+              " updates but the captured step ran ", g->optimizer_nodes.size());
 }
 
 // --- pinned host memory (cached by runtime/allocator.cpp) -------------------------------------

@@ -1,9 +1,11 @@
 // CUDA indexing kernels: index_select / index_add along a dim, and the nll_loss gather/scatter.
 // index_add has no atomics: the indices are sorted stably (cub radix sort) and each run of equal
 // indices is summed by one thread in the original order, starting from the existing value, which
-// is the CPU loop's order, so results are identical to the CPU and from run to run. nll_loss checks
-// its targets on the device and reports the first bad one through a flag read back after the
-// kernel (one synchronisation per call).
+// is the CPU loop's order, so results are identical to the CPU and from run to run. Indices and
+// targets are validated on the device without stopping the host (the front ends queue the checks,
+// runtime/device_checks.h), so every kernel here skips an out-of-range one instead of reading or
+// writing out of bounds: index_select writes 0, index_add and nll_loss ignore it and nll_loss
+// records the first bad target in its status.
 #include <cub/device/device_radix_sort.cuh>
 
 #include "kernels/common/dispatch.h"
@@ -20,7 +22,8 @@ __global__ void index_select_kernel(int64_t total, int64_t n_in, int64_t n_idx, 
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= total) return;
   const int64_t k = t % inner, row = t / inner, i = row % n_idx, o = row / n_idx;
-  out[t] = x[(o * n_in + index[i]) * inner + k];
+  const int64_t j = index[i];
+  out[t] = j >= 0 && j < n_in ? x[(o * n_in + j) * inner + k] : W{};
 }
 
 __global__ void iota_kernel(int64_t n, int64_t* p) {
@@ -38,13 +41,14 @@ __global__ void index_add_runs_kernel(int64_t total, int64_t n_out, int64_t n_id
   const int64_t k = t % inner, row = t / inner, p = row % n_idx, o = row / n_idx;
   const int64_t key = keys[p];
   if (p > 0 && keys[p - 1] == key) return;
+  if (key < 0 || key >= n_out) return;  // rejected by the front end's check
   T* dst = out + (o * n_out + key) * inner + k;
   T acc = *dst;
   for (int64_t q = p; q < n_idx && keys[q] == key; ++q) acc += src[(o * n_idx + perm[q]) * inner + k];
   *dst = acc;
 }
 
-// status[0]: 0 while every target is valid; status[1]: a bad target.
+// status[0]: 0 while every target is valid; status[1]: a bad target (skipped: loss and weight 0).
 template <typename T>
 __global__ void nll_loss_kernel(int64_t M, int64_t C, const T* logp, const int64_t* target, const T* weight,
                                 int64_t ignore_index, T* losses, T* weights, unsigned long long* status) {
@@ -136,29 +140,23 @@ void index_add_cuda(const Tensor& out, int dim, const Tensor& index, const Tenso
 }
 
 void nll_loss_cuda(const Tensor& logp, const Tensor& target, const Tensor& weight, int64_t ignore_index,
-                   const Tensor& out_losses, const Tensor& out_weights) {
+                   const Tensor& out_losses, const Tensor& out_weights, const Tensor& status) {
   const int64_t M = logp.shape()[0], C = logp.shape()[1];
   if (M == 0) return;
   cu::DeviceGuard g(logp);
   const int dev = logp.device().index;
   cudaStream_t s = cu::current_stream(dev);
-  cu::Scratch status(dev, 2 * sizeof(unsigned long long));
-  EMBER_CUDA_CHECK(cudaMemsetAsync(status.get(), 0, 2 * sizeof(unsigned long long), s));
+  EMBER_CHECK(status.dtype() == DType::i64 && status.numel() == 2 && status.device() == logp.device(),
+              "[nll_loss] status must be an i64 [2] tensor on the input's device");
   dispatch_floating(logp.dtype(), "nll_loss", [&](auto tag) {
     using T = decltype(tag);
     nll_loss_kernel<T><<<cu::blocks_for(M, cu::kThreads), cu::kThreads, 0, s>>>(
         M, C, static_cast<const T*>(logp.data_ptr()), static_cast<const int64_t*>(target.data_ptr()),
         weight.defined() ? static_cast<const T*>(weight.data_ptr()) : nullptr, ignore_index,
         static_cast<T*>(out_losses.data_ptr()), static_cast<T*>(out_weights.data_ptr()),
-        status.as<unsigned long long>());
+        static_cast<unsigned long long*>(status.data_ptr()));
     cu::check_launch("nll_loss_kernel");
   });
-  unsigned long long host[2] = {0, 0};
-  EMBER_CUDA_CHECK(cudaMemcpyAsync(host, status.get(), sizeof(host), cudaMemcpyDeviceToHost, s));
-  cu::count_round_trip(true);
-  EMBER_CUDA_CHECK(cudaStreamSynchronize(s));
-  EMBER_CHECK(host[0] == 0, "[nll_loss] target ", static_cast<int64_t>(host[1]), " is out of bounds for ", C,
-              " classes");
 }
 
 void nll_loss_backward_cuda(const Tensor& g, const Tensor& target, const Tensor& weight, int64_t ignore_index,

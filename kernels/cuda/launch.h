@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/common/geometry.h"
 #include "kernels/cuda/device/offset.cuh"
@@ -48,6 +49,8 @@ class DeviceGuard {
 cudaStream_t current_stream(int device);
 // The current stream of the current device.
 cudaStream_t current_stream();
+// Sets the calling thread's current stream on `device` (nullptr: the legacy default stream).
+void set_current_stream(int device, cudaStream_t stream);
 
 // Sets the calling thread's current stream on a device for the scope.
 class StreamGuard {
@@ -96,6 +99,26 @@ class Scratch {
   size_t n_;
   void* p_ = nullptr;
 };
+
+// CUDA graphs (device.cu): the capture in progress on the calling thread, in which the fused
+// optimizer kernels record their nodes (record_optimizer_node, right after their launch), and the
+// graph an update is setting, whose recorded nodes take the optimizer's new scalars in capture
+// order (set_next_optimizer_node, instead of a launch).
+struct GraphNodeRecord {
+  cudaGraphNode_t node;
+  const void* func;
+};
+struct GraphImpl {
+  int device = 0;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  std::vector<GraphNodeRecord> optimizer_nodes;
+  size_t cursor = 0;
+};
+GraphImpl* capturing_graph();
+GraphImpl* updating_graph();
+void record_optimizer_node(GraphImpl& g, const void* func, const char* name);
+void set_next_optimizer_node(GraphImpl& g, const void* func, dim3 grid, dim3 block, void** params, const char* name);
 
 inline constexpr int kThreads = 256;
 // Blocks for n work items of `per_block` each, at least 1.

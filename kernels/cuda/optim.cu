@@ -39,14 +39,24 @@ T* ptr(const Tensor& t) {
   return t.defined() ? static_cast<T*>(t.data_ptr()) : nullptr;
 }
 
-// Launches kernel over the n elements of p on p's device and current stream.
+// Launches kernel over the n elements of p on p's device and current stream. In a CUDA graph
+// capture the launch's node is recorded; during a graph update the recorded node takes these
+// arguments (the new step's scalars) instead of a launch.
 template <typename Kernel, typename... Args>
 void launch(const char* name, Kernel kernel, const Tensor& p, Args... args) {
-  const int64_t n = p.numel();
+  int64_t n = p.numel();
   if (n == 0) return;
   cu::DeviceGuard guard(p);
-  kernel<<<cu::blocks_for(n, cu::kThreads), cu::kThreads, 0, cu::current_stream()>>>(n, args...);
+  const unsigned blocks = cu::blocks_for(n, cu::kThreads);
+  if (cu::GraphImpl* g = cu::updating_graph()) {
+    void* params[] = {&n, &args...};
+    cu::set_next_optimizer_node(*g, reinterpret_cast<const void*>(kernel), dim3(blocks), dim3(cu::kThreads), params,
+                                name);
+    return;
+  }
+  kernel<<<blocks, cu::kThreads, 0, cu::current_stream()>>>(n, args...);
   cu::check_launch(name);
+  if (cu::GraphImpl* g = cu::capturing_graph()) cu::record_optimizer_node(*g, reinterpret_cast<const void*>(kernel), name);
 }
 
 }  // namespace

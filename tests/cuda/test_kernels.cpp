@@ -17,6 +17,7 @@
 #include "ember/runtime/allocator.h"
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/device.h"
+#include "ember/runtime/device_checks.h"
 #include "ember/runtime/ops.h"
 #include "ember/runtime/rng.h"
 #include "tests/support/check.h"
@@ -153,6 +154,29 @@ TEST(CudaKernels, SerialReductionsEqualTheCpuBitForBit) {
   EXPECT_TRUE(test::bit_equal(sum(b.to(kGPU), {0}).to(kCPU), sum(b, {0})));
   EXPECT_TRUE(test::bit_equal(max(b.to(kGPU), 0).values.to(kCPU), max(b, 0).values));
   EXPECT_TRUE(test::bit_equal(max(b.to(kGPU), 0).indices.to(kCPU), max(b, 0).indices));
+}
+
+// Strided reductions with few outputs, or many rows (bias gradients: [rows, outputs] summed over
+// rows) take the coalesced tile kernel, chunked over rows: sums close to the CPU's and identical
+// run to run, max and argmax equal to the CPU's whatever the split.
+TEST(CudaKernels, StridedReductionsOverManyRowsUseCoalescedTiles) {
+  REQUIRE_CUDA();
+  Generator g(5);
+  const std::vector<std::vector<int64_t>> shapes = {{4096, 300}, {100000, 7}, {5000, 2000}, {33, 1}, {257, 31}};
+  for (const auto& dims : shapes) {
+    SCOPED_TRACE(Shape(dims).str());
+    for (DType dt : {DType::f32, DType::f64}) {
+      Tensor x = randn(Shape(dims), TensorOptions(dt), &g);
+      Tensor xg = x.to(kGPU);
+      Tensor s = sum(xg, {0}).to(kCPU);
+      EXPECT_TRUE(test::allclose(s, sum(x, {0}), 1e-12, dt == DType::f32 ? 1e-6 : 1e-12));
+      EXPECT_TRUE(test::bit_equal(sum(xg, {0}).to(kCPU), s));
+      EXPECT_TRUE(test::bit_equal(max(xg, 0).values.to(kCPU), max(x, 0).values));
+      EXPECT_TRUE(test::bit_equal(max(xg, 0).indices.to(kCPU), max(x, 0).indices));
+      // the same through a transposed view (reduced dim innermost in shape, strided in memory)
+      EXPECT_TRUE(test::allclose(sum(xg.t(), {1}).to(kCPU), sum(x, {0}), 1e-12, dt == DType::f32 ? 1e-6 : 1e-12));
+    }
+  }
 }
 
 TEST(CudaKernels, EveryReductionIsReproducibleRunToRun) {
@@ -318,8 +342,10 @@ TEST(CudaKernels, MatmulTakesEveryOperandLayout) {
   }
 }
 
+// Read at the op (EMBER_SYNC_DEVICE_CHECKS); test_steady_step.cpp has the deferred reading.
 TEST(CudaKernels, NllLossRejectsAnOutOfRangeTargetOnTheDevice) {
   REQUIRE_CUDA();
+  set_sync_device_checks(true);
   Tensor logits = zeros({4, 10}, TensorOptions(DType::f32).with_device(kGPU));
   Tensor target = from_vector(std::vector<int64_t>{1, 12, 3, 0}, {4}).to(kGPU);
   try {
@@ -328,6 +354,7 @@ TEST(CudaKernels, NllLossRejectsAnOutOfRangeTargetOnTheDevice) {
   } catch (const Error& e) {
     EXPECT_STREQ(e.what(), "[nll_loss] target 12 is out of bounds for 10 classes");
   }
+  set_sync_device_checks(false);
   // the device stays usable
   EXPECT_NEAR(cross_entropy(logits, from_vector(std::vector<int64_t>{1, 2, 3, 0}, {4}).to(kGPU)).item(),
               std::log(10.0), 1e-6);
