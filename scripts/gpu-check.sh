@@ -35,12 +35,15 @@ summary() {
   printf '\n== gpu-check summary ==\n'
   printf '%s\n' "${rows[@]}"
   if [ -s "$logs/bench.log" ]; then
-    printf '\n%-6s %16s %16s %12s\n' model "ember samples/s" "torch samples/s" "ember/torch"
+    printf '\n%-6s %16s %16s %16s %12s %12s\n' model "ember samples/s" "graphs samples/s" "torch samples/s" \
+      "ember/torch" "graphs/torch"
     for m in lit mlp conv; do
       e=$(awk -v m="$m" '$1 == "RESULT" && $2 == "ember" && $3 == m {print $4}' "$logs/bench.log")
+      g=$(awk -v m="$m" '$1 == "RESULT" && $2 == "ember-graphs" && $3 == m {print $4}' "$logs/bench.log")
       t=$(awk -v m="$m" '$1 == "RESULT" && $2 == "torch" && $3 == m {print $4}' "$logs/bench.log")
       r=$(awk -v e="${e:-0}" -v t="${t:-0}" 'BEGIN { if (e > 0 && t > 0) printf "%.2f", e / t; else print "-" }')
-      printf '%-6s %16s %16s %12s\n' "$m" "${e:--}" "${t:--}" "$r"
+      rg=$(awk -v e="${g:-0}" -v t="${t:-0}" 'BEGIN { if (e > 0 && t > 0) printf "%.2f", e / t; else print "-" }')
+      printf '%-6s %16s %16s %16s %12s %12s\n' "$m" "${e:--}" "${g:--}" "${t:--}" "$r" "$rg"
     done
   fi
 }
@@ -144,7 +147,7 @@ if want memcheck; then
   # short training run (20 Adam steps of a small MLP).
   subset='CudaKernels.IndexAdd*:CudaKernels.Pooling*:CudaKernels.MaxPrefers*:CudaKernels.SerialReductions*'
   subset+=':CudaKernels.NllLoss*:CudaKernels.DirectConvolution*:CudaKernels.CopyConverts*:CudaRng.DrawsEqual*'
-  subset+=':CudaTraining.SmallModel*:CudaTraining.FusedUpdate*'
+  subset+=':CudaTraining.SmallModel*:CudaTraining.FusedUpdate*:CudaSteadyStep.DeviceSideChecks*:CudaKernels.StridedReductions*'
   for op in add where softmax log_softmax sum max_dim argmax max_pool2d avg_pool2d cross_entropy index_select dropout; do
     subset+=":Registry/CudaParity.ForwardAndBackwardMatchCpu/$op"
   done

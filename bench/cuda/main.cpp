@@ -1,9 +1,14 @@
 // ember-bench-cuda: training throughput (samples/s) on CUDA of the example's three autoencoders
 // (lit, mlp, conv) with synthetic pixels in [0, 1) resident on the device, MSE loss and
 // Adam (lr 1e-3), one optimizer step per batch; then the same models in PyTorch eager
-// (bench/cuda/torch_models.py) when a python3 with torch is available. FP32 throughout unless
-// --tf32. Lines "RESULT <framework> <model> <samples/s> <ms/step>" are for scripts/gpu-check.sh.
+// (bench/cuda/torch_models.py) when a python3 with torch is available. Each Ember model runs twice:
+// eager ("ember"), and with the step captured into a CUDA graph after the warm-up and replayed
+// ("ember-graphs", the Trainer's cuda_graphs; with --warmup 4 or more its final loss equals the
+// eager one bit for bit). FP32
+// throughout unless --tf32. Lines "RESULT <framework> <model> <samples/s> <ms/step>" are for
+// scripts/gpu-check.sh.
 //   usage: ember-bench-cuda [--steps N] [--warmup N] [--models lit,mlp,conv] [--tf32] [--no-torch]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -14,8 +19,10 @@
 #include <vector>
 
 #include "ember/nn/nn.h"
+#include "ember/runtime/cuda_graph.h"
 #include "ember/runtime/device.h"
 #include "ember/runtime/error.h"
+#include "ember/runtime/autograd.h"
 #include "ember/runtime/ops.h"
 #include "ember/runtime/rng.h"
 #include "ember/train/optim.h"
@@ -90,6 +97,72 @@ Result run(const std::string& name, int steps, int warmup) {
   return {static_cast<double>(steps) * static_cast<double>(m.batch) / dt, 1e3 * dt / steps, final_loss};
 }
 
+// The same training with the step as a CUDA graph, as the Trainer's cuda_graphs does it: eager
+// warm-up on a stream of its own, one capture of forward, backward and Adam step reading a static
+// input, then per step: the batch copied into the static input, Adam's bookkeeping setting the
+// captured update kernels' scalars, one replay.
+Result run_graphs(const std::string& name, int steps, int warmup) {
+  manual_seed(0);
+  Model m = build(name);
+  const Device dev = cuda_device(0);
+  CudaStream stream(dev);
+  CudaStreamGuard on_stream(stream);
+  m.net->to(dev);
+  optim::Adam opt(m.net->named_parameters(), optim::AdamOptions{.lr = 1e-3});
+  Shape shape = m.sample;
+  shape.insert(0, m.batch);
+  std::vector<Tensor> data;
+  for (int i = 0; i < 8; ++i) data.push_back(rand(shape, TensorOptions(DType::f32).with_device(dev)));
+  Tensor loss;
+  auto eager_step = [&](int i) {
+    const Tensor& x = data[static_cast<size_t>(i) % data.size()];
+    opt.zero_grad();
+    loss = mse_loss(m.net->forward(x), x);
+    loss.backward();
+    opt.step();
+  };
+  // The same batches as run(): warm-up steps 0 .. warmup-1 (the last one captured, at least three
+  // eager ones before it), then the timed steps 0 .. steps-1.
+  const int eager_steps = std::max(warmup - 1, 3);
+  for (int i = 0; i < eager_steps; ++i) eager_step(i);
+  opt.zero_grad();
+  Tensor x_static = data[static_cast<size_t>(eager_steps) % data.size()].clone();
+  std::vector<std::pair<Tensor, Tensor>> grads;
+  CudaGraph::begin_capture(dev);
+  CudaGraph graph;
+  try {
+    loss = mse_loss(m.net->forward(x_static), x_static);
+    loss.backward();
+    for (auto& [pname, p] : m.net->named_parameters()) grads.emplace_back(p, p.grad());
+    opt.step();
+    opt.zero_grad();
+    graph = CudaGraph::end_capture(dev);
+  } catch (...) {
+    CudaGraph::abort_capture(dev);
+    throw;
+  }
+  graph.replay();  // the captured step itself
+  auto replay_step = [&](int i) {
+    {
+      NoGradGuard ng;
+      x_static.copy_(data[static_cast<size_t>(i) % data.size()]);
+    }
+    for (auto& [p, g] : grads) p.set_grad(g);
+    {
+      CudaGraph::UpdateScope update(graph);
+      opt.step();
+      opt.zero_grad();
+    }
+    graph.replay();
+  };
+  loss.item();  // waits for the device
+  const Clock::time_point t0 = Clock::now();
+  for (int i = 0; i < steps; ++i) replay_step(i);
+  const double final_loss = loss.item();
+  const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+  return {static_cast<double>(steps) * static_cast<double>(m.batch) / dt, 1e3 * dt / steps, final_loss};
+}
+
 std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);
@@ -131,6 +204,10 @@ int main(int argc, char** argv) {
       const Result r = run(name, steps, warmup);
       std::printf("RESULT ember %s %.1f %.3f\n", name.c_str(), r.samples_per_s, r.ms_per_step);
       std::printf("  (ember %s final loss %.6f)\n", name.c_str(), r.final_loss);
+      std::fflush(stdout);
+      const Result rg = run_graphs(name, steps, warmup);
+      std::printf("RESULT ember-graphs %s %.1f %.3f\n", name.c_str(), rg.samples_per_s, rg.ms_per_step);
+      std::printf("  (ember-graphs %s final loss %.6f)\n", name.c_str(), rg.final_loss);
       std::fflush(stdout);
     }
   } catch (const Error& e) {

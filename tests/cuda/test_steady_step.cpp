@@ -21,9 +21,7 @@
 #include "ember/train/logger.h"
 #include "ember/train/trainer.h"
 #include "tests/support/check.h"
-#if EMBER_TESTS_HAVE_EXAMPLES
 #include "examples/mnist_ae/module.h"
-#endif
 
 namespace fs = std::filesystem;
 
@@ -122,7 +120,6 @@ TEST(CudaSteadyStep, DeviceSideChecksAreReadLaterAndNameTheOp) {
                               index_select(x.to(kCPU), 0, from_vector(std::vector<int64_t>{3, 0}, {2}))));
 }
 
-#if EMBER_TESTS_HAVE_EXAMPLES
 // Counts round trips from the end of one training batch to the end of the next, past warm-up:
 // loading the batch, its copy to the device, forward, backward, optimizer step and logging.
 class RoundTripWindow : public Callback {
@@ -236,7 +233,6 @@ TEST(CudaSteadyStep, GraphReplaysEqualTheEagerStepsBitForBit) {
   }
   fs::remove_all(root);
 }
-#endif
 
 }  // namespace
 }  // namespace ember

@@ -97,6 +97,31 @@ TEST(BatchNorm, EvalDoesNotTouchRunningStats) {
   EXPECT_TRUE(allclose(bn.running_var, ones({2}), 0, 0));
 }
 
+// The batch count is kept on the host from the value the layer last wrote (no read from a device
+// per step), but a count written from outside (reset, load_state_dict, a direct fill, a new
+// buffer) is read again.
+TEST(BatchNorm, BatchCountFollowsWritesFromOutside) {
+  nn::BatchNorm1d bn(2, 1e-5, std::nullopt);
+  Tensor x = from_vector(std::vector<float>{1, 2, 3, 4, 5, 7}, {3, 2});
+  bn.forward(x);
+  bn.forward(x);
+  EXPECT_EQ(bn.num_batches_tracked.item<int64_t>(), 2);
+  bn.reset_running_stats();
+  bn.forward(x);
+  EXPECT_EQ(bn.num_batches_tracked.item<int64_t>(), 1);
+  bn.num_batches_tracked.fill_(10.0);
+  bn.forward(x);
+  EXPECT_EQ(bn.num_batches_tracked.item<int64_t>(), 11);
+  nn::BatchNorm1d other(2, 1e-5, std::nullopt);
+  other.num_batches_tracked.fill_(41.0);
+  bn.load_state_dict(other.state_dict());
+  bn.forward(x);
+  EXPECT_EQ(bn.num_batches_tracked.item<int64_t>(), 42);
+  bn.num_batches_tracked = zeros({}, DType::i64);  // a new buffer tensor
+  bn.forward(x);
+  EXPECT_EQ(bn.num_batches_tracked.item<int64_t>(), 1);
+}
+
 // --- losses ---------------------------------------------------------------------------------------
 
 const test::Fixture& losses() {
