@@ -75,6 +75,7 @@ EMBER_CUDA_ENTRY(void, cuda_graph_launch, (void* graph))
 EMBER_CUDA_ENTRY_OR(void, cuda_graph_destroy, (void* graph), {})
 EMBER_CUDA_ENTRY(void, cuda_graph_begin_update, (void* graph))
 EMBER_CUDA_ENTRY(void, cuda_graph_end_update, (void* graph))
+EMBER_CUDA_ENTRY_OR(bool, cuda_graph_updating, (), { return false; })
 // The host-device round-trip counters (runtime/device.h: cuda_round_trips()).
 EMBER_CUDA_ENTRY_OR(CudaRoundTrips, cuda_round_trips, (), { return {}; })
 EMBER_CUDA_ENTRY_OR(void, reset_cuda_round_trips, (), {})

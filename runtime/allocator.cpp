@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "ember/config.h"
 #include "kernels/kernels.h"
 #include "runtime/block_cache.h"
 #include "ember/runtime/error.h"
@@ -52,6 +53,7 @@ BlockCache& cache_for(Device d) {
   return *cuda[d.index];
 }
 
+#if EMBER_WITH_CUDA
 // A pinned block read by a queued copy to a device is reused only once the copy ran: CUDA events.
 BlockCache::EventOps cuda_event_ops() {
   BlockCache::EventOps ops;
@@ -60,9 +62,12 @@ BlockCache::EventOps cuda_event_ops() {
   ops.destroy = [](void* e) { kernels::cuda_event_destroy(e); };
   return ops;
 }
+#endif
 
 struct PinnedHost {
+#if EMBER_WITH_CUDA
   PinnedHost() { cache.set_event_ops(cuda_event_ops()); }
+#endif
   BlockCache cache{pinned_raw_alloc, pinned_raw_free, 0, kPageBytes, kMaxCachedPinnedBytes};
   std::mutex mu;
   std::unordered_set<void*> unpinned;  // ordinary blocks handed out when the driver refused
@@ -73,6 +78,7 @@ PinnedHost& pinned_host() {
   return *p;
 }
 
+#if EMBER_WITH_CUDA
 // --- CUDA graph capture pools -------------------------------------------------------------------
 //
 // While a graph is captured on a device, its allocations come from a private pool: the graph
@@ -103,10 +109,12 @@ CaptureRouting& routing() {
 }
 
 bool capture_routing_active() { return routing().pools.load(std::memory_order_acquire) > 0; }
+#endif
 
 }  // namespace
 
 void* device_alloc(Device d, size_t nbytes) {
+#if EMBER_WITH_CUDA
   if (d.is_cuda() && capture_routing_active() && d.index >= 0 && d.index < kMaxCudaDevices) {
     CaptureRouting& r = routing();
     std::shared_ptr<CapturePool> pool;
@@ -122,10 +130,12 @@ void* device_alloc(Device d, size_t nbytes) {
       return p;
     }
   }
+#endif
   return cache_for(d).alloc(nbytes);
 }
 
 void device_free(Device d, void* p, size_t nbytes) {
+#if EMBER_WITH_CUDA
   if (p && d.is_cuda() && capture_routing_active()) {
     CaptureRouting& r = routing();
     std::unique_lock<std::mutex> lk(r.mu);
@@ -146,9 +156,11 @@ void device_free(Device d, void* p, size_t nbytes) {
       return;
     }
   }
+#endif
   cache_for(d).free(p, nbytes);
 }
 
+#if EMBER_WITH_CUDA
 void begin_capture_pool(Device d) {
   EMBER_CHECK(d.is_cuda() && d.index >= 0 && d.index < kMaxCudaDevices,
               "[allocator] a capture pool needs a CUDA device, got ", d.str());
@@ -185,6 +197,13 @@ std::shared_ptr<void> end_capture_pool(Device d) {
     if (last) rr.pools.fetch_sub(1, std::memory_order_acq_rel);
   });
 }
+#else
+void begin_capture_pool(Device d) { kernels::cuda_graph_begin_capture(d.index); }  // throws: no CUDA backend
+std::shared_ptr<void> end_capture_pool(Device d) {
+  kernels::cuda_graph_end_capture(d.index);  // throws: no CUDA backend
+  return nullptr;
+}
+#endif
 
 AllocatorStats allocator_stats(Device d) { return cache_for(d).stats(); }
 
@@ -222,11 +241,17 @@ void pinned_host_free(void* p, size_t nbytes) {
 
 AllocatorStats pinned_host_stats() { return pinned_host().cache.stats(); }
 
+#if EMBER_WITH_CUDA
 bool pinned_host_record_use(void* p, Device device) {
   if (!p || !device.is_cuda() || !pinned_host_memory_available()) return false;
   return pinned_host().cache.record_use(p, device.index);
 }
 
 bool pinned_host_owns(void* p) { return p && pinned_host_memory_available() && pinned_host().cache.owns(p); }
+#else
+// Without a CUDA backend no memory is page-locked.
+bool pinned_host_record_use(void*, Device) { return false; }
+bool pinned_host_owns(void*) { return false; }
+#endif
 
 }  // namespace ember

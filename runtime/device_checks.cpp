@@ -1,6 +1,8 @@
 // The queue of device-side input checks (runtime/device_checks.h).
 #include "ember/runtime/device_checks.h"
 
+#include "ember/config.h"
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -52,16 +54,21 @@ size_t queued_device_checks() {
 }
 
 void check_on_device(const Tensor& values, DeviceCheckVerdict verdict) {
-  EMBER_CHECK(values.defined(), "[check_on_device] values are undefined");
+  if (!values.defined()) throw Error("[check_on_device] values are undefined");
   NoGradGuard ng;
   Tensor flat = values.detach().reshape({-1}).to(DType::f64);
+#if EMBER_WITH_CUDA
   if (flat.device().is_cpu()) {
+#else
+  {  // a CPU-only build has nothing to queue: every check is judged at once
+#endif
     flat = flat.contiguous();
     const double* p = flat.data_ptr<double>();
     const std::string msg = verdict(std::vector<double>(p, p + flat.numel()));
     if (!msg.empty()) throw Error(msg);
     return;
   }
+#if EMBER_WITH_CUDA
   if (flat.is_alias_of(values)) flat = flat.clone();  // the values as they are now
   size_t n = 0;
   {
@@ -71,6 +78,7 @@ void check_on_device(const Tensor& values, DeviceCheckVerdict verdict) {
   }
   if (sync_device_checks()) run_queued(true);
   else if (n >= kMaxQueued) run_queued(false);
+#endif
 }
 
 void run_device_checks() { run_queued(false); }

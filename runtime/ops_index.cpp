@@ -1,4 +1,5 @@
 // Front ends of cat, stack, index_select and embedding.
+#include "ember/config.h"
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/device_checks.h"
 #include "runtime/dispatch.h"
@@ -75,17 +76,23 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
     for (int64_t i = 0; i < idx.numel(); ++i)
       EMBER_CHECK(p[i] >= 0 && p[i] < n, "[index_select] index ", p[i], " is out of range for dimension ", d,
                   " of size ", n);
-  } else if (idx.numel() > 0) {
-    // On a device the smallest and largest index are checked with the device's next read, not
-    // here (runtime/device_checks.h); the kernel writes 0 for an index out of range.
+  }
+#if EMBER_WITH_CUDA
+  else if (idx.numel() > 0) {
+    // On a device the indices out of range are counted there and the count is read with the
+    // device's next read, not here (runtime/device_checks.h); the kernel writes 0 for them.
     NoGradGuard ng;
     const Tensor f = idx.to(DType::f64);
-    check_on_device(stack({neg(max(neg(f))), max(f)}), [d, n](const std::vector<double>& v) {
-      const auto lo = static_cast<int64_t>(v[0]), hi = static_cast<int64_t>(v[1]);
-      if (lo >= 0 && hi < n) return std::string();
-      return str_cat("[index_select] index ", lo < 0 ? lo : hi, " is out of range for dimension ", d, " of size ", n);
+    const TensorOptions o = TensorOptions(DType::f64).with_device(f.device());
+    const Tensor bad = sum(add(lt(f, zeros({}, o)).to(DType::f64), gt(f, full({}, static_cast<double>(n - 1), o)).to(DType::f64)));
+    const int64_t total = idx.numel();
+    check_on_device(bad, [d, n, total](const std::vector<double>& v) {
+      if (v[0] == 0) return std::string();
+      return str_cat("[index_select] ", static_cast<int64_t>(v[0]), " of ", total, " indices are out of range for dimension ",
+                     d, " of size ", n);
     });
   }
+#endif
   Shape os = xs.shape();
   os[d] = idx.numel();
   Tensor out = empty(os, TensorOptions(x.dtype()).with_device(x.device()));

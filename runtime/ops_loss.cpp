@@ -2,6 +2,7 @@
 // and binary_cross_entropy_with_logits have explicit backward formulas (as torch).
 #include <cmath>
 
+#include "ember/config.h"
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/device_checks.h"
 #include "runtime/dispatch.h"
@@ -210,6 +211,7 @@ std::pair<Tensor, Tensor> nll_elements(const Tensor& logp, const Tensor& target,
   Tensor w = weight.defined() ? weight.detach().to(logp.dtype()).contiguous() : Tensor();
   TensorOptions o = TensorOptions(logp.dtype()).with_device(logp.device());
   Tensor losses = empty({M}, o), weights = empty({M}, o);
+#if EMBER_WITH_CUDA
   if (logp.device().is_cuda()) {
     // The kernel flags a target out of [0, C) (skipping it) and keeps one; the flag is read with
     // the device's next read, not here (runtime/device_checks.h).
@@ -222,6 +224,9 @@ std::pair<Tensor, Tensor> nll_elements(const Tensor& logp, const Tensor& target,
   } else {
     kernels::nll_loss_cpu(lc, target, w, ignore_index, losses, weights);
   }
+#else
+  kernels::nll_loss_cpu(lc, target, w, ignore_index, losses, weights);  // no other device here
+#endif
   if (autograd::any_requires_grad({&logp})) {
     autograd::record("nll_loss", {logp}, losses, [target, w, ignore_index, M, C, o](const Tensor& g) -> autograd::TensorList {
       Tensor d = zeros({M, C}, o);

@@ -48,6 +48,10 @@ class Operands {
       const Tensor& t = *ops_[i].tensor;
       if (!ops_[i].used) continue;
       copied_[i] = !t.is_contiguous();
+      // A CUDA graph update sets the captured kernel's scalars and runs nothing, so no copy
+      // could carry the results back.
+      EMBER_CHECK(!copied_[i] || !kernels::cuda_graph_updating(), "[", who, "] ", ops_[i].name,
+                  " is not contiguous, which a CUDA graph's optimizer update cannot handle");
       if (copied_[i]) {
         dense_[i] = empty(t.shape(), TensorOptions(t.dtype()).with_device(t.device()));
         EMBER_DISPATCH(t.device(), copy, t, dense_[i]);

@@ -7,6 +7,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "ember/config.h"
 #include "kernels/kernels.h"
 #include "ember/runtime/allocator.h"
 #include "ember/runtime/autograd.h"
@@ -369,6 +370,7 @@ Tensor Tensor::to(Device d) const { return to(d, false); }
 
 Tensor Tensor::to(Device d, bool non_blocking) const {
   if (d == device()) return *this;
+#if EMBER_WITH_CUDA
   if (non_blocking && d.is_cuda() && device().is_cpu() && is_contiguous() && nbytes() > 0 &&
       !autograd::any_requires_grad({this})) {
     // Only a block that pinned_host_alloc handed out (a live page-locked one) is copied
@@ -381,11 +383,16 @@ Tensor Tensor::to(Device d, bool non_blocking) const {
       return out;
     }
   }
+#else
+  (void)non_blocking;  // a CPU-only build has no device to copy to asynchronously
+#endif
   Tensor src = contiguous();
   Tensor out = empty(shape(), TensorOptions(dtype()).with_device(d));
   if (nbytes() > 0) kernels::cuda_memcpy(out.data_ptr(), d, src.data_ptr(), src.device(), nbytes());
+#if EMBER_WITH_CUDA
   // The host waited for the device anyway: read the queued device-side input checks now.
   if (d.is_cpu() && device().is_cuda()) run_device_checks();
+#endif
   if (autograd::any_requires_grad({this})) {
     Device back = device();
     autograd::record("to_device", {*this}, out, [back](const Tensor& g) -> autograd::TensorList { return {g.to(back)}; });

@@ -710,7 +710,10 @@ void Trainer::restore(const std::string& path, data::DataLoader& train_loader) {
   const Value& loops = ck.at(checkpoint::kLoops);
   EMBER_CHECK(loops.contains("fit_loop"), "[Trainer.fit] ", path, ": 'loops' has no 'fit_loop'");
   progress_ = FitProgress::from_value(loops.at("fit_loop"), path);
-  if (loops.contains("train_dataloader")) train_loader.load_state_dict(loops.at("train_dataloader"));
+  if (loops.contains("train_dataloader")) {
+    train_loader.load_state_dict(loops.at("train_dataloader"));
+    if (!train_loader.load_notice().empty()) print(train_loader.load_notice());
+  }
   epoch_sums_.clear();
   epoch_meta_.clear();
   if (loops.contains("epoch_accumulators"))

@@ -384,6 +384,8 @@ void cuda_graph_begin_update(void* graph) {
   cu::t_update = g;
 }
 
+bool cuda_graph_updating() { return cu::t_update != nullptr; }
+
 void cuda_graph_end_update(void* graph) {
   auto* g = static_cast<cu::GraphImpl*>(graph);
   cu::t_update = nullptr;
