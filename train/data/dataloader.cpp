@@ -42,7 +42,8 @@ struct DataLoader::Impl {
   DataLoaderOptions opts;
   BatchAllocator alloc;
   bool pin = false;
-  int64_t n = 0;            // examples
+  int64_t n = 0;            // examples in the dataset
+  int64_t count = 0;        // examples this loader reads per epoch (its rank's slice when distributed)
   int64_t num_batches = 0;  // per epoch
   uint64_t seed = 0;
 
@@ -56,15 +57,20 @@ struct DataLoader::Impl {
   bool iterating = false;  // an iterator is live
   bool destroyed = false;  // the DataLoader is gone (its iterator may outlive it)
   std::unique_ptr<Prefetcher> prefetcher;
+  std::optional<DistributedSampler> sampler;
+  std::string load_notice;
 
   Batch make_batch(int64_t b) const {
     const int64_t start = b * opts.batch_size;
-    const int64_t count = std::min(opts.batch_size, n - start);
-    return dataset->get_batch(std::span<const int64_t>(order.data() + start, static_cast<size_t>(count)), alloc);
+    const int64_t len = std::min(opts.batch_size, count - start);
+    return dataset->get_batch(std::span<const int64_t>(order.data() + start, static_cast<size_t>(len)), alloc);
   }
   void open_epoch() {
     epoch_start_state = gen.get_state();
-    if (opts.shuffle) {
+    if (sampler) {
+      sampler->set_epoch(epoch);
+      order = sampler->indices();
+    } else if (opts.shuffle) {
       Tensor perm = randperm(n, &gen);
       const int64_t* p = perm.data_ptr<int64_t>();
       order.assign(p, p + n);
@@ -239,7 +245,16 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
   EMBER_CHECK(s.n >= 1, "[DataLoader] the dataset is empty");
   s.dataset = std::move(dataset);
   s.opts = options;
-  s.num_batches = options.drop_last ? s.n / options.batch_size : (s.n + options.batch_size - 1) / options.batch_size;
+  s.count = s.n;
+  if (options.distributed) {
+    EMBER_CHECK(!options.shuffle, "[DataLoader] shuffle must be false with a distributed sampler (its own shuffle, "
+                                  "by seed + epoch, orders the data)");
+    s.sampler.emplace(s.n, *options.distributed);
+    s.count = s.sampler->num_samples();
+    EMBER_CHECK(s.count >= 1, "[DataLoader] the dataset's ", s.n, " examples leave no example per rank for ",
+                options.distributed->num_replicas, " ranks with drop_last");
+  }
+  s.num_batches = options.drop_last ? s.count / options.batch_size : (s.count + options.batch_size - 1) / options.batch_size;
   s.pin = options.pin_memory.value_or(options.device.is_cuda());
   s.alloc = s.pin ? BatchAllocator(pinned_batch_alloc) : BatchAllocator(default_batch_alloc);
   s.seed = options.seed ? *options.seed : default_generator().next_u64();
@@ -284,8 +299,18 @@ Value DataLoader::state_dict() const {
   m["batch_size"] = s.opts.batch_size;
   m["shuffle"] = s.opts.shuffle;
   m["drop_last"] = s.opts.drop_last;
+  if (s.sampler) {
+    const DistributedSamplerOptions& d = s.sampler->options();
+    m["distributed"] = Value(ValueMap{{"num_replicas", d.num_replicas},
+                                      {"rank", d.rank},
+                                      {"seed", static_cast<int64_t>(d.seed)},
+                                      {"shuffle", d.shuffle},
+                                      {"drop_last", d.drop_last}});
+  }
   return Value(std::move(m));
 }
+
+const std::string& DataLoader::load_notice() const { return impl_->load_notice; }
 
 namespace {
 
@@ -318,6 +343,33 @@ void DataLoader::load_state_dict(const Value& state) {
   check_setting("batch_size", state_field(state, "batch_size", Value::Kind::Int).as_int(), s.opts.batch_size);
   check_setting("shuffle", state_field(state, "shuffle", Value::Kind::Bool).as_bool(), s.opts.shuffle);
   check_setting("drop_last", state_field(state, "drop_last", Value::Kind::Bool).as_bool(), s.opts.drop_last);
+  // Data-parallel settings: the same sampler (seed, shuffle, drop_last); any rank's state (ranks
+  // advance together); another world size only at an epoch boundary, where nothing of the old
+  // slices is left.
+  std::string notice;
+  const bool saved_distributed = state.contains("distributed") && !state.at("distributed").is_null();
+  EMBER_CHECK(saved_distributed == s.sampler.has_value(), "[DataLoader] load_state_dict: the state was saved ",
+              saved_distributed ? "by a distributed loader" : "by a loader that was not distributed", " but this one ",
+              s.sampler ? "is distributed" : "is not");
+  if (s.sampler) {
+    const Value& d = state.at("distributed");
+    EMBER_CHECK(d.is_map(), "[DataLoader] load_state_dict: 'distributed' is ", Value::kind_name(d.kind()),
+                ", expected map");
+    const DistributedSamplerOptions& mine = s.sampler->options();
+    const int64_t replicas = state_field(d, "num_replicas", Value::Kind::Int).as_int();
+    state_field(d, "rank", Value::Kind::Int);
+    check_setting("distributed seed", state_field(d, "seed", Value::Kind::Int).as_int(), static_cast<int64_t>(mine.seed));
+    check_setting("distributed shuffle", state_field(d, "shuffle", Value::Kind::Bool).as_bool(), mine.shuffle);
+    check_setting("distributed drop_last", state_field(d, "drop_last", Value::Kind::Bool).as_bool(), mine.drop_last);
+    if (replicas != mine.num_replicas) {
+      EMBER_CHECK(seen == 0, "[DataLoader] load_state_dict: the state was saved mid-epoch (", seen,
+                  " batches in) by a run of ", replicas, " ranks, but this loader is one of ", mine.num_replicas,
+                  ": the remaining batches of each rank cannot be recovered; resume from an epoch-end checkpoint or "
+                  "with ", replicas, " ranks");
+      notice = str_cat("[DataLoader] resuming at the start of epoch ", epoch, " with ", mine.num_replicas,
+                       " ranks; the state was saved by a run of ", replicas);
+    }
+  }
   EMBER_CHECK(epoch >= 0, "[DataLoader] load_state_dict: 'epoch' is ", epoch, ", expected >= 0");
   EMBER_CHECK(seen >= 0 && seen <= s.num_batches, "[DataLoader] load_state_dict: 'batches_seen' is ", seen,
               ", but an epoch has ", s.num_batches, " batches");
@@ -329,6 +381,7 @@ void DataLoader::load_state_dict(const Value& state) {
   }
 
   s.gen = gen;
+  s.load_notice = notice;
   s.seed = static_cast<uint64_t>(seed);
   s.epoch = epoch;
   s.open = false;

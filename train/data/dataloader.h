@@ -13,12 +13,14 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "ember/runtime/api.h"
 #include "ember/runtime/device.h"
 #include "ember/runtime/value.h"
 #include "ember/train/data/dataset.h"
+#include "ember/train/data/distributed_sampler.h"
 
 namespace ember::data {
 
@@ -31,6 +33,11 @@ struct DataLoaderOptions {
   int prefetch_factor = 2;             // batches in flight per worker (num_workers > 0)
   Device device = kCPU;                // where the batches go next (the loader itself yields CPU batches)
   std::optional<bool> pin_memory;      // batches in pinned host memory (runtime/allocator.h); default: device.is_cuda()
+  // Data-parallel reading: this loader yields only its rank's DistributedSampler slice of each
+  // epoch (PyTorch's rules: every num_replicas-th index of the order, shuffled by the sampler's
+  // seed + epoch, padded or cut to equal lengths), batched with batch_size and drop_last. The
+  // sampler's shuffle replaces the loader's, which must then be false (as PyTorch refuses both).
+  std::optional<DistributedSamplerOptions> distributed;
 };
 
 class EMBER_API DataLoader {
@@ -91,11 +98,17 @@ class EMBER_API DataLoader {
 
   // The sampler state: {"epoch", "batches_seen", "generator" (bytes: the state before this
   // epoch's permutation), "seed"} and the settings it depends on {"dataset_size", "batch_size",
-  // "shuffle", "drop_last"}.
+  // "shuffle", "drop_last"}, and with `distributed` its settings under "distributed"
+  // ({"num_replicas", "rank", "seed", "shuffle", "drop_last"}).
   Value state_dict() const;
   // Restores a state_dict(); throws (changing nothing) on missing or mistyped keys, settings that
-  // differ from this loader's, or while an iterator is live.
+  // differ from this loader's, or while an iterator is live. A distributed state may come from
+  // another rank (ranks advance together), and from another world size only at an epoch boundary:
+  // mid-epoch that is an error naming both sizes; at a boundary load_notice() says so.
   void load_state_dict(const Value& state);
+  // What the last load_state_dict() accepted that the caller may want to tell the user ("" if
+  // nothing): a change of world size at an epoch boundary.
+  const std::string& load_notice() const;
 
  private:
   std::shared_ptr<Impl> impl_;
