@@ -10,7 +10,8 @@ case "$mode" in
   run) ;;
   # libclang-rt-dev: libFuzzer + sanitizer runtimes; pkgconf, dpkg-dev and file (cpack's
   # dpkg-shlibdeps) and python3 (ctypes) for the installed-library checks of tests/consumer/.
-  test) pkgs+=(libgtest-dev clang libclang-rt-dev pkgconf dpkg-dev file python3) ;;
+  # libopenmpi-dev + openmpi-bin: Ember::distributed and its two-rank tests (mpirun).
+  test) pkgs+=(libgtest-dev clang libclang-rt-dev pkgconf dpkg-dev file python3 libopenmpi-dev openmpi-bin) ;;
   bench) pkgs+=(libbenchmark-dev libtorch-dev libopenblas0-openmp) ;;
   deploy) pkgs+=(python3-torch python3-numpy python3-venv time binutils) ;;
   *) echo "usage: scripts/setup.sh [run|test|bench|deploy]" >&2; exit 2 ;;

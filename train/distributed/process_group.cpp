@@ -1,0 +1,201 @@
+// The MPI process group (train/distributed/process_group.h).
+#include "train/distributed/process_group.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/error.h"
+#include "ember/runtime/ops.h"
+
+namespace ember::dist {
+namespace {
+
+struct World {
+  bool initialized = false;
+  bool mpi = false;        // MPI_Init ran here (a world of one does not start MPI)
+  bool finalized = false;
+  int rank = 0, size = 1, local_rank = 0, local_size = 1;
+  MPI_Comm local = MPI_COMM_NULL;
+  MPI_Op f16_sum = MPI_OP_NULL, f16_max = MPI_OP_NULL, bf16_sum = MPI_OP_NULL, bf16_max = MPI_OP_NULL;
+};
+
+World& world() {
+  static World w;
+  return w;
+}
+
+std::mutex g_init_mu;
+
+std::string mpi_error(int code) {
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  MPI_Error_string(code, text, &len);
+  return std::string(text, static_cast<size_t>(len));
+}
+
+void check(int code, const char* call) {
+  if (code != MPI_SUCCESS) EMBER_THROW("[dist] ", call, " failed: ", mpi_error(code));
+}
+
+// f16 / bf16 reductions as MPI user operations: widen to f32, combine, round back.
+template <typename Half, bool kMax>
+void half_op(void* in, void* inout, int* len, MPI_Datatype*) {
+  const auto* a = static_cast<const Half*>(in);
+  auto* b = static_cast<Half*>(inout);
+  for (int i = 0; i < *len; ++i) {
+    const float x = static_cast<float>(a[i]), y = static_cast<float>(b[i]);
+    if constexpr (kMax) b[i] = Half(x != x || x > y ? x : y);  // NaN wins, as torch.maximum
+    else b[i] = Half(x + y);
+  }
+}
+
+void require_init(const char* who) {
+  EMBER_CHECK(world().initialized && !world().finalized, "[dist] ", who, " before ember::dist::init() (or after finalize())");
+}
+
+MPI_Datatype mpi_type(DType t) {
+  switch (t) {
+    case DType::f32: return MPI_FLOAT;
+    case DType::f64: return MPI_DOUBLE;
+    case DType::i32: return MPI_INT32_T;
+    case DType::i64: return MPI_INT64_T;
+    case DType::u8: return MPI_UINT8_T;
+    case DType::b8: return MPI_C_BOOL;
+    case DType::f16:
+    case DType::bf16: return MPI_UINT16_T;
+  }
+  EMBER_THROW("[dist] unexpected dtype");
+}
+
+void check_tensor(const Tensor& t, const char* who) {
+  EMBER_CHECK(t.defined(), "[dist] ", who, ": the tensor is undefined");
+  EMBER_CHECK(t.device().is_cpu(), "[dist] ", who, ": the tensor is on ", t.device().str(),
+              "; CUDA tensors need the NCCL backend, which this build of Ember::distributed does not have");
+  EMBER_CHECK(t.is_contiguous(), "[dist] ", who, ": the tensor of shape ", t.shape().str(),
+              " is not contiguous (collectives work in place on contiguous tensors)");
+}
+
+// Large tensors go in pieces whose element count fits MPI's int.
+template <typename Fn>
+void in_chunks(const Tensor& t, Fn fn) {
+  constexpr int64_t kMax = int64_t{1} << 30;
+  auto* base = static_cast<char*>(t.data_ptr());
+  const size_t esize = dtype_size(t.dtype());
+  for (int64_t at = 0; at < t.numel(); at += kMax) {
+    const int64_t n = std::min<int64_t>(kMax, t.numel() - at);
+    fn(base + static_cast<size_t>(at) * esize, static_cast<int>(n));
+  }
+}
+
+}  // namespace
+
+bool launched() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE"})
+    if (const char* s = std::getenv(v); s && *s) return true;
+  return false;
+}
+
+void init() {
+  std::lock_guard<std::mutex> lk(g_init_mu);
+  World& w = world();
+  if (w.initialized) return;
+  if (!launched()) {
+    w.initialized = true;  // a world of one: no MPI at all
+    return;
+  }
+  int already = 0;
+  check(MPI_Initialized(&already), "MPI_Initialized");
+  if (!already) {
+    int provided = 0;
+    check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    w.mpi = true;
+  }
+  // Errors come back as codes (turned into ember::Error), not as an abort of the job.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  check(MPI_Comm_rank(MPI_COMM_WORLD, &w.rank), "MPI_Comm_rank");
+  check(MPI_Comm_size(MPI_COMM_WORLD, &w.size), "MPI_Comm_size");
+  check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w.rank, MPI_INFO_NULL, &w.local),
+        "MPI_Comm_split_type");
+  check(MPI_Comm_rank(w.local, &w.local_rank), "MPI_Comm_rank");
+  check(MPI_Comm_size(w.local, &w.local_size), "MPI_Comm_size");
+  check(MPI_Op_create(&half_op<Half, false>, 1, &w.f16_sum), "MPI_Op_create");
+  check(MPI_Op_create(&half_op<Half, true>, 1, &w.f16_max), "MPI_Op_create");
+  check(MPI_Op_create(&half_op<BFloat16, false>, 1, &w.bf16_sum), "MPI_Op_create");
+  check(MPI_Op_create(&half_op<BFloat16, true>, 1, &w.bf16_max), "MPI_Op_create");
+  w.initialized = true;
+  std::atexit([] { finalize(); });
+}
+
+void finalize() {
+  std::lock_guard<std::mutex> lk(g_init_mu);
+  World& w = world();
+  if (!w.initialized || w.finalized) return;
+  w.finalized = true;
+  if (!w.mpi) return;
+  for (MPI_Op* op : {&w.f16_sum, &w.f16_max, &w.bf16_sum, &w.bf16_max})
+    if (*op != MPI_OP_NULL) MPI_Op_free(op);
+  if (w.local != MPI_COMM_NULL) MPI_Comm_free(&w.local);
+  int done = 0;
+  MPI_Finalized(&done);
+  if (!done) MPI_Finalize();
+}
+
+bool initialized() { return world().initialized && !world().finalized; }
+int rank() { return world().rank; }
+int world_size() { return world().size; }
+int local_rank() { return world().local_rank; }
+int local_world_size() { return world().local_size; }
+std::string backend() { return world().initialized && world().size > 1 ? "mpi" : world().mpi ? "mpi" : "single"; }
+
+void barrier() {
+  require_init("barrier");
+  if (world().size == 1) return;
+  check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+}
+
+void broadcast(const Tensor& t, int root) {
+  require_init("broadcast");
+  check_tensor(t, "broadcast");
+  EMBER_CHECK(root >= 0 && root < world().size, "[dist] broadcast: root ", root, " is not a rank of a world of ",
+              world().size);
+  if (world().size == 1 || t.numel() == 0) return;
+  const MPI_Datatype type = mpi_type(t.dtype());
+  in_chunks(t, [&](void* p, int n) { check(MPI_Bcast(p, n, type, root, MPI_COMM_WORLD), "MPI_Bcast"); });
+  t.bump_version();
+}
+
+void all_reduce(const Tensor& t, ReduceOp op) {
+  require_init("all_reduce");
+  check_tensor(t, "all_reduce");
+  const DType dt = t.dtype();
+  EMBER_CHECK(op != ReduceOp::Mean || is_floating(dt), "[dist] all_reduce: Mean needs a floating tensor, got ",
+              dtype_name(dt));
+  if (world().size == 1 || t.numel() == 0) return;
+  World& w = world();
+  MPI_Op mop = op == ReduceOp::Max ? MPI_MAX : MPI_SUM;
+  if (dt == DType::b8) mop = MPI_LOR;
+  if (dt == DType::f16) mop = op == ReduceOp::Max ? w.f16_max : w.f16_sum;
+  if (dt == DType::bf16) mop = op == ReduceOp::Max ? w.bf16_max : w.bf16_sum;
+  const MPI_Datatype type = mpi_type(dt);
+  in_chunks(t, [&](void* p, int n) {
+    check(MPI_Allreduce(MPI_IN_PLACE, p, n, type, mop, MPI_COMM_WORLD), "MPI_Allreduce");
+  });
+  t.bump_version();
+  if (op == ReduceOp::Mean) {
+    NoGradGuard ng;
+    Tensor out = t;  // the same storage
+    if (dt == DType::f32 || dt == DType::f64) {
+      out.div_(full({}, static_cast<double>(w.size), TensorOptions(dt)));
+    } else {  // f16 / bf16: divided in f32, rounded once
+      out.copy_(div(t.to(DType::f32), static_cast<double>(w.size)));
+    }
+  }
+}
+
+}  // namespace ember::dist

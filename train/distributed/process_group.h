@@ -1,0 +1,49 @@
+// The processes of a data-parallel job and their collectives, on MPI: rank, world size, the rank
+// on this host, barrier, broadcast and all-reduce (sum, mean, max) of tensors. Part of the
+// separate library Ember::distributed (built when MPI is found; the core library never links MPI),
+// which is not installed yet: in-tree targets link it and include this header from the
+// repository root.
+//
+// Started by `mpirun -np N prog` (on one host or several), every process of the launcher's world
+// takes part; started without a launcher, the process is a world of one and every collective
+// returns its input. Collectives are blocking, called by every rank in the same order with
+// tensors of the same dtype and size, from the thread that called init(). CPU tensors go
+// through MPI (every dtype: f16 and bf16 are summed in f32 and rounded once per step of MPI's
+// reduction); CUDA tensors need the NCCL backend, which this build does not have yet.
+//
+//   ember::dist::init();
+//   ember::dist::all_reduce(grad, ember::dist::ReduceOp::Mean);
+#pragma once
+#include <string>
+
+#include "ember/runtime/tensor.h"
+
+namespace ember::dist {
+
+enum class ReduceOp { Sum, Mean, Max };
+
+// Joins the launcher's world (MPI_Init_thread), or makes a world of one when the process was not
+// started by an MPI launcher. Idempotent; the first call decides. Throws ember::Error with MPI's
+// message when MPI cannot start.
+void init();
+// Leaves the world (MPI_Finalize); after it no collective may run. Also run at exit.
+void finalize();
+bool initialized();
+// Whether this process runs under an MPI launcher (its environment says so).
+bool launched();
+
+int rank();
+int world_size();
+int local_rank();        // rank among the processes on this host
+int local_world_size();  // processes on this host
+std::string backend();   // "mpi" or "single" (a world of one)
+
+void barrier();
+// Every rank's t takes root's values (same dtype and shape on every rank; CPU, contiguous).
+void broadcast(const Tensor& t, int root = 0);
+// Every rank's t becomes the reduction over ranks, element by element. Mean: floating types only
+// (the sum divided by world_size in the tensor's dtype, as PyTorch's AVG). Max on b8 is "any";
+// Sum on b8 is "any" too (MPI's logical or), as in PyTorch's gloo backend.
+void all_reduce(const Tensor& t, ReduceOp op = ReduceOp::Sum);
+
+}  // namespace ember::dist
