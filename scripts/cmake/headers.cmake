@@ -16,7 +16,8 @@ set(EMBER_PRIVATE_HEADERS
   train/lr_scheduler/detail.h # shared scheduler state helpers
   checkpoint/format.h         # the byte layout's encoders and decoders
   checkpoint/posix_file.h     # POSIX file helpers
-  train/distributed/process_group.h)  # Ember::distributed, not installed yet (in-tree only)
+  train/distributed/process_group.h   # Ember::distributed, not installed yet (in-tree only)
+  train/distributed/ddp.h)
 # Headers whose public name is not their repository path: the umbrella header and the C API.
 set(EMBER_RENAMED_HEADERS
   train/ember.h ember.h
