@@ -3,7 +3,10 @@
 // --batch samples (synthetic pixels), one thread per rank, Adam; the gradients are averaged
 // across ranks after every backward pass. Run it alone (a world of one) or under mpirun; rank 0
 // prints "RESULT <model> <ranks> <samples/s over all ranks> <all-reduce ms/step> <bytes/step>".
+// With --allreduce-mb X it times a plain all-reduce (mean) of X MB of f32 instead and prints
+// "ALLREDUCE <ranks> <bytes> <ms>", the bandwidth point of the cost model (docs/distributed.md).
 //   usage: ember_bench_ddp [--model mlp|conv] [--steps N] [--warmup N] [--batch N] [--threads N]
+//                          [--allreduce-mb X]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +28,7 @@ int main(int argc, char** argv) {
   std::string model_name = "mlp";
   int steps = 60, warmup = 10, threads = 1;
   int64_t batch = -1;
+  double allreduce_mb = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -33,14 +37,28 @@ int main(int argc, char** argv) {
     else if (a == "--warmup") warmup = std::atoi(value().c_str());
     else if (a == "--batch") batch = std::atoll(value().c_str());
     else if (a == "--threads") threads = std::atoi(value().c_str());
+    else if (a == "--allreduce-mb") allreduce_mb = std::atof(value().c_str());
     else {
-      std::fprintf(stderr, "usage: ember_bench_ddp [--model mlp|conv] [--steps N] [--warmup N] [--batch N] [--threads N]\n");
+      std::fprintf(stderr, "usage: ember_bench_ddp [--model mlp|conv] [--steps N] [--warmup N] [--batch N] [--threads N] "
+                           "[--allreduce-mb X]\n");
       return 2;
     }
   }
   try {
     dist::init();
     set_num_threads(threads);
+    if (allreduce_mb > 0) {
+      Tensor buf = ones({static_cast<int64_t>(allreduce_mb * 1e6 / 4)});
+      for (int i = 0; i < 3; ++i) dist::all_reduce(buf, dist::ReduceOp::Mean);
+      dist::barrier();
+      const int reps = 20;
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < reps; ++i) dist::all_reduce(buf, dist::ReduceOp::Mean);
+      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (dist::rank() == 0)
+        std::printf("ALLREDUCE %d %lld %.3f\n", dist::world_size(), static_cast<long long>(buf.nbytes()), 1e3 * dt / reps);
+      return 0;
+    }
     if (batch < 0) batch = examples::default_batch_size(model_name);
     manual_seed(0);
     examples::AutoEncoder model(model_name);
