@@ -55,6 +55,7 @@ struct LogOptions {
   std::optional<bool> on_epoch;
   bool prog_bar = false;
   bool logger = true;
+  bool sync_dist = false;  // with several ranks: log the mean over ranks (a collective: every rank logs it)
 };
 
 struct LoadOptions {

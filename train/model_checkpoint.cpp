@@ -389,7 +389,7 @@ void ModelCheckpoint::save_last(Trainer& trainer, const NameMetrics& metrics) {
 
 void ModelCheckpoint::save_file(Trainer& trainer, const std::string& path) {
   fs::path parent = fs::path(path).parent_path();
-  if (!parent.empty()) fs::create_directories(parent);
+  if (!parent.empty() && trainer.is_global_zero()) fs::create_directories(parent);  // only rank 0 writes
   trainer.save_checkpoint(path, opts_.save_weights_only);
   last_global_step_saved_ = trainer.global_step();
   last_checkpoint_saved_ = path;
@@ -402,6 +402,7 @@ void ModelCheckpoint::link_file(Trainer& trainer, const std::string& target, con
 }
 
 void ModelCheckpoint::make_link(Trainer& trainer, const std::string& target, const std::string& link) {
+  if (!trainer.is_global_zero()) return;  // only rank 0 writes
   std::error_code ec;
   fs::file_status st = fs::symlink_status(link, ec);
   if (fs::is_directory(st)) fs::remove_all(link, ec);

@@ -36,7 +36,7 @@ void OnExceptionCheckpoint::on_exception(Trainer& trainer, LightningModule&, con
 }
 
 void OnExceptionCheckpoint::teardown(Trainer& trainer, LightningModule&, const std::string& stage) {
-  if (stage != "fit") return;
+  if (stage != "fit" || !trainer.is_global_zero()) return;  // only rank 0 writes (and removes)
   std::error_code ec;
   fs::remove(ckpt_path_, ec);
   if (ec) trainer.print("[OnExceptionCheckpoint] warning: cannot remove " + ckpt_path_ + ": " + ec.message());

@@ -155,6 +155,11 @@ Trainer::Trainer(TrainerOptions options) : opts_(std::move(options)) {
     // Unlike Lightning, an OnExceptionCheckpoint does not switch the automatic checkpoint off.
     callbacks_.push_back(std::make_shared<ModelCheckpoint>());
   }
+  if (opts_.strategy && !opts_.strategy->is_global_zero()) {
+    // Only rank 0 logs and draws progress (Lightning's rank-zero-only output).
+    opts_.logger = false;
+    opts_.enable_progress_bar = false;
+  }
   bar_ = std::make_shared<ProgressBar>(opts_.enable_progress_bar);
 }
 
@@ -194,7 +199,9 @@ Batch Trainer::to_device(const Batch& batch) const {
   return out;
 }
 
-void Trainer::print(const std::string& line) const { bar_->message(line); }
+void Trainer::print(const std::string& line) const {
+  if (global_zero()) bar_->message(line);
+}
 
 // --- logging --------------------------------------------------------------------------------------
 
@@ -216,6 +223,13 @@ constexpr size_t kMaxQueuedLogs = 1024;
 }  // namespace
 
 void Trainer::record_tensor_log(const std::string& name, const Tensor& value, const LogOptions& opts) {
+  if (opts.sync_dist && distributed() && !sanity_checking_) {
+    // The mean over ranks is a collective: read now, logged as a number.
+    const bool is_int = !is_floating(value.dtype());
+    double v = value.detach().item_double();
+    if (value.dtype() != DType::f64 && !is_int) v = static_cast<double>(static_cast<float>(v));
+    return record_log(name, Metric{v, is_int}, opts);
+  }
   bool step_hook = is_step_hook(hook_);
   EMBER_CHECK(opts.on_step.value_or(step_hook) || opts.on_epoch.value_or(!step_hook), "[log] '", name,
               "' has on_step=false and on_epoch=false: it would never be logged");
@@ -239,7 +253,12 @@ void Trainer::record_tensor_log(const std::string& name, const Tensor& value, co
   if (queued_logs_.size() >= kMaxQueuedLogs) resolve_logs();
 }
 
-void Trainer::record_log(const std::string& name, const Metric& m, const LogOptions& opts) {
+void Trainer::record_log(const std::string& name, const Metric& value, const LogOptions& opts) {
+  Metric m = value;
+  if (opts.sync_dist && distributed() && !sanity_checking_) {
+    m.value = opts_.strategy->mean(m.value);
+    if (!m.is_int) m.value = static_cast<double>(static_cast<float>(m.value));
+  }
   if (queued_logs_.empty()) return apply_log(name, m, opts);
   bool step_hook = is_step_hook(hook_);
   EMBER_CHECK(opts.on_step.value_or(step_hook) || opts.on_epoch.value_or(!step_hook), "[log] '", name,
@@ -519,6 +538,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 void Trainer::save_checkpoint(const std::string& path, bool weights_only, std::optional<bool> async) {
+  // Only rank 0 writes (every rank holds the same weights, optimizer state, loop position and
+  // generator state); the others meet it at the next gradient all-reduce or the end of fit.
+  if (!global_zero()) return;
   const auto t0 = std::chrono::steady_clock::now();
   const bool use_async = async.value_or(opts_.async_checkpointing) && !handling_exception_;
   // One write in flight: the previous one is committed (and its deferred deletions and links done)
@@ -585,6 +607,7 @@ void Trainer::after_checkpoint_commit(std::function<void()> fn) {
 }
 
 void Trainer::remove_checkpoint_file(const std::string& path) {
+  if (!global_zero()) return;
   if (save_in_flight_) {
     saver_->remove_after_commit(path);
     return;
@@ -740,14 +763,40 @@ void Trainer::restore(const std::string& path, data::DataLoader& train_loader) {
 
 // --- fit ------------------------------------------------------------------------------------------
 
-void Trainer::fit(LightningModule& model, data::DataLoader& train_loader, data::DataLoader* val_loader,
+// With several ranks the train loader reads only this rank's DistributedSampler share: a loader
+// built without `distributed` is rebuilt with it (its shuffle becomes the sampler's, by the seed
+// rank 0's loader drew, so every rank agrees), as Lightning replaces the sampler.
+data::DataLoader& Trainer::distribute_loader(data::DataLoader& loader) {
+  distributed_loader_.reset();
+  if (!distributed() || loader.options().distributed) return loader;
+  Strategy& st = *opts_.strategy;
+  data::DataLoaderOptions o = loader.options();
+  const uint64_t seed = st.broadcast_u64(static_cast<uint64_t>(loader.state_dict().at("seed").as_int()));
+  o.distributed = data::DistributedSamplerOptions{.num_replicas = st.world_size(), .rank = st.rank(), .shuffle = o.shuffle,
+                                                  .seed = seed, .drop_last = false};
+  o.shuffle = false;
+  o.seed = seed;
+  distributed_loader_ = std::make_unique<data::DataLoader>(loader.shared_dataset(), o);
+  return *distributed_loader_;
+}
+
+void Trainer::fit(LightningModule& model, data::DataLoader& user_train_loader, data::DataLoader* val_loader,
                   const std::string& ckpt_path) {
   wait_for_checkpoint();  // a save queued before fit is committed before anything is resolved
   if (opts_.seed) manual_seed(*opts_.seed);
   progress_ = FitProgress{};
   ckpt_path_.clear();
+  data::DataLoader& train_loader = distribute_loader(user_train_loader);
   train_loader_ = &train_loader;
   model.to(opts_.device);
+  if (distributed()) {
+    // Every rank starts from rank 0's weights and generator (its draws then follow rank 0's: same
+    // seed, same shapes), so rank 0's checkpoints hold every rank's state.
+    opts_.strategy->setup_model(model);
+    std::vector<uint8_t> rng = default_generator().get_state();
+    opts_.strategy->broadcast_bytes(rng);
+    default_generator().set_state(rng);
+  }
   setup(model, "fit");
   SignalScope signals;
   // on_exception runs only for failures once training is under way: an error while setting up or
@@ -785,6 +834,7 @@ void Trainer::fit(LightningModule& model, data::DataLoader& train_loader, data::
     model.on_fit_end();
     for (auto& cb : callbacks_) cb->on_fit_end(*this, model);
     wait_for_checkpoint();  // fit returns with every checkpoint committed, or throws the failure
+    if (distributed()) opts_.strategy->barrier();  // ... on every rank
   } catch (const std::exception& e) {
     // The write in flight completes first (its failure is reported, not thrown over e); then the
     // on_exception callbacks save synchronously.
@@ -809,6 +859,10 @@ void Trainer::fit(LightningModule& model, data::DataLoader& train_loader, data::
     if (logger_) logger_->flush();
     train_loader_ = nullptr;
     stage_.clear();
+    // A signal stops every rank at the same step; any other failure of one rank would leave the
+    // others waiting in a collective: end the whole job, naming this rank.
+    if (distributed() && !dynamic_cast<const TrainingInterrupted*>(&e))
+      opts_.strategy->abort_job(str_cat("[Trainer] rank ", global_rank(), " of ", world_size(), " failed: ", e.what()));
     throw;
   }
   teardown("fit");
@@ -902,6 +956,9 @@ void Trainer::step_schedulers(const std::string& interval, bool plateau) {
 
 void Trainer::check_signals() {
   int sig = g_signal.load();
+  // With several ranks every rank stops at the same step: a signal to any (the launcher forwards
+  // it to all, not necessarily within the same step) stops all.
+  if (distributed() && opts_.strategy->any(sig != 0) && sig == 0) sig = SIGTERM;
   if (sig != 0) {
     g_signal.store(0);
     throw TrainingInterrupted(sig);
@@ -945,6 +1002,8 @@ void Trainer::start_cuda_graphs() {
     why = str_cat("accumulate_grad_batches is ", opts_.accumulate_grad_batches, " (a graph holds one whole step)");
   } else if (opts_.gradient_clip_val && *opts_.gradient_clip_val > 0) {
     why = "gradient clipping reads the gradients' norm back";
+  } else if (distributed()) {
+    why = "the gradients are averaged across ranks between backward and the optimizer step";
   } else {
     for (const auto& [name, m] : model_->named_modules()) {
       const auto* bn = dynamic_cast<const nn::BatchNormBase*>(m.get());
@@ -1008,6 +1067,7 @@ Tensor Trainer::eager_training_step(LightningModule& model, const Batch& batch, 
   scaled.backward();
   progress_.accumulated++;
   if (progress_.accumulated == opts_.accumulate_grad_batches || is_last_batch_) {
+    if (distributed()) opts_.strategy->reduce_gradients(model);
     optimizer_step();
     after_optimizer_step();
   }

@@ -19,6 +19,7 @@
 #include "ember/train/callback.h"
 #include "ember/train/data/dataloader.h"
 #include "ember/train/lightning_module.h"
+#include "ember/train/strategy.h"
 
 namespace ember {
 
@@ -82,6 +83,14 @@ struct TrainerOptions {
   // once, with what it logs (tensors are logged with each replay's values, plain numbers as at
   // the capture).
   bool cuda_graphs = false;
+  // How the fit spreads over processes (train/strategy.h): none runs here alone; dist::ddp() from
+  // Ember::distributed trains data-parallel under an MPI launcher, as Lightning's strategy="ddp":
+  // every rank starts from rank 0's weights and reads its DistributedSampler share of each epoch
+  // (the train loader is rebuilt with `distributed` unless it has it), gradients are averaged
+  // after each backward pass, every rank runs the whole validation, only rank 0 logs, prints and
+  // writes checkpoints (holding every rank's RNG state), and a signal stops every rank at the same
+  // step.
+  std::shared_ptr<Strategy> strategy;
 };
 
 // Time the training loop spent blocked by checkpoint saves (seconds).
@@ -163,6 +172,10 @@ class EMBER_API Trainer {
   const Metrics& callback_metrics() const;
   const Metrics& logged_metrics() const;
   const std::string& default_root_dir() const { return opts_.default_root_dir; }
+  // This process's rank and the number of ranks (0 and 1 without a strategy).
+  int global_rank() const { return opts_.strategy ? opts_.strategy->rank() : 0; }
+  int world_size() const { return opts_.strategy ? opts_.strategy->world_size() : 1; }
+  bool is_global_zero() const { return global_rank() == 0; }
   // ember_logs/version_N under default_root_dir ("" when the logger is disabled); set at setup.
   const std::string& log_dir() const { return log_dir_; }
   // The fit's logger (nullptr with logger=false): callbacks may write rows of their own through it.
@@ -208,6 +221,7 @@ class EMBER_API Trainer {
   void poll_checkpoint();
   void finish_checkpoint(bool throw_failure);
   Batch to_device(const Batch& batch) const;
+  data::DataLoader& distribute_loader(data::DataLoader& loader);
   Tensor run_training_step(LightningModule& model, const Batch& batch, int64_t batch_idx);
   Tensor eager_training_step(LightningModule& model, const Batch& batch, int64_t batch_idx);
   Tensor capture_training_step(LightningModule& model, const Batch& batch, int64_t batch_idx);
@@ -273,6 +287,10 @@ class EMBER_API Trainer {
   // CUDA graph mode (cuda_graphs), alive during fit on a CUDA device.
   struct GraphMode;
   std::unique_ptr<GraphMode> graphs_;
+  // With a strategy of several ranks: the train loader rebuilt with its DistributedSampler share.
+  std::unique_ptr<data::DataLoader> distributed_loader_;
+  bool distributed() const { return opts_.strategy && opts_.strategy->world_size() > 1; }
+  bool global_zero() const { return !opts_.strategy || opts_.strategy->is_global_zero(); }
 };
 
 }  // namespace ember

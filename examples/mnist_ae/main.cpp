@@ -19,6 +19,9 @@
 #include "examples/common/models.h"
 #include "examples/common/png.h"
 #include "examples/mnist_ae/module.h"
+#if EMBER_EXAMPLES_HAVE_DISTRIBUTED
+#include "train/distributed/ddp_strategy.h"
+#endif
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/parallel.h"
 #include "ember/runtime/rng.h"
@@ -42,7 +45,7 @@ const char* usage() {
          "      [--optimizer adam|adamw|sgd] [--scheduler none|step|cosine|onecycle|plateau] [--seed N]\n"
          "      [--max-epochs N] [--max-steps N] [--limit-train-batches N] [--limit-val-batches N]\n"
          "      [--check-val-every-n-epoch N] [--default-root-dir DIR] [--no-checkpointing]\n"
-         "      [--async-checkpointing] [--cuda-graphs]\n"
+         "      [--async-checkpointing] [--cuda-graphs] [--strategy auto|ddp]\n"
          "      [--ckpt-dir DIR] [--ckpt-filename TEMPLATE] [--monitor KEY] [--mode min|max]\n"
          "      [--save-top-k K] [--save-last true|false|link] [--every-n-epochs N]\n"
          "      [--every-n-train-steps N] [--save-weights-only] [--no-auto-insert-metric-name]\n"
@@ -82,6 +85,7 @@ struct FitArgs {
   bool no_checkpointing = false;
   bool async_checkpointing = false;
   bool cuda_graphs = false;
+  std::string strategy = "auto";
   std::string ckpt_dir, ckpt_filename, monitor;
   std::string mode = "min";
   int64_t save_top_k = 1;
@@ -387,6 +391,14 @@ int run_fit(FitArgs a, const Given& g) {
   opts.enable_checkpointing = !a.no_checkpointing;
   opts.async_checkpointing = a.async_checkpointing;
   opts.cuda_graphs = a.cuda_graphs;
+  if (a.strategy == "ddp") {
+#if EMBER_EXAMPLES_HAVE_DISTRIBUTED
+    opts.strategy = dist::ddp();
+#else
+    throw UsageError("--strategy ddp needs Ember::distributed, which this build lacks (MPI was not found when it was "
+                     "configured: install libopenmpi-dev and openmpi-bin, then rebuild)");
+#endif
+  }
   opts.enable_progress_bar = !a.no_progress;
   opts.seed = a.seed;
   opts.device = device;
@@ -422,6 +434,7 @@ int run_fit(FitArgs a, const Given& g) {
   try {
     trainer.fit(module, *train_loader, val_loader.get(), resume);
   } catch (const TrainingInterrupted& e) {
+    if (!trainer.is_global_zero()) return e.exit_code();  // rank 0 says what to do next
     std::cerr << e.what() << "\n";
     if (on_exception && fs::exists(on_exception->ckpt_path()))
       std::cerr << "resumable checkpoint: " << on_exception->ckpt_path() << "\ncontinue with: " << kProgram
@@ -430,7 +443,8 @@ int run_fit(FitArgs a, const Given& g) {
     return e.exit_code();
   }
 
-  // 6. pictures and a summary of what was written
+  // 6. pictures and a summary of what was written (by rank 0 alone)
+  if (!trainer.is_global_zero()) return 0;
   const fs::path run = fs::absolute(trainer.log_dir()).lexically_normal();
   const std::string recon = (run / "reconstructions.png").string(), loss = (run / "loss.png").string();
   write_reconstructions(module, *val_ds, std::min<int64_t>(16, val_ds->size()), recon);
@@ -573,6 +587,11 @@ void add_fit(CLI::App* fit, FitArgs& a, Given& g) {
   fit->add_flag("--no-checkpointing", a.no_checkpointing, "Write no checkpoints at all (no automatic, no on_exception)");
   fit->add_flag("--async-checkpointing", a.async_checkpointing,
                 "Write checkpoints in the background: training waits only for a copy of the state");
+  fit->add_option("--strategy", a.strategy,
+                  "ddp: data-parallel over the ranks of `mpirun -np N ember-mnist-ae fit ...` (rank 0 writes the "
+                  "run directory; see docs/distributed.md)")
+      ->check(CLI::IsMember({"auto", "ddp"}))
+      ->capture_default_str();
   fit->add_flag("--cuda-graphs", a.cuda_graphs,
                 "On cuda: capture the training step into a CUDA graph after warm-up and replay it (eager, with one "
                 "line saying why, where the step cannot be captured)");

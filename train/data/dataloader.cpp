@@ -285,6 +285,7 @@ int64_t DataLoader::epoch() const { return impl_->epoch; }
 bool DataLoader::pin_memory() const { return impl_->pin; }
 const DataLoaderOptions& DataLoader::options() const { return impl_->opts; }
 const Dataset& DataLoader::dataset() const { return *impl_->dataset; }
+std::shared_ptr<const Dataset> DataLoader::shared_dataset() const { return impl_->dataset; }
 
 Value DataLoader::state_dict() const {
   const Impl& s = *impl_;

@@ -95,6 +95,7 @@ class EMBER_API DataLoader {
   // The options it was built with, and its dataset.
   const DataLoaderOptions& options() const;
   const Dataset& dataset() const;
+  std::shared_ptr<const Dataset> shared_dataset() const;
 
   // The sampler state: {"epoch", "batches_seen", "generator" (bytes: the state before this
   // epoch's permutation), "seed"} and the settings it depends on {"dataset_size", "batch_size",

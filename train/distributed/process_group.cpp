@@ -4,6 +4,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -196,6 +197,13 @@ void all_reduce(const Tensor& t, ReduceOp op) {
       out.copy_(div(t.to(DType::f32), static_cast<double>(w.size)));
     }
   }
+}
+
+void abort(const std::string& why, int code) {
+  std::fprintf(stderr, "%s\n", why.c_str());
+  std::fflush(stderr);
+  if (world().mpi && !world().finalized) MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
 }
 
 }  // namespace ember::dist

@@ -45,5 +45,8 @@ void broadcast(const Tensor& t, int root = 0);
 // (the sum divided by world_size in the tensor's dtype, as PyTorch's AVG). Max on b8 is "any";
 // Sum on b8 is "any" too (MPI's logical or), as in PyTorch's gloo backend.
 void all_reduce(const Tensor& t, ReduceOp op = ReduceOp::Sum);
+// Prints `why` on stderr and ends every rank of the job with `code` (MPI_Abort); in a world of
+// one, ends this process.
+[[noreturn]] void abort(const std::string& why, int code = 1);
 
 }  // namespace ember::dist
