@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Faults of a data-parallel run of the example (ember-mnist-ae fit --strategy ddp, 2 ranks under
 # mpirun, MNIST-format files made here): (1) SIGTERM to the launcher stops both ranks at the same
-# step, rank 0 writes on_exception.ckpt, and `--resume last` finishes the run; (2) a rank killed
+# step, rank 0 alone writes on_exception.ckpt and reports it, and `--resume last` finishes the run;
+# (2) a rank killed
 # with SIGKILL mid-epoch ends the job non-zero within 60 seconds.
 #   usage: faults.sh MPIEXEC EMBER_MNIST_AE
 set -uo pipefail
@@ -25,25 +26,31 @@ images("train-images-idx3-ubyte.gz", 2048); labels("train-labels-idx1-ubyte.gz",
 images("t10k-images-idx3-ubyte.gz", 256); labels("t10k-labels-idx1-ubyte.gz", 256)
 PY
 
-run() {  # run DIR EXTRA...: the 2-rank fit in the background, its pid in $pid
-  local dir="$1"; shift
-  "$mpiexec" -np 2 "$prog" fit --strategy ddp --data "$work/data" --model mlp --batch-size 16 --max-epochs 3 \
-    --threads 1 --no-progress --default-root-dir "$dir" "$@" >"$dir.log" 2>&1 &
+# The 2-rank fit (60 short epochs: seconds of training).
+fit_args=(fit --strategy ddp --data "$work/data" --model mlp --batch-size 16 --max-epochs 60 --threads 1 --no-progress)
+run() {  # run DIR: the launcher in the background (its pid in $pid), returning once training is under way
+  local dir="$1"
+  "$mpiexec" -np 2 "$prog" "${fit_args[@]}" --default-root-dir "$dir" >"$dir.log" 2>&1 &
   pid=$!
+  for _ in $(seq 1 120); do
+    [ -f "$dir/ember_logs/version_0/hparams.yaml" ] && break  # written when the training loop starts
+    kill -0 "$pid" 2>/dev/null || fail "the run ended before training started: $(tail -5 "$dir.log")"
+    sleep 0.5
+  done
+  sleep 1
+  kill -0 "$pid" 2>/dev/null || fail "the run ended within a second of training (it should take several)"
 }
 
 # (1) SIGTERM to the launcher, then --resume last
 mkdir -p "$work/term"
 run "$work/term"
-sleep 3
 kill -TERM "$pid"
 wait "$pid"; rc=$?
 [ "$rc" -ne 0 ] || fail "the interrupted run exited 0 (log: $(tail -5 "$work/term.log"))"
 [ "$(grep -c "interrupted by SIGTERM" "$work/term.log")" = 1 ] || fail "rank 0 alone reports the interruption: $(cat "$work/term.log")"
 ckpt="$work/term/checkpoints/on_exception.ckpt"
 [ -f "$ckpt" ] || fail "no $ckpt after SIGTERM (rc $rc; log: $(tail -5 "$work/term.log"))"
-"$mpiexec" -np 2 "$prog" fit --strategy ddp --data "$work/data" --model mlp --batch-size 16 --max-epochs 3 \
-  --threads 1 --no-progress --default-root-dir "$work/term" --resume last >"$work/resume.log" 2>&1 \
+"$mpiexec" -np 2 "$prog" "${fit_args[@]}" --default-root-dir "$work/term" --resume last >"$work/resume.log" 2>&1 \
   || fail "the resumed run failed: $(tail -5 "$work/resume.log")"
 grep -q "Restored training state" "$work/resume.log" || fail "the resumed run did not restore: $(tail -5 "$work/resume.log")"
 [ ! -f "$ckpt" ] || fail "on_exception.ckpt is still there after the resumed run completed"
@@ -52,7 +59,6 @@ echo "SIGTERM: both ranks stopped (rc $rc), on_exception.ckpt written and resume
 # (2) SIGKILL of one rank mid-epoch
 mkdir -p "$work/kill"
 run "$work/kill"
-sleep 3
 victim="$(pgrep -P "$pid" -f ember-mnist-ae | tail -n 1)"
 [ -z "$victim" ] && victim="$(pgrep -f "ember-mnist-ae fit --strategy ddp --data $work/data" | tail -n 1)"
 [ -n "$victim" ] || fail "no rank process found to kill"

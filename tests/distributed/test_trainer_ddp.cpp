@@ -148,39 +148,45 @@ TEST(TrainerDdp, ALoaderWithoutDistributedIsRebuiltWithIt) {
   if (dist::rank() == 0) fs::remove_all(root.parent_path());
 }
 
-TEST(TrainerDdp, MidEpochResumeEndsBitIdentical) {
-  const fs::path root = job_dir("resume", false);
+// A 2-rank run stopped at step 3 of 4 (mid-epoch) or after its first epoch, then resumed with the
+// same ranks, ends bit-identical to the uninterrupted run.
+void resume_case(const std::string& name, bool mid_epoch) {
+  const fs::path root = job_dir(name, false);
   auto ds = dataset();
-  auto run = [&](const std::string& dir, int64_t max_steps, const std::string& ckpt) {
+  auto run = [&](const std::string& dir, int64_t max_epochs, int64_t max_steps, const std::string& ckpt) {
     manual_seed(3);
     auto model = std::make_unique<examples::AutoEncoderModule>(hparams());
-    TrainerOptions o = options(root / dir, 2);
+    TrainerOptions o = options(root / dir, max_epochs);
     o.max_steps = max_steps;
     ModelCheckpointOptions mo;
     mo.dirpath = (root / "ckpt").string();
-    mo.filename = "mid";
-    mo.every_n_train_steps = 3;
+    mo.filename = "stop";
+    if (mid_epoch) mo.every_n_train_steps = 3;
     o.callbacks = {std::make_shared<ModelCheckpoint>(mo)};
     Trainer t(o);
     data::DataLoader loader(ds, loader_options(true));
     t.fit(*model, loader, nullptr, ckpt);
     return model;
   };
-  auto whole = run("whole", -1, "");
+  auto whole = run("whole", 2, -1, "");
   dist::barrier();
   if (dist::rank() == 0) fs::remove_all(root / "ckpt");
   dist::barrier();
-  run("first", 3, "");  // stops at step 3 of 4 in epoch 0, after saving mid.ckpt there
-  auto resumed = run("second", -1, (root / "ckpt" / "mid.ckpt").string());
-  for (const auto& [name, p] : whole->named_parameters()) {
+  if (mid_epoch) run("first", 2, 3, "");  // stops at step 3 of 4 in epoch 0, after saving stop.ckpt there
+  else run("first", 1, -1, "");           // stops after epoch 0, saving stop.ckpt at its end
+  auto resumed = run("second", 2, -1, (root / "ckpt" / "stop.ckpt").string());
+  for (const auto& [name_, p] : whole->named_parameters()) {
     Tensor q;
     for (const auto& [n2, p2] : resumed->named_parameters())
-      if (n2 == name) q = p2;
-    EXPECT_TRUE(test::bit_equal(p, q)) << name;
+      if (n2 == name_) q = p2;
+    EXPECT_TRUE(test::bit_equal(p, q)) << name_;
   }
   dist::barrier();
   if (dist::rank() == 0) fs::remove_all(root.parent_path());
 }
+
+TEST(TrainerDdp, MidEpochResumeEndsBitIdentical) { resume_case("resume_mid", true); }
+TEST(TrainerDdp, EpochBoundaryResumeEndsBitIdentical) { resume_case("resume_epoch", false); }
 
 }  // namespace
 }  // namespace ember
