@@ -62,6 +62,10 @@ EMBER_CUDA_ENTRY_OR(void, cuda_event_destroy, (void* event), {})
 EMBER_CUDA_ENTRY(void*, cuda_stream_create, (int device))
 EMBER_CUDA_ENTRY_OR(void, cuda_stream_destroy, (int device, void* stream), {})
 EMBER_CUDA_ENTRY(void*, cuda_exchange_stream, (int device, void* stream))
+// The calling thread's current stream on a device (nullptr: the legacy default stream), and the
+// current device (returns the previous one), for libraries that queue work of their own (NCCL).
+EMBER_CUDA_ENTRY(void*, cuda_current_stream, (int device))
+EMBER_CUDA_ENTRY(int, cuda_set_current_device, (int device))
 EMBER_CUDA_ENTRY(void, cuda_stream_synchronize, (int device))
 // CUDA graphs (runtime/cuda_graph.h): capture the calling thread's work on the device's current
 // stream (not the legacy default stream), end it into an instantiated graph (its handle), replay

@@ -30,6 +30,13 @@ CudaRoundTrips cuda_round_trips() { return kernels::cuda_round_trips(); }
 void reset_cuda_round_trips() { kernels::reset_cuda_round_trips(); }
 bool cuda_is_available() { return cuda_device_count() > 0; }
 
+void* cuda_current_stream(Device device) {
+  EMBER_CHECK(device.is_cuda(), "[cuda_current_stream] ", device.str(), " is not a CUDA device");
+  return kernels::cuda_current_stream(device.index);
+}
+
+int cuda_set_current_device(int device) { return kernels::cuda_set_current_device(device); }
+
 void cuda_copy_to_host_async(void* dst, const void* src, Device device, size_t nbytes) {
   EMBER_CHECK(device.is_cuda(), "[cuda_copy_to_host_async] the source must be on a CUDA device, got ", device.str());
   kernels::cuda_memcpy_to_host_async(dst, src, device.index, nbytes);

@@ -54,6 +54,11 @@ EMBER_API void reset_cuda_round_trips();
 // before it and none queued after. A CudaEvent recorded afterwards lets any thread wait for it.
 // Both throw in a build without CUDA.
 EMBER_API void cuda_copy_to_host_async(void* dst, const void* src, Device device, size_t nbytes);
+// For libraries that queue work of their own in Ember's order (NCCL): the calling thread's current
+// stream on a CUDA device (a cudaStream_t; nullptr is the legacy default stream), and making a
+// device the CUDA runtime's current one (returns the previous index). Both throw without CUDA.
+EMBER_API void* cuda_current_stream(Device device);
+EMBER_API int cuda_set_current_device(int device);
 class EMBER_API CudaEvent {
  public:
   CudaEvent() = default;

@@ -314,6 +314,15 @@ void* cuda_exchange_stream(int device, void* stream) {
   return prev;
 }
 
+void* cuda_current_stream(int device) { return cu::current_stream(device); }
+
+int cuda_set_current_device(int device) {
+  int prev = 0;
+  EMBER_CUDA_CHECK(cudaGetDevice(&prev));
+  if (prev != device) EMBER_CUDA_CHECK(cudaSetDevice(device));
+  return prev;
+}
+
 void cuda_stream_synchronize(int device) {
   cu::DeviceGuard g(device);
   cu::count_round_trip(false);

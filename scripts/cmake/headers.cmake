@@ -18,7 +18,8 @@ set(EMBER_PRIVATE_HEADERS
   checkpoint/posix_file.h     # POSIX file helpers
   train/distributed/process_group.h   # Ember::distributed, not installed yet (in-tree only)
   train/distributed/ddp.h
-  train/distributed/ddp_strategy.h)
+  train/distributed/ddp_strategy.h
+  train/distributed/nccl.h)
 # Headers whose public name is not their repository path: the umbrella header and the C API.
 set(EMBER_RENAMED_HEADERS
   train/ember.h ember.h

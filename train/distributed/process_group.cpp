@@ -13,6 +13,7 @@
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/error.h"
 #include "ember/runtime/ops.h"
+#include "train/distributed/nccl.h"
 
 namespace ember::dist {
 namespace {
@@ -76,10 +77,16 @@ MPI_Datatype mpi_type(DType t) {
 
 void check_tensor(const Tensor& t, const char* who) {
   EMBER_CHECK(t.defined(), "[dist] ", who, ": the tensor is undefined");
-  EMBER_CHECK(t.device().is_cpu(), "[dist] ", who, ": the tensor is on ", t.device().str(),
-              "; CUDA tensors need the NCCL backend, which this build of Ember::distributed does not have");
   EMBER_CHECK(t.is_contiguous(), "[dist] ", who, ": the tensor of shape ", t.shape().str(),
               " is not contiguous (collectives work in place on contiguous tensors)");
+}
+
+// CUDA tensors go through NCCL (also in a world of one, where it is a one-rank communicator);
+// without NCCL a world of one leaves them as they are and a larger one refuses them.
+bool via_nccl(const Tensor& t) {
+  if (!t.device().is_cuda()) return false;
+  if (world().size == 1 && !nccl::unavailable_reason().empty()) return false;
+  return true;
 }
 
 // Large tensors go in pieces whose element count fits MPI's int.
@@ -165,7 +172,13 @@ void broadcast(const Tensor& t, int root) {
   check_tensor(t, "broadcast");
   EMBER_CHECK(root >= 0 && root < world().size, "[dist] broadcast: root ", root, " is not a rank of a world of ",
               world().size);
-  if (world().size == 1 || t.numel() == 0) return;
+  if (t.numel() == 0) return;
+  if (via_nccl(t)) {
+    nccl::broadcast(t, root);
+    t.bump_version();
+    return;
+  }
+  if (world().size == 1 || t.device().is_cuda()) return;
   const MPI_Datatype type = mpi_type(t.dtype());
   in_chunks(t, [&](void* p, int n) { check(MPI_Bcast(p, n, type, root, MPI_COMM_WORLD), "MPI_Bcast"); });
   t.bump_version();
@@ -177,7 +190,13 @@ void all_reduce(const Tensor& t, ReduceOp op) {
   const DType dt = t.dtype();
   EMBER_CHECK(op != ReduceOp::Mean || is_floating(dt), "[dist] all_reduce: Mean needs a floating tensor, got ",
               dtype_name(dt));
-  if (world().size == 1 || t.numel() == 0) return;
+  if (t.numel() == 0) return;
+  if (via_nccl(t)) {
+    nccl::all_reduce(t, op);
+    t.bump_version();
+    return;
+  }
+  if (world().size == 1 || t.device().is_cuda()) return;
   World& w = world();
   MPI_Op mop = op == ReduceOp::Max ? MPI_MAX : MPI_SUM;
   if (dt == DType::b8) mop = MPI_LOR;

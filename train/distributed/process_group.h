@@ -9,7 +9,9 @@
 // returns its input. Collectives are blocking, called by every rank in the same order with
 // tensors of the same dtype and size, from the thread that called init(). CPU tensors go
 // through MPI (every dtype: f16 and bf16 are summed in f32 and rounded once per step of MPI's
-// reduction); CUDA tensors need the NCCL backend, which this build does not have yet.
+// reduction); CUDA tensors through NCCL (nccl.h: a CUDA build where nccl.h was found, libnccl
+// opened at run time; one communicator per device, its id sent over MPI), queued on the device's
+// current stream.
 //
 //   ember::dist::init();
 //   ember::dist::all_reduce(grad, ember::dist::ReduceOp::Mean);
