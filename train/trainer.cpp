@@ -230,26 +230,18 @@ void Trainer::record_tensor_log(const std::string& name, const Tensor& value, co
     if (value.dtype() != DType::f64 && !is_int) v = static_cast<double>(static_cast<float>(v));
     return record_log(name, Metric{v, is_int}, opts);
   }
-  bool step_hook = is_step_hook(hook_);
-  EMBER_CHECK(opts.on_step.value_or(step_hook) || opts.on_epoch.value_or(!step_hook), "[log] '", name,
-              "' has on_step=false and on_epoch=false: it would never be logged");
-  if (sanity_checking_) return;
-  QueuedLog q;
-  q.kind = QueuedLog::kTensor;
-  q.name = name;
+  Tensor copy;  // made first: an entry is queued only with its value
   {
     NoGradGuard ng;
     const Tensor v = value.detach().reshape({1});
     // a copy, so that changing the tensor after log() does not change what was logged
-    q.value = v.dtype() == DType::f64 ? v.clone() : v.to(DType::f64);
+    copy = v.dtype() == DType::f64 ? v.clone() : v.to(DType::f64);
   }
-  q.is_int = !is_floating(value.dtype());
-  q.is_f64 = value.dtype() == DType::f64;
-  q.opts = opts;
-  q.hook = hook_;
-  q.group = hook_group_;
-  q.batch_size = current_batch_size_;
-  queued_logs_.push_back(std::move(q));
+  QueuedLog* q = queue_log(QueuedLog::kTensor, name, opts);
+  if (!q) return;
+  q->value = std::move(copy);
+  q->is_int = !is_floating(value.dtype());
+  q->is_f64 = value.dtype() == DType::f64;
   if (queued_logs_.size() >= kMaxQueuedLogs) resolve_logs();
 }
 
@@ -260,19 +252,24 @@ void Trainer::record_log(const std::string& name, const Metric& value, const Log
     if (!m.is_int) m.value = static_cast<double>(static_cast<float>(m.value));
   }
   if (queued_logs_.empty()) return apply_log(name, m, opts);
-  bool step_hook = is_step_hook(hook_);
+  if (QueuedLog* q = queue_log(QueuedLog::kNumber, name, opts)) q->number = m;
+}
+
+// Checks the options as apply_log will, and queues an entry with the context it is logged in
+// (nullptr during the sanity check, which logs nothing).
+Trainer::QueuedLog* Trainer::queue_log(QueuedLog::Kind kind, const std::string& name, const LogOptions& opts) {
+  const bool step_hook = is_step_hook(hook_);
   EMBER_CHECK(opts.on_step.value_or(step_hook) || opts.on_epoch.value_or(!step_hook), "[log] '", name,
               "' has on_step=false and on_epoch=false: it would never be logged");
-  if (sanity_checking_) return;
-  QueuedLog q;
-  q.kind = QueuedLog::kNumber;
+  if (sanity_checking_) return nullptr;
+  QueuedLog& q = queued_logs_.emplace_back();
+  q.kind = kind;
   q.name = name;
-  q.number = m;
   q.opts = opts;
   q.hook = hook_;
   q.group = hook_group_;
   q.batch_size = current_batch_size_;
-  queued_logs_.push_back(std::move(q));
+  return &q;
 }
 
 void Trainer::resolve_logs() {

@@ -266,6 +266,7 @@ class EMBER_API Trainer {
     int64_t batch_size = 1;
   };
   std::vector<QueuedLog> queued_logs_;
+  QueuedLog* queue_log(QueuedLog::Kind kind, const std::string& name, const LogOptions& opts);
   std::vector<std::string> saved_this_epoch_;
   std::set<std::string> prog_bar_names_;
   std::string log_dir_, ckpt_path_, stage_, hook_, hook_group_ = "train";

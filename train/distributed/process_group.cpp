@@ -159,7 +159,7 @@ int rank() { return world().rank; }
 int world_size() { return world().size; }
 int local_rank() { return world().local_rank; }
 int local_world_size() { return world().local_size; }
-std::string backend() { return world().initialized && world().size > 1 ? "mpi" : world().mpi ? "mpi" : "single"; }
+std::string backend() { return world().mpi ? "mpi" : "single"; }
 
 void barrier() {
   require_init("barrier");
