@@ -72,6 +72,8 @@ class AccumulateGrad final : public Node {
     Tensor cur = leaf.grad();
     if (!cur.defined()) leaf.set_grad(sole_owner ? grad.detach() : grad.detach().clone());
     else cur.add_(grad);
+    if (const auto hooks = leaf_->post_accumulate_hooks)  // a copy: a hook may remove itself
+      for (const auto& [id, hook] : hooks->hooks) hook(leaf);
     return {};
   }
   const std::shared_ptr<TensorImpl>& leaf() const { return leaf_; }
@@ -228,6 +230,31 @@ void record(const char* op, std::span<const Tensor> inputs, Tensor& out, Backwar
   }
   out.impl().grad_fn = std::move(node);
   out.impl().requires_grad = true;
+}
+
+GradHookHandle register_post_accumulate_grad_hook(const Tensor& leaf, PostAccumulateGradHook hook) {
+  EMBER_CHECK(leaf.defined(), "[register_post_accumulate_grad_hook] the tensor is undefined");
+  EMBER_CHECK(leaf.requires_grad() && !leaf.grad_fn(), "[register_post_accumulate_grad_hook] the tensor of shape ",
+              leaf.shape().str(), " is not a leaf that requires grad (its gradient is never accumulated)");
+  EMBER_CHECK(hook != nullptr, "[register_post_accumulate_grad_hook] the hook is empty");
+  static std::atomic<uint64_t> next_id{1};
+  const uint64_t id = next_id.fetch_add(1, std::memory_order_relaxed);
+  TensorImpl& impl = leaf.impl();
+  // Copy on write: a backward pass running the hooks keeps its own list.
+  auto hooks = impl.post_accumulate_hooks ? std::make_shared<PostAccumulateHooks>(*impl.post_accumulate_hooks)
+                                          : std::make_shared<PostAccumulateHooks>();
+  hooks->hooks.emplace_back(id, std::move(hook));
+  impl.post_accumulate_hooks = std::move(hooks);
+  return GradHookHandle(leaf.impl_ptr(), id);
+}
+
+void GradHookHandle::remove() {
+  auto impl = leaf_.lock();
+  if (!impl || !impl->post_accumulate_hooks) return;
+  auto hooks = std::make_shared<PostAccumulateHooks>(*impl->post_accumulate_hooks);
+  std::erase_if(hooks->hooks, [&](const auto& h) { return h.first == id_; });
+  impl->post_accumulate_hooks = hooks->hooks.empty() ? nullptr : std::move(hooks);
+  leaf_.reset();
 }
 
 void run_backward(std::span<const Tensor> roots, std::span<const Tensor> grads, bool retain_graph) {

@@ -150,6 +150,32 @@ inline void record(const char* op, std::initializer_list<Tensor> inputs, Tensor&
   record(op, std::span<const Tensor>(inputs.begin(), inputs.size()), out, std::move(backward));
 }
 
+// Hooks run by the backward pass once it has accumulated a leaf's gradient into .grad (as torch's
+// Tensor.register_post_accumulate_grad_hook): each backward calls them once per leaf it reaches,
+// on the thread running backward, with the leaf (its .grad final for this pass), in the order
+// they were registered. autograd::grad, which leaves .grad alone, does not call them. Data-
+// parallel training starts reducing a bucket of gradients from them while backward goes on.
+using PostAccumulateGradHook = std::function<void(const Tensor& leaf)>;
+struct PostAccumulateHooks {
+  std::vector<std::pair<uint64_t, PostAccumulateGradHook>> hooks;  // (id, hook)
+};
+
+// Removes its hook when remove() is called (not on destruction, as torch's RemovableHandle).
+class EMBER_API GradHookHandle {
+ public:
+  GradHookHandle() = default;
+  GradHookHandle(std::weak_ptr<TensorImpl> leaf, uint64_t id) : leaf_(std::move(leaf)), id_(id) {}
+  void remove();
+
+ private:
+  std::weak_ptr<TensorImpl> leaf_;
+  uint64_t id_ = 0;
+};
+
+// Registers `hook` on a leaf that requires grad (an error otherwise: a non-leaf's gradient is
+// never accumulated).
+EMBER_API GradHookHandle register_post_accumulate_grad_hook(const Tensor& leaf, PostAccumulateGradHook hook);
+
 // Runs backward from roots with the given gradients.
 EMBER_API void run_backward(std::span<const Tensor> roots, std::span<const Tensor> grads, bool retain_graph);
 

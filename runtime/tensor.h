@@ -19,6 +19,7 @@ namespace ember {
 
 namespace autograd {
 class Node;
+struct PostAccumulateHooks;
 }
 
 // A block of device memory shared by a tensor and all its views. It also carries the version
@@ -58,6 +59,8 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl> grad;
   std::shared_ptr<autograd::Node> grad_fn;
   std::weak_ptr<autograd::Node> grad_accumulator;  // for leaves; the node holds the leaf
+  // for leaves: run after backward accumulated into grad (autograd::register_post_accumulate_grad_hook)
+  std::shared_ptr<autograd::PostAccumulateHooks> post_accumulate_hooks;
 };
 
 struct TensorOptions {

@@ -24,7 +24,10 @@ class EMBER_API Strategy {
   // Once the model is on its device, before a checkpoint is restored: every rank takes rank 0's
   // parameters and buffers.
   virtual void setup_model(LightningModule& model) = 0;
-  // After the backward pass that completes a step: the gradients become their mean over ranks.
+  // Before the backward pass that completes a step (the last of accumulate_grad_batches): the
+  // strategy may start reducing gradients while backward produces them.
+  virtual void before_backward(LightningModule& model) = 0;
+  // After that backward pass: the gradients become their mean over ranks.
   virtual void reduce_gradients(LightningModule& model) = 0;
   virtual void barrier() = 0;
   // Rank 0's value, on every rank.

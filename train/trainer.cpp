@@ -760,12 +760,14 @@ void Trainer::restore(const std::string& path, data::DataLoader& train_loader) {
 
 // --- fit ------------------------------------------------------------------------------------------
 
-// With several ranks the train loader reads only this rank's DistributedSampler share: a loader
+// With a strategy the train loader reads only this rank's DistributedSampler share: a loader
 // built without `distributed` is rebuilt with it (its shuffle becomes the sampler's, by the seed
-// rank 0's loader drew, so every rank agrees), as Lightning replaces the sampler.
+// rank 0's loader drew, so every rank agrees), as Lightning replaces the sampler. A world of one
+// gets a sampler of one replica too, as in Lightning, so that its checkpoints and those of
+// larger worlds resume each other at epoch boundaries.
 data::DataLoader& Trainer::distribute_loader(data::DataLoader& loader) {
   distributed_loader_.reset();
-  if (!distributed() || loader.options().distributed) return loader;
+  if (!opts_.strategy || loader.options().distributed) return loader;
   Strategy& st = *opts_.strategy;
   data::DataLoaderOptions o = loader.options();
   const uint64_t seed = st.broadcast_u64(static_cast<uint64_t>(loader.state_dict().at("seed").as_int()));
@@ -1061,9 +1063,11 @@ Tensor Trainer::eager_training_step(LightningModule& model, const Batch& batch, 
   Tensor loss = model.training_step(batch, batch_idx);
   check_loss(loss);
   Tensor scaled = opts_.accumulate_grad_batches > 1 ? div(loss, static_cast<double>(opts_.accumulate_grad_batches)) : loss;
+  const bool steps = progress_.accumulated + 1 == opts_.accumulate_grad_batches || is_last_batch_;
+  if (steps && distributed()) opts_.strategy->before_backward(model);
   scaled.backward();
   progress_.accumulated++;
-  if (progress_.accumulated == opts_.accumulate_grad_batches || is_last_batch_) {
+  if (steps) {
     if (distributed()) opts_.strategy->reduce_gradients(model);
     optimizer_step();
     after_optimizer_step();

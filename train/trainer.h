@@ -86,10 +86,12 @@ struct TrainerOptions {
   // How the fit spreads over processes (train/strategy.h): none runs here alone; dist::ddp() from
   // Ember::distributed trains data-parallel under an MPI launcher, as Lightning's strategy="ddp":
   // every rank starts from rank 0's weights and reads its DistributedSampler share of each epoch
-  // (the train loader is rebuilt with `distributed` unless it has it), gradients are averaged
-  // after each backward pass, every rank runs the whole validation, only rank 0 logs, prints and
-  // writes checkpoints (holding every rank's RNG state), and a signal stops every rank at the same
-  // step.
+  // (the train loader is rebuilt with `distributed` unless it has it, in a world of one too),
+  // gradients are averaged in buckets whose all-reduces start during the backward pass of each
+  // step, every rank runs the whole validation, only rank 0 logs, prints and writes checkpoints
+  // (holding every rank's RNG state), and a signal stops every rank at the same step. An
+  // epoch-end checkpoint resumes with another number of ranks (a one-line notice says so); a
+  // mid-epoch one only with the same number.
   std::shared_ptr<Strategy> strategy;
 };
 
@@ -288,7 +290,7 @@ class EMBER_API Trainer {
   // CUDA graph mode (cuda_graphs), alive during fit on a CUDA device.
   struct GraphMode;
   std::unique_ptr<GraphMode> graphs_;
-  // With a strategy of several ranks: the train loader rebuilt with its DistributedSampler share.
+  // With a strategy: the train loader rebuilt with its DistributedSampler share.
   std::unique_ptr<data::DataLoader> distributed_loader_;
   bool distributed() const { return opts_.strategy && opts_.strategy->world_size() > 1; }
   bool global_zero() const { return !opts_.strategy || opts_.strategy->is_global_zero(); }

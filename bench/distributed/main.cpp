@@ -1,12 +1,14 @@
 // ember_bench_ddp: training throughput of one of the examples' autoencoders (mlp or conv) with
 // data-parallel gradient averaging (train/distributed/ddp.h): each rank trains on batches of
 // --batch samples (synthetic pixels), one thread per rank, Adam; the gradients are averaged
-// across ranks after every backward pass. Run it alone (a world of one) or under mpirun; rank 0
-// prints "RESULT <model> <ranks> <samples/s over all ranks> <all-reduce ms/step> <bytes/step>".
+// across ranks, each bucket's all-reduce started from gradient hooks during backward (--overlap 1,
+// the default, as the Trainer does) or all of them after backward (--overlap 0). Run it alone (a
+// world of one) or under mpirun; rank 0 prints "RESULT <model> <ranks> <samples/s over all ranks>
+// <ms/step waiting for all-reduces after backward> <bytes/step> <overlap>".
 // With --allreduce-mb X it times a plain all-reduce (mean) of X MB of f32 instead and prints
 // "ALLREDUCE <ranks> <bytes> <ms>", the bandwidth point of the cost model (docs/distributed.md).
 //   usage: ember_bench_ddp [--model mlp|conv] [--steps N] [--warmup N] [--batch N] [--threads N]
-//                          [--allreduce-mb X]
+//                          [--overlap 0|1] [--allreduce-mb X]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -29,6 +31,7 @@ int main(int argc, char** argv) {
   int steps = 60, warmup = 10, threads = 1;
   int64_t batch = -1;
   double allreduce_mb = 0;
+  bool overlap = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -38,9 +41,10 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = std::atoll(value().c_str());
     else if (a == "--threads") threads = std::atoi(value().c_str());
     else if (a == "--allreduce-mb") allreduce_mb = std::atof(value().c_str());
+    else if (a == "--overlap") overlap = std::atoi(value().c_str()) != 0;
     else {
       std::fprintf(stderr, "usage: ember_bench_ddp [--model mlp|conv] [--steps N] [--warmup N] [--batch N] [--threads N] "
-                           "[--allreduce-mb X]\n");
+                           "[--overlap 0|1] [--allreduce-mb X]\n");
       return 2;
     }
   }
@@ -76,8 +80,9 @@ int main(int argc, char** argv) {
       const Tensor& x = data[static_cast<size_t>(i) % data.size()];
       opt.zero_grad();
       Tensor loss = mse_loss(model.forward(x), x);
+      if (overlap) reducer.prepare_for_backward();
       loss.backward();
-      reducer.reduce();
+      reducer.finish();
       allreduce_s += reducer.last_allreduce_seconds();
       bytes = reducer.last_bytes();
       opt.step();
@@ -90,9 +95,9 @@ int main(int argc, char** argv) {
     dist::barrier();
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (dist::rank() == 0)
-      std::printf("RESULT %s %d %.1f %.3f %lld\n", model_name.c_str(), dist::world_size(),
+      std::printf("RESULT %s %d %.1f %.3f %lld %d\n", model_name.c_str(), dist::world_size(),
                   static_cast<double>(steps) * static_cast<double>(batch) * dist::world_size() / dt,
-                  1e3 * allreduce_s / steps, static_cast<long long>(bytes));
+                  1e3 * allreduce_s / steps, static_cast<long long>(bytes), overlap ? 1 : 0);
   } catch (const Error& e) {
     std::fprintf(stderr, "ember_bench_ddp: %s\n", e.what());
     return 1;

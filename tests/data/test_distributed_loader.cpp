@@ -132,7 +132,7 @@ TEST(DistributedLoader, AnotherWorldSizeOnlyAtAnEpochBoundary) {
   }
   DataLoader two(ds, opts(2, 0));
   two.load_state_dict(boundary);
-  EXPECT_EQ(two.load_notice(), "[DataLoader] resuming at the start of epoch 1 with 2 ranks; the state was saved by a run of 4");
+  EXPECT_EQ(two.load_notice(), "[DataLoader] resuming at the start of epoch 1 with 2 ranks; the state was saved by a run of 4 ranks");
   DistributedSampler s(40, *two.options().distributed);
   s.set_epoch(1);
   std::vector<int64_t> got;
@@ -147,10 +147,35 @@ TEST(DistributedLoader, AnotherWorldSizeOnlyAtAnEpochBoundary) {
     EXPECT_NE(what.find("saved mid-epoch (1 batches in) by a run of 4 ranks, but this loader is one of 2"),
               std::string::npos) << what;
   }
-  // a non-distributed state, or other sampler settings, are refused
+  // a loader that is not distributed resumes a distributed one's state (and the other way round)
+  // at an epoch boundary only; another shuffle setting, or other sampler settings, are refused
   DataLoader plain(ds, DataLoaderOptions{.batch_size = 3, .seed = 5});
-  EXPECT_THROW(plain.load_state_dict(boundary), Error);
+  EXPECT_THROW(plain.load_state_dict(boundary), Error);  // shuffle: false here, true there
   EXPECT_THROW(two.load_state_dict(plain.state_dict()), Error);
+  DataLoader shuffled(ds, DataLoaderOptions{.batch_size = 3, .shuffle = true, .seed = 5});
+  shuffled.load_state_dict(boundary);
+  EXPECT_EQ(shuffled.load_notice(),
+            "[DataLoader] resuming at the start of epoch 1 with 1 process; the state was saved by a run of 4 ranks");
+  EXPECT_EQ(epoch_batches(shuffled).size(), 14u);  // all 40 samples, in batches of 3
+  epoch_batches(shuffled);
+  DataLoader two_again(ds, opts(2, 1));
+  two_again.load_state_dict(shuffled.state_dict());
+  EXPECT_EQ(two_again.load_notice(),
+            "[DataLoader] resuming at the start of epoch 3 with 2 ranks; the state was saved by a loader that was not "
+            "distributed");
+  Value plain_mid;
+  for (auto it = shuffled.begin(); it != shuffled.end(); ++it) {
+    plain_mid = shuffled.state_dict();
+    break;
+  }
+  try {
+    two_again.load_state_dict(plain_mid);
+    FAIL() << "expected ember::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("saved mid-epoch (1 batches in) by a loader that was not distributed, but "
+                                         "this loader is one of 2 ranks"),
+              std::string::npos) << e.what();
+  }
   DataLoaderOptions reseeded = opts(4, 0);
   reseeded.distributed->seed = 18;
   DataLoader other_seed(ds, reseeded);

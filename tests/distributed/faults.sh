@@ -3,7 +3,9 @@
 # mpirun, MNIST-format files made here): (1) SIGTERM to the launcher stops both ranks at the same
 # step, rank 0 alone writes on_exception.ckpt and reports it, and `--resume last` finishes the run;
 # (2) a rank killed
-# with SIGKILL mid-epoch ends the job non-zero within 60 seconds.
+# with SIGKILL mid-epoch ends the job non-zero within 60 seconds; (3) an epoch-end checkpoint of 2
+# ranks resumes in 1 process and in 3 ranks, saying so, and a mid-epoch one refuses both, naming
+# both sizes.
 #   usage: faults.sh MPIEXEC EMBER_MNIST_AE
 set -uo pipefail
 mpiexec="$1" prog="$2"
@@ -73,4 +75,26 @@ wait "$pid"; rc=$?
 [ "$rc" -ne 0 ] || fail "the job exited 0 after a rank was killed"
 grep -q "process rank [01]" "$work/kill.log" || fail "the launcher did not name the rank that died: $(tail -5 "$work/kill.log")"
 echo "SIGKILL: the job ended with status $rc $(( $(date +%s) - start )) s after a rank was killed"
+# (3) another world size: from an epoch-end checkpoint yes, from a mid-epoch one no
+ws_args=(fit --strategy ddp --data "$work/data" --model mlp --batch-size 16 --threads 1 --no-progress
+         --every-n-train-steps 16 --save-top-k -1 --default-root-dir "$work/ws")
+"$mpiexec" -np 2 "$prog" "${ws_args[@]}" --max-epochs 1 >"$work/ws.log" 2>&1 || fail "the 2-rank epoch failed: $(tail -5 "$work/ws.log")"
+ckdir="$work/ws/ember_logs/version_0/checkpoints"
+[ -f "$ckdir/epoch=0-step=64.ckpt" ] && [ -f "$ckdir/epoch=0-step=16.ckpt" ] || fail "missing checkpoints: $(ls "$ckdir")"
+resume() {  # resume NP CKPT LOG: NP ranks (1: no launcher) resume CKPT for one more epoch
+  local np="$1" ck="$2" log="$3"
+  if [ "$np" = 1 ]; then "$prog" "${ws_args[@]}" --max-epochs 2 --resume "$ck" >"$log" 2>&1
+  else "$mpiexec" -np "$np" "$prog" "${ws_args[@]}" --max-epochs 2 --resume "$ck" >"$log" 2>&1; fi
+}
+for np in 1 3; do
+  what="$([ "$np" = 1 ] && echo "1 process" || echo "$np ranks")"
+  resume "$np" "$ckdir/epoch=0-step=64.ckpt" "$work/ws$np.log" || fail "$np rank(s) did not resume the epoch-end checkpoint: $(tail -5 "$work/ws$np.log")"
+  grep -q "resuming at the start of epoch 1 with $what; the state was saved by a run of 2 ranks" "$work/ws$np.log" \
+    || fail "no world-size notice with $np rank(s): $(head -5 "$work/ws$np.log")"
+  grep -q "Restored training state" "$work/ws$np.log" || fail "$np rank(s) did not restore: $(tail -5 "$work/ws$np.log")"
+  ! resume "$np" "$ckdir/epoch=0-step=16.ckpt" "$work/wsmid$np.log" || fail "$np rank(s) resumed a mid-epoch checkpoint of 2"
+  grep -q "saved mid-epoch (16 batches in) by a run of 2 ranks, but this loader is one of $np rank" "$work/wsmid$np.log" \
+    || fail "the mid-epoch refusal does not name both sizes: $(head -5 "$work/wsmid$np.log")"
+done
+echo "world size: an epoch-end checkpoint of 2 ranks resumed in 1 and in 3, a mid-epoch one refused by both"
 echo "1 passed, 0 failed"

@@ -1,8 +1,9 @@
 // Data-parallel numerics (train/distributed/ddp.h), in every rank of the world this binary runs
 // in: after broadcast_module every rank holds rank 0's weights; N ranks of batch B with averaged
 // gradients end within 1e-5 of one process with batch N*B over the same samples (20 Adam steps of
-// the examples' mlp autoencoder); two such runs are bit-identical; buckets follow the cap in
-// reverse order; a parameter without a gradient takes part as zeros.
+// the examples' mlp autoencoder); two such runs are bit-identical, and so are runs whose buckets
+// start from gradient hooks during backward; buckets follow the caps in reverse order; a
+// parameter without a gradient takes part as zeros.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -40,7 +41,11 @@ TEST(Ddp, BroadcastModuleGivesEveryRankRankZerosWeights) {
 
 // The global batch k of 2 * world * B samples... each rank takes rows [r*B, (r+1)*B) of global
 // batch k; the reference takes the whole global batch on one process.
-std::unique_ptr<examples::AutoEncoder> train(bool distributed, int64_t per_rank, int steps) {
+enum class Reduce { None, AfterBackward, DuringBackward };
+
+std::unique_ptr<examples::AutoEncoder> train(Reduce mode, int64_t per_rank, int steps,
+                                             int* started_in_backward = nullptr) {
+  const bool distributed = mode != Reduce::None;
   manual_seed(7);
   auto model = std::make_unique<examples::AutoEncoder>("mlp");
   if (distributed) dist::broadcast_module(*model);
@@ -53,16 +58,19 @@ std::unique_ptr<examples::AutoEncoder> train(bool distributed, int64_t per_rank,
     const Tensor x = distributed ? global.narrow(0, per_rank * r, per_rank).contiguous() : global;
     opt.zero_grad();
     Tensor loss = mse_loss(model->forward(x), x);
+    if (mode == Reduce::DuringBackward) reducer.prepare_for_backward();
     loss.backward();
-    if (distributed) reducer.reduce();
+    if (mode == Reduce::DuringBackward) reducer.finish();
+    if (mode == Reduce::AfterBackward) reducer.reduce();
+    if (started_in_backward) *started_in_backward = reducer.last_buckets_started_in_backward();
     opt.step();
   }
   return model;
 }
 
 TEST(Ddp, RanksOfBatchBStepLikeOneProcessOfBatchNB) {
-  auto ddp = train(true, 16, 20);
-  auto single = train(false, 16, 20);  // every rank computes the reference for itself
+  auto ddp = train(Reduce::AfterBackward, 16, 20);
+  auto single = train(Reduce::None, 16, 20);  // every rank computes the reference for itself
   const double diff = max_abs_diff(*ddp, *single);
   EXPECT_LE(diff, 1e-5) << dist::world_size() << " ranks";
   if (dist::rank() == 0) std::printf("[ddp] %d rank(s): max |w_ddp - w_single| = %.3g\n", dist::world_size(), diff);
@@ -73,19 +81,65 @@ TEST(Ddp, RanksOfBatchBStepLikeOneProcessOfBatchNB) {
     EXPECT_TRUE(test::bit_equal(mine, root));
   }
   // and a second run is bit-identical
-  auto again = train(true, 16, 20);
+  auto again = train(Reduce::AfterBackward, 16, 20);
   EXPECT_EQ(max_abs_diff(*ddp, *again), 0.0);
+}
+
+TEST(Ddp, BucketsStartedDuringBackwardGiveTheSameSteps) {
+  int started = -1;
+  auto overlapped = train(Reduce::DuringBackward, 16, 20, &started);
+  auto after = train(Reduce::AfterBackward, 16, 20);
+  const size_t buckets = dist::GradReducer(overlapped->parameters()).buckets().size();
+  EXPECT_GE(buckets, 2u);  // the first bucket (1 MB) holds the decoder's last layers only
+  if (dist::world_size() == 1) {
+    EXPECT_EQ(started, 0);  // a world of one registers no hooks
+  } else {
+    EXPECT_EQ(started, static_cast<int>(buckets));  // every gradient arrived during backward
+  }
+  // Two ranks sum in one order however the all-reduce runs; more may use other algorithms.
+  if (dist::world_size() <= 2) EXPECT_EQ(max_abs_diff(*overlapped, *after), 0.0);
+  else EXPECT_LE(max_abs_diff(*overlapped, *after), 1e-5);
+}
+
+TEST(Ddp, HooksWithoutPrepareForBackwardDoNothing) {
+  // Micro-batches accumulated before the step's backward (DDP's no_sync): no bucket starts.
+  manual_seed(3);
+  examples::AutoEncoder model("lit");
+  dist::GradReducer reducer(model.parameters());
+  const Tensor x = rand({4, 784});
+  mse_loss(model.forward(x), x).backward();
+  const Tensor before = model.parameters().back().grad().clone();
+  reducer.prepare_for_backward();
+  mse_loss(model.forward(x), x).backward();
+  reducer.finish();
+  // Same data on every rank: the average of the accumulated gradients is each rank's own.
+  EXPECT_TRUE(test::allclose(model.parameters().back().grad(), mul(before, 2.0), 1e-6, 1e-6));
+  EXPECT_EQ(reducer.last_buckets_started_in_backward(),
+            dist::world_size() == 1 ? 0 : static_cast<int>(reducer.buckets().size()));
+  EXPECT_THROW(
+      {
+        reducer.prepare_for_backward();
+        reducer.prepare_for_backward();
+      },
+      Error);
+  reducer.finish();
 }
 
 TEST(Ddp, BucketsFollowTheCapInReverseOrder) {
   std::vector<Tensor> params = {zeros({100}), zeros({300}), zeros({50}), zeros({10}, DType::f64), zeros({20})};
-  dist::GradReducer reducer(params, dist::GradReducerOptions{.bucket_bytes = 1200});
+  dist::GradReducer reducer(params, dist::GradReducerOptions{.bucket_bytes = 1200, .first_bucket_bytes = 1200});
   // reverse: 20 f32 (80 B) | 10 f64 (a new dtype) | 50 f32 (200 B) then 300 f32 (1200 B) passes the
   // cap | 300 alone | 100
   const std::vector<std::vector<size_t>> expected = {{4}, {3}, {2}, {1}, {0}};
   EXPECT_EQ(reducer.buckets(), expected);
-  dist::GradReducer one(params, dist::GradReducerOptions{.bucket_bytes = 10000});
+  dist::GradReducer one(params, dist::GradReducerOptions{.bucket_bytes = 10000, .first_bucket_bytes = 10000});
   EXPECT_EQ(one.buckets(), (std::vector<std::vector<size_t>>{{4}, {3}, {2, 1, 0}}));
+  // The first bucket has a cap of its own (small, so that its all-reduce starts early).
+  dist::GradReducer early(params, dist::GradReducerOptions{.bucket_bytes = 10000, .first_bucket_bytes = 100});
+  EXPECT_EQ(early.buckets(), (std::vector<std::vector<size_t>>{{4}, {3}, {2, 1, 0}}));
+  const std::vector<Tensor> same = {zeros({100}), zeros({300}), zeros({50}), zeros({20})};
+  dist::GradReducer split(same, dist::GradReducerOptions{.bucket_bytes = 10000, .first_bucket_bytes = 300});
+  EXPECT_EQ(split.buckets(), (std::vector<std::vector<size_t>>{{3, 2}, {1, 0}}));
 }
 
 TEST(Ddp, AParameterWithoutGradientTakesPartAsZeros) {

@@ -342,34 +342,40 @@ void DataLoader::load_state_dict(const Value& state) {
   const int64_t seed = state_field(state, "seed", Value::Kind::Int).as_int();
   check_setting("dataset_size", state_field(state, "dataset_size", Value::Kind::Int).as_int(), s.n);
   check_setting("batch_size", state_field(state, "batch_size", Value::Kind::Int).as_int(), s.opts.batch_size);
-  check_setting("shuffle", state_field(state, "shuffle", Value::Kind::Bool).as_bool(), s.opts.shuffle);
   check_setting("drop_last", state_field(state, "drop_last", Value::Kind::Bool).as_bool(), s.opts.drop_last);
   // Data-parallel settings: the same sampler (seed, shuffle, drop_last); any rank's state (ranks
-  // advance together); another world size only at an epoch boundary, where nothing of the old
-  // slices is left.
+  // advance together). Another world size, or a loader that was distributed resumed by one that
+  // is not (or the other way round: their orders differ), only at an epoch boundary, where
+  // nothing of the old order is left.
   std::string notice;
   const bool saved_distributed = state.contains("distributed") && !state.at("distributed").is_null();
-  EMBER_CHECK(saved_distributed == s.sampler.has_value(), "[DataLoader] load_state_dict: the state was saved ",
-              saved_distributed ? "by a distributed loader" : "by a loader that was not distributed", " but this one ",
-              s.sampler ? "is distributed" : "is not");
-  if (s.sampler) {
+  const bool saved_shuffle = state_field(state, "shuffle", Value::Kind::Bool).as_bool();
+  int64_t saved_world = 1;
+  bool saved_effective_shuffle = saved_shuffle;
+  if (saved_distributed) {
     const Value& d = state.at("distributed");
     EMBER_CHECK(d.is_map(), "[DataLoader] load_state_dict: 'distributed' is ", Value::kind_name(d.kind()),
                 ", expected map");
-    const DistributedSamplerOptions& mine = s.sampler->options();
-    const int64_t replicas = state_field(d, "num_replicas", Value::Kind::Int).as_int();
+    saved_world = state_field(d, "num_replicas", Value::Kind::Int).as_int();
     state_field(d, "rank", Value::Kind::Int);
-    check_setting("distributed seed", state_field(d, "seed", Value::Kind::Int).as_int(), static_cast<int64_t>(mine.seed));
-    check_setting("distributed shuffle", state_field(d, "shuffle", Value::Kind::Bool).as_bool(), mine.shuffle);
-    check_setting("distributed drop_last", state_field(d, "drop_last", Value::Kind::Bool).as_bool(), mine.drop_last);
-    if (replicas != mine.num_replicas) {
-      EMBER_CHECK(seen == 0, "[DataLoader] load_state_dict: the state was saved mid-epoch (", seen,
-                  " batches in) by a run of ", replicas, " ranks, but this loader is one of ", mine.num_replicas,
-                  ": the remaining batches of each rank cannot be recovered; resume from an epoch-end checkpoint or "
-                  "with ", replicas, " ranks");
-      notice = str_cat("[DataLoader] resuming at the start of epoch ", epoch, " with ", mine.num_replicas,
-                       " ranks; the state was saved by a run of ", replicas);
+    saved_effective_shuffle = state_field(d, "shuffle", Value::Kind::Bool).as_bool();
+    if (s.sampler) {
+      const DistributedSamplerOptions& mine = s.sampler->options();
+      check_setting("distributed seed", state_field(d, "seed", Value::Kind::Int).as_int(), static_cast<int64_t>(mine.seed));
+      check_setting("distributed drop_last", state_field(d, "drop_last", Value::Kind::Bool).as_bool(), mine.drop_last);
     }
+  }
+  const int64_t my_world = s.sampler ? s.sampler->options().num_replicas : 1;
+  check_setting("shuffle", saved_effective_shuffle, s.sampler ? s.sampler->options().shuffle : s.opts.shuffle);
+  if (saved_distributed != s.sampler.has_value() || saved_world != my_world) {
+    const std::string saved_by = saved_distributed ? str_cat("a run of ", saved_world, saved_world == 1 ? " rank" : " ranks")
+                                                   : std::string("a loader that was not distributed");
+    EMBER_CHECK(seen == 0, "[DataLoader] load_state_dict: the state was saved mid-epoch (", seen, " batches in) by ",
+                saved_by, ", but this loader is ", s.sampler ? str_cat("one of ", my_world, my_world == 1 ? " rank" : " ranks") : "not distributed",
+                ": the remaining batches cannot be recovered; resume from an epoch-end checkpoint or as the run that "
+                "saved it");
+    notice = str_cat("[DataLoader] resuming at the start of epoch ", epoch, " with ", my_world,
+                     my_world == 1 ? " process" : " ranks", "; the state was saved by ", saved_by);
   }
   EMBER_CHECK(epoch >= 0, "[DataLoader] load_state_dict: 'epoch' is ", epoch, ", expected >= 0");
   EMBER_CHECK(seen >= 0 && seen <= s.num_batches, "[DataLoader] load_state_dict: 'batches_seen' is ", seen,

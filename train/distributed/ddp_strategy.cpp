@@ -21,16 +21,9 @@ class DdpStrategy final : public Strategy {
     params_.clear();
   }
 
-  void reduce_gradients(LightningModule& model) override {
-    std::vector<Tensor> params = model.parameters();
-    bool same = reducer_ && params.size() == params_.size();
-    for (size_t i = 0; same && i < params.size(); ++i) same = params[i].data_ptr() == params_[i].data_ptr();
-    if (!same) {  // first step, or the model's parameters were replaced
-      params_ = params;
-      reducer_ = std::make_unique<GradReducer>(params, options_);
-    }
-    reducer_->reduce();
-  }
+  void before_backward(LightningModule& model) override { reducer_for(model).prepare_for_backward(); }
+
+  void reduce_gradients(LightningModule& model) override { reducer_for(model).finish(); }
 
   void barrier() override { dist::barrier(); }
 
@@ -64,6 +57,18 @@ class DdpStrategy final : public Strategy {
   [[noreturn]] void abort_job(const std::string& why) override { dist::abort(why, 1); }
 
  private:
+  GradReducer& reducer_for(LightningModule& model) {
+    std::vector<Tensor> params = model.parameters();
+    bool same = reducer_ && params.size() == params_.size();
+    for (size_t i = 0; same && i < params.size(); ++i) same = params[i].impl_ptr() == params_[i].impl_ptr();
+    if (!same) {  // first step, or the model's parameters were replaced
+      reducer_.reset();
+      params_ = params;
+      reducer_ = std::make_unique<GradReducer>(params, options_);
+    }
+    return *reducer_;
+  }
+
   GradReducerOptions options_;
   std::unique_ptr<GradReducer> reducer_;
   std::vector<Tensor> params_;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/error.h"
@@ -184,38 +185,103 @@ void broadcast(const Tensor& t, int root) {
   t.bump_version();
 }
 
-void all_reduce(const Tensor& t, ReduceOp op) {
+struct Work::State {
+  Tensor t;
+  ReduceOp op = ReduceOp::Sum;
+  std::vector<MPI_Request> requests;
+  bool done = false;
+};
+
+namespace {
+
+// Mean: the sum divided by the world size in the tensor's dtype (f16/bf16 divided in f32,
+// rounded once).
+void finish_mean(const Tensor& t) {
+  NoGradGuard ng;
+  const DType dt = t.dtype();
+  Tensor out = t;  // the same storage
+  if (dt == DType::f32 || dt == DType::f64) out.div_(full({}, static_cast<double>(world().size), TensorOptions(dt)));
+  else out.copy_(div(t.to(DType::f32), static_cast<double>(world().size)));
+}
+
+// What an all-reduce of t sends through MPI.
+struct MpiReduce {
+  MPI_Op op = MPI_OP_NULL;
+  MPI_Datatype type = MPI_DATATYPE_NULL;
+};
+
+// Checks the arguments and does the all-reduces that need no MPI call (nothing to reduce, a
+// world of one, a CUDA tensor through NCCL); returns false then. Otherwise fills `m`.
+bool start_all_reduce(const Tensor& t, ReduceOp op, MpiReduce& m) {
   require_init("all_reduce");
   check_tensor(t, "all_reduce");
   const DType dt = t.dtype();
   EMBER_CHECK(op != ReduceOp::Mean || is_floating(dt), "[dist] all_reduce: Mean needs a floating tensor, got ",
               dtype_name(dt));
-  if (t.numel() == 0) return;
+  if (t.numel() == 0) return false;
   if (via_nccl(t)) {
     nccl::all_reduce(t, op);
     t.bump_version();
-    return;
+    return false;
   }
-  if (world().size == 1 || t.device().is_cuda()) return;
-  World& w = world();
-  MPI_Op mop = op == ReduceOp::Max ? MPI_MAX : MPI_SUM;
-  if (dt == DType::b8) mop = MPI_LOR;
-  if (dt == DType::f16) mop = op == ReduceOp::Max ? w.f16_max : w.f16_sum;
-  if (dt == DType::bf16) mop = op == ReduceOp::Max ? w.bf16_max : w.bf16_sum;
-  const MPI_Datatype type = mpi_type(dt);
+  if (world().size == 1 || t.device().is_cuda()) return false;
+  const World& w = world();
+  m.op = op == ReduceOp::Max ? MPI_MAX : MPI_SUM;
+  if (dt == DType::b8) m.op = MPI_LOR;
+  if (dt == DType::f16) m.op = op == ReduceOp::Max ? w.f16_max : w.f16_sum;
+  if (dt == DType::bf16) m.op = op == ReduceOp::Max ? w.bf16_max : w.bf16_sum;
+  m.type = mpi_type(dt);
+  return true;
+}
+
+void finish(Work::State& s) {
+  s.done = true;
+  s.t.bump_version();
+  if (s.op == ReduceOp::Mean) finish_mean(s.t);
+}
+
+}  // namespace
+
+Work all_reduce_async(const Tensor& t, ReduceOp op) {
+  MpiReduce m;
+  if (!start_all_reduce(t, op, m)) return Work();
+  Work work;
+  auto state = std::make_shared<Work::State>();
+  state->t = t;
+  state->op = op;
   in_chunks(t, [&](void* p, int n) {
-    check(MPI_Allreduce(MPI_IN_PLACE, p, n, type, mop, MPI_COMM_WORLD), "MPI_Allreduce");
+    MPI_Request r = MPI_REQUEST_NULL;
+    check(MPI_Iallreduce(MPI_IN_PLACE, p, n, m.type, m.op, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
+    state->requests.push_back(r);
+  });
+  work.state_ = std::move(state);
+  return work;
+}
+
+bool Work::test() {
+  if (!state_ || state_->done) return true;
+  int flag = 0;
+  check(MPI_Testall(static_cast<int>(state_->requests.size()), state_->requests.data(), &flag, MPI_STATUSES_IGNORE),
+        "MPI_Testall");
+  if (flag) finish(*state_);
+  return flag != 0;
+}
+
+void Work::wait() {
+  if (!state_ || state_->done) return;
+  check(MPI_Waitall(static_cast<int>(state_->requests.size()), state_->requests.data(), MPI_STATUSES_IGNORE),
+        "MPI_Waitall");
+  finish(*state_);
+}
+
+void all_reduce(const Tensor& t, ReduceOp op) {
+  MpiReduce m;
+  if (!start_all_reduce(t, op, m)) return;
+  in_chunks(t, [&](void* p, int n) {
+    check(MPI_Allreduce(MPI_IN_PLACE, p, n, m.type, m.op, MPI_COMM_WORLD), "MPI_Allreduce");
   });
   t.bump_version();
-  if (op == ReduceOp::Mean) {
-    NoGradGuard ng;
-    Tensor out = t;  // the same storage
-    if (dt == DType::f32 || dt == DType::f64) {
-      out.div_(full({}, static_cast<double>(w.size), TensorOptions(dt)));
-    } else {  // f16 / bf16: divided in f32, rounded once
-      out.copy_(div(t.to(DType::f32), static_cast<double>(w.size)));
-    }
-  }
+  if (op == ReduceOp::Mean) finish_mean(t);
 }
 
 void abort(const std::string& why, int code) {

@@ -16,6 +16,7 @@
 //   ember::dist::init();
 //   ember::dist::all_reduce(grad, ember::dist::ReduceOp::Mean);
 #pragma once
+#include <memory>
 #include <string>
 
 #include "ember/runtime/tensor.h"
@@ -47,6 +48,25 @@ void broadcast(const Tensor& t, int root = 0);
 // (the sum divided by world_size in the tensor's dtype, as PyTorch's AVG). Max on b8 is "any";
 // Sum on b8 is "any" too (MPI's logical or), as in PyTorch's gloo backend.
 void all_reduce(const Tensor& t, ReduceOp op = ReduceOp::Sum);
+// An all-reduce under way (all_reduce_async). MPI moves it forward inside MPI calls: test() gives it
+// a turn and says whether it is done; wait() blocks until it is and finishes it (Mean's division).
+// The tensor must stay untouched until wait() returns. A default Work is done.
+class Work {
+ public:
+  Work() = default;
+  bool test();
+  void wait();
+  struct State;
+
+ private:
+  friend Work all_reduce_async(const Tensor& t, ReduceOp op);
+  std::shared_ptr<State> state_;
+};
+// all_reduce started without waiting for it; the same rules (every rank starts the same
+// collectives in the same order). CUDA tensors are queued on the device's current stream, so
+// the returned Work is done at once.
+Work all_reduce_async(const Tensor& t, ReduceOp op = ReduceOp::Sum);
+
 // Prints `why` on stderr and ends every rank of the job with `code` (MPI_Abort); in a world of
 // one, ends this process.
 [[noreturn]] void abort(const std::string& why, int code = 1);
