@@ -1,5 +1,7 @@
 // The autograd engine: .grad accumulation, NoGradGuard, detach, leaf rules, explicit and implicit
-// output gradients, in-place modification of saved tensors, retain_graph and autograd::grad.
+// output gradients, in-place modification of saved tensors, retain_graph, autograd::grad and
+// post-accumulate-grad hooks.
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -305,6 +307,61 @@ TEST(Autograd, TiedMaximumMinimumSplitTheGradient) {
   EXPECT_EQ(values_f64(x.grad()), (std::vector<double>{0, 4}));
   EXPECT_EQ(values_f64(e.grad())[0], 0.0);
   EXPECT_NEAR(values_f64(e.grad())[1], 4 * std::log(2.0), 1e-12);
+}
+
+TEST(Autograd, PostAccumulateGradHooksSeeTheFinalGradientOncePerBackward) {
+  Tensor w = make_tensor({1, 2}, {2}, DType::f64, true);
+  Tensor v = make_tensor({3, 4}, {2}, DType::f64, true);
+  std::vector<std::string> calls;
+  std::vector<double> seen;
+  autograd::register_post_accumulate_grad_hook(w, [&](const Tensor& leaf) {
+    calls.push_back("w1");
+    seen.push_back(sum(leaf.grad()).item_double());
+  });
+  auto second = autograd::register_post_accumulate_grad_hook(w, [&](const Tensor&) { calls.push_back("w2"); });
+  autograd::register_post_accumulate_grad_hook(v, [&](const Tensor&) { calls.push_back("v"); });
+  // w is used twice: its hook runs once, after both contributions were summed into .grad
+  Tensor y = add(sum(mul(w, w)), sum(mul(w, v)));
+  y.backward();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_DOUBLE_EQ(seen[0], (2 * 1.0 + 3.0) + (2 * 2.0 + 4.0));
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "w1"), 1);
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "v"), 1);
+  // registration order within a leaf
+  EXPECT_LT(std::find(calls.begin(), calls.end(), "w1"), std::find(calls.begin(), calls.end(), "w2"));
+  // a second backward accumulates and calls again, with the accumulated gradient
+  sum(mul(w, w)).backward();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_DOUBLE_EQ(seen[1], seen[0] + 2 * 1.0 + 2 * 2.0);
+  // removed hooks stay quiet; autograd::grad (which leaves .grad alone) calls none
+  second.remove();
+  second.remove();  // a second remove does nothing
+  calls.clear();
+  sum(mul(w, v)).backward();
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "w2"), 0);
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "w1"), 1);
+  calls.clear();
+  autograd::grad({sum(mul(w, v))}, {w, v});
+  EXPECT_TRUE(calls.empty());
+}
+
+TEST(Autograd, PostAccumulateGradHooksNeedALeafThatRequiresGrad) {
+  Tensor w = make_tensor({1, 2}, {2}, DType::f64, true);
+  EXPECT_ERROR_CONTAINS(autograd::register_post_accumulate_grad_hook(mul(w, 2.0), [](const Tensor&) {}),
+                        "[register_post_accumulate_grad_hook] the tensor of shape (2) is not a leaf that requires grad");
+  EXPECT_ERROR_CONTAINS(autograd::register_post_accumulate_grad_hook(make_tensor({1}, {1}, DType::f64), [](const Tensor&) {}),
+                        "is not a leaf that requires grad");
+  EXPECT_ERROR_CONTAINS(autograd::register_post_accumulate_grad_hook(w, nullptr), "the hook is empty");
+  // a hook may remove itself while it runs
+  autograd::GradHookHandle h;
+  int n = 0;
+  h = autograd::register_post_accumulate_grad_hook(w, [&](const Tensor&) {
+    ++n;
+    h.remove();
+  });
+  sum(w).backward();
+  sum(w).backward();
+  EXPECT_EQ(n, 1);
 }
 
 }  // namespace
