@@ -21,8 +21,8 @@
 #include "ember/runtime/parallel.h"
 #include "ember/runtime/rng.h"
 #include "ember/train/optim.h"
-#include "train/distributed/ddp.h"
-#include "train/distributed/process_group.h"
+#include "ember/train/distributed/ddp.h"
+#include "ember/train/distributed/process_group.h"
 
 using namespace ember;
 

@@ -20,7 +20,7 @@
 #include "examples/common/png.h"
 #include "examples/mnist_ae/module.h"
 #if EMBER_EXAMPLES_HAVE_DISTRIBUTED
-#include "train/distributed/ddp_strategy.h"
+#include "ember/train/distributed/ddp_strategy.h"
 #endif
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/parallel.h"

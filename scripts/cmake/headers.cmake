@@ -16,25 +16,29 @@ set(EMBER_PRIVATE_HEADERS
   train/lr_scheduler/detail.h # shared scheduler state helpers
   checkpoint/format.h         # the byte layout's encoders and decoders
   checkpoint/posix_file.h     # POSIX file helpers
-  train/distributed/process_group.h   # Ember::distributed, not installed yet (in-tree only)
+  train/distributed/nccl.h)   # Ember::distributed's NCCL calls
+# The headers of Ember::distributed (a library of its own over MPI): linked into the include tree
+# like the others, installed only with that library.
+set(EMBER_DISTRIBUTED_HEADERS
+  train/distributed/process_group.h
   train/distributed/ddp.h
-  train/distributed/ddp_strategy.h
-  train/distributed/nccl.h)
+  train/distributed/ddp_strategy.h)
 # Headers whose public name is not their repository path: the umbrella header and the C API.
 set(EMBER_RENAMED_HEADERS
   train/ember.h ember.h
   train/c.h c.h)
 
 # Sets EMBER_PUBLIC_HEADERS (repository paths) and EMBER_PUBLIC_HEADER_NAMES (the same headers'
-# paths under include/ember/), and makes include_dir/ember/... links to them.
+# paths under include/ember/), and makes include_dir/ember/... links to them and to
+# EMBER_DISTRIBUTED_HEADERS.
 function(ember_make_include_tree include_dir)
   file(GLOB_RECURSE _all CONFIGURE_DEPENDS RELATIVE ${PROJECT_SOURCE_DIR}
        ${PROJECT_SOURCE_DIR}/runtime/*.h ${PROJECT_SOURCE_DIR}/nn/*.h
        ${PROJECT_SOURCE_DIR}/train/*.h ${PROJECT_SOURCE_DIR}/checkpoint/*.h)
-  list(REMOVE_ITEM _all ${EMBER_PRIVATE_HEADERS})
+  list(REMOVE_ITEM _all ${EMBER_PRIVATE_HEADERS} ${EMBER_DISTRIBUTED_HEADERS})
   list(SORT _all)
   set(_names "")
-  foreach(_h IN LISTS _all)
+  foreach(_h IN LISTS _all EMBER_DISTRIBUTED_HEADERS)
     set(_name ${_h})
     list(FIND EMBER_RENAMED_HEADERS ${_h} _i)
     if(_i GREATER_EQUAL 0)
@@ -56,6 +60,7 @@ function(ember_make_include_tree include_dir)
       file(REMOVE ${include_dir}/ember/${_l})
     endif()
   endforeach()
+  list(REMOVE_ITEM _names ${EMBER_DISTRIBUTED_HEADERS})
   set(EMBER_PUBLIC_HEADERS ${_all} PARENT_SCOPE)
   set(EMBER_PUBLIC_HEADER_NAMES ${_names} PARENT_SCOPE)
 endfunction()

@@ -25,8 +25,22 @@ endforeach()
 install(FILES ${PROJECT_BINARY_DIR}/include/ember/config.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/ember
         COMPONENT development)
 
+# Ember::distributed (where MPI was found): libember_distributed.a, its headers and targets of
+# their own, which the package loads for find_package(Ember COMPONENTS distributed).
+if(TARGET ember_distributed)
+  install(TARGETS ember_distributed EXPORT EmberDistributedTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT development
+    INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  list(TRANSFORM EMBER_DISTRIBUTED_HEADERS PREPEND ${PROJECT_SOURCE_DIR}/ OUTPUT_VARIABLE _ember_dist_headers)
+  install(FILES ${_ember_dist_headers} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/ember/train/distributed
+          COMPONENT development)
+endif()
+
 set(_ember_cmake_dir ${CMAKE_INSTALL_LIBDIR}/cmake/Ember)
 install(EXPORT EmberTargets NAMESPACE Ember:: DESTINATION ${_ember_cmake_dir} COMPONENT development)
+if(TARGET ember_distributed)
+  install(EXPORT EmberDistributedTargets NAMESPACE Ember:: DESTINATION ${_ember_cmake_dir} COMPONENT development)
+endif()
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/EmberConfig.cmake.in
   ${PROJECT_BINARY_DIR}/package/EmberConfig.cmake INSTALL_DESTINATION ${_ember_cmake_dir})
 # 0.x releases may change the API between minor versions, so a request for 0.1 accepts 0.1.*.
@@ -72,6 +86,10 @@ set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_DEPENDS "libember${EMBER_SOVERSION} (= ${PROJECT_VERSION}), zlib1g-dev")
 set(CPACK_DEBIAN_DEVELOPMENT_DESCRIPTION "Ember deep-learning runtime - development files
  Headers (<ember/ember.h>, <ember/c.h>), the static library, the CMake package and pkg-config file.")
+if(TARGET ember_distributed)
+  # Ember::distributed (find_package(Ember COMPONENTS distributed)) needs MPI's development files.
+  set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SUGGESTS "libopenmpi-dev")
+endif()
 set(CPACK_DEBIAN_TOOLS_PACKAGE_NAME ember-tools)
 set(CPACK_DEBIAN_TOOLS_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_TOOLS_DESCRIPTION "Ember deep-learning runtime - command-line tools

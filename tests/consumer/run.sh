@@ -5,7 +5,8 @@
 #      `using namespace`; no private header is installed; libember.so exports only ember::
 #      symbols and the C API's ember_ functions.
 #   2. This folder's project built with find_package(Ember): the consumer (shared and static), the
-#      C API from C11 and from Python ctypes; find_package(Ember 99) fails with CMake's message.
+#      C API from C11 and from Python ctypes, and (where Ember has it) Ember::distributed as one
+#      process and as two ranks under mpirun; find_package(Ember 99) fails with CMake's message.
 #   3. A one-file program built with pkg-config alone, shared and --static.
 #   4. `cpack -G DEB`: the three packages' names and Depends; the consumer built against their
 #      contents unpacked into a temporary root.
@@ -92,9 +93,18 @@ run_consumer() {  # $1: build folder, $2: label
   "$1/consumer" "$out" | sed "s/^/[consumer:$2] /"
   "$1/consumer_static" "$out" >/dev/null
   "$1/c_api_test" "$out" | sed "s/^/[consumer:$2] /"
+  if [ -x "$1/consumer_ddp" ]; then  # Ember::distributed: a world of one, and two ranks under mpirun
+    "$1/consumer_ddp" | sed "s/^/[consumer:$2:distributed] /"
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+      OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_mpi_yield_when_idle=1 \
+      mpirun -np 2 "$1/consumer_ddp" | sort | sed "s/^/[consumer:$2:distributed] /"
+  fi
 }
 cfg "$here" "$work/pkg" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release
 bld "$work/pkg"
+if [ -f "$prefix/lib/libember_distributed.a" ]; then
+  [ -x "$work/pkg/consumer_ddp" ] || fail "Ember::distributed is installed but find_package(Ember COMPONENTS distributed) did not give it"
+fi
 run_consumer "$work/pkg" find_package
 readelf -d "$work/pkg/consumer" | grep -q 'NEEDED.*\[libember.so.0\]' || fail "consumer does not link libember.so.0"
 ! readelf -d "$work/pkg/consumer_static" | grep -q 'NEEDED.*libember' || fail "consumer_static needs libember.so"

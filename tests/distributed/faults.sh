@@ -5,10 +5,11 @@
 # (2) a rank killed
 # with SIGKILL mid-epoch ends the job non-zero within 60 seconds; (3) an epoch-end checkpoint of 2
 # ranks resumes in 1 process and in 3 ranks, saying so, and a mid-epoch one refuses both, naming
-# both sizes.
-#   usage: faults.sh MPIEXEC EMBER_MNIST_AE
+# both sizes; (4) a rank that throws from training_step ends the job non-zero within 60 seconds,
+# named in the message.
+#   usage: faults.sh MPIEXEC EMBER_MNIST_AE EMBER_DDP_FAILING_RANK
 set -uo pipefail
-mpiexec="$1" prog="$2"
+mpiexec="$1" prog="$2" failing="$3"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAILED: $*" >&2; exit 1; }
@@ -97,4 +98,13 @@ for np in 1 3; do
     || fail "the mid-epoch refusal does not name both sizes: $(head -5 "$work/wsmid$np.log")"
 done
 echo "world size: an epoch-end checkpoint of 2 ranks resumed in 1 and in 3, a mid-epoch one refused by both"
+# (4) a rank that throws
+start=$(date +%s)
+timeout 60 "$mpiexec" -np 2 "$failing" "$work/failing" >"$work/failing.log" 2>&1; rc=$?
+[ "$rc" -ne 124 ] || fail "the job still ran 60 s after a rank threw: $(tail -5 "$work/failing.log")"
+[ "$rc" -ne 0 ] || fail "the job exited 0 after a rank threw: $(tail -5 "$work/failing.log")"
+grep -q "\[Trainer\] rank 1 of 2 failed: \[FailingRank\] injected failure at batch 3" "$work/failing.log" \
+  || fail "the message does not name the failing rank: $(tail -5 "$work/failing.log")"
+! grep -q "finished the fit" "$work/failing.log" || fail "a rank finished the fit: $(cat "$work/failing.log")"
+echo "a throwing rank: the job ended with status $rc $(( $(date +%s) - start )) s later, naming rank 1"
 echo "1 passed, 0 failed"

@@ -17,8 +17,8 @@
 #include "ember/runtime/rng.h"
 #include "ember/train/optim.h"
 #include "tests/support/check.h"
-#include "train/distributed/ddp.h"
-#include "train/distributed/process_group.h"
+#include "ember/train/distributed/ddp.h"
+#include "ember/train/distributed/process_group.h"
 
 namespace ember {
 namespace {

@@ -10,7 +10,7 @@
 #include "ember/runtime/ops.h"
 #include "tests/support/check.h"
 #include "train/distributed/nccl.h"
-#include "train/distributed/process_group.h"
+#include "ember/train/distributed/process_group.h"
 
 namespace ember {
 namespace {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "ember/runtime/ops.h"
-#include "train/distributed/process_group.h"
+#include "ember/train/distributed/process_group.h"
 
 namespace fs = std::filesystem;
 

@@ -1,8 +1,9 @@
 // The Trainer with dist::ddp() (TrainerOptions::strategy), in every rank of the world this binary
 // runs in (one, or two under mpirun): the ranks train as one process on the union of their
 // batches (the mlp autoencoder, Adam, 2 epochs); a train loader without `distributed` is rebuilt
-// with it and trains the same; only rank 0 writes files; a run stopped mid-epoch and resumed with
-// the same ranks ends bit-identical to the uninterrupted one.
+// with it and trains the same (in a world of one too); log(..., sync_dist) gives every rank the
+// mean over ranks; only rank 0 writes files; a run stopped mid-epoch and resumed with the same
+// ranks ends bit-identical to the uninterrupted one.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -17,8 +18,8 @@
 #include "ember/train/callbacks.h"
 #include "ember/train/trainer.h"
 #include "tests/support/check.h"
-#include "train/distributed/ddp_strategy.h"
-#include "train/distributed/process_group.h"
+#include "ember/train/distributed/ddp_strategy.h"
+#include "ember/train/distributed/process_group.h"
 
 namespace fs = std::filesystem;
 
@@ -129,7 +130,6 @@ TEST(TrainerDdp, RanksTrainAsOneProcessOnTheUnionOfTheirBatches) {
 }
 
 TEST(TrainerDdp, ALoaderWithoutDistributedIsRebuiltWithIt) {
-  if (dist::world_size() == 1) GTEST_SKIP() << "a world of one keeps the loader as it is";
   const fs::path root = job_dir("rebuilt", false);
   auto ds = dataset();
   auto fit = [&](bool with_distributed) {
@@ -144,6 +144,48 @@ TEST(TrainerDdp, ALoaderWithoutDistributedIsRebuiltWithIt) {
   };
   auto given = fit(true), rebuilt = fit(false);
   EXPECT_EQ(max_abs_diff(*given, *rebuilt), 0.0);
+  dist::barrier();
+  if (dist::rank() == 0) fs::remove_all(root.parent_path());
+}
+
+// Logs values that differ by rank, with and without sync_dist, from training_step (a tensor and a
+// number, every step) and from on_train_epoch_end.
+HParams mlp_hparams() { return hparams(); }  // inside a module, hparams() is its own
+
+class RankLogger : public examples::AutoEncoderModule {
+ public:
+  RankLogger() : AutoEncoderModule(mlp_hparams()) {}
+  Tensor training_step(const Batch& batch, int64_t batch_idx) override {
+    const double r = dist::rank() + 1.0;
+    log("synced_tensor", full({}, r * (batch_idx + 1)), LogOptions{.on_epoch = true, .sync_dist = true});
+    log("synced_number", r, LogOptions{.sync_dist = true});
+    log("own_number", r);
+    return AutoEncoderModule::training_step(batch, batch_idx);
+  }
+  void on_train_epoch_end() override { log("synced_epoch_end", 10.0 * (dist::rank() + 1), LogOptions{.sync_dist = true}); }
+};
+
+TEST(TrainerDdp, SyncDistLogsTheMeanOverRanks) {
+  const fs::path root = job_dir("sync_dist", false);
+  auto ds = dataset();
+  manual_seed(3);
+  RankLogger model;
+  TrainerOptions o = options(root, 1);
+  o.enable_checkpointing = false;
+  Trainer t(o);
+  data::DataLoader loader(ds, loader_options(true));
+  t.fit(model, loader);
+  const int n = dist::world_size();
+  const double mean_r = (n + 1) / 2.0;  // the mean of 1..n
+  const Metrics& m = t.callback_metrics();
+  ASSERT_TRUE(m.count("synced_number") && m.count("own_number") && m.count("synced_epoch_end"));
+  EXPECT_DOUBLE_EQ(m.at("synced_number").value, mean_r);
+  EXPECT_DOUBLE_EQ(m.at("own_number").value, dist::rank() + 1.0);
+  EXPECT_DOUBLE_EQ(m.at("synced_epoch_end").value, 10.0 * mean_r);
+  // The epoch value of the tensor log: the mean over this rank's batches of the synced means.
+  const int64_t batches = (kExamples / n + kBatch - 1) / kBatch;
+  ASSERT_TRUE(m.count("synced_tensor_epoch")) << ::testing::PrintToString(m.size());
+  EXPECT_NEAR(m.at("synced_tensor_epoch").value, mean_r * (batches + 1) / 2.0, 1e-6);
   dist::barrier();
   if (dist::rank() == 0) fs::remove_all(root.parent_path());
 }

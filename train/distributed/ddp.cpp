@@ -1,12 +1,12 @@
 // Module broadcast and bucketed gradient averaging (train/distributed/ddp.h).
-#include "train/distributed/ddp.h"
+#include "ember/train/distributed/ddp.h"
 
 #include <chrono>
 
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/error.h"
 #include "ember/runtime/ops.h"
-#include "train/distributed/process_group.h"
+#include "ember/train/distributed/process_group.h"
 
 namespace ember::dist {
 

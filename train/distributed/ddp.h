@@ -21,7 +21,7 @@
 #include "ember/nn/module.h"
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/tensor.h"
-#include "train/distributed/process_group.h"
+#include "ember/train/distributed/process_group.h"
 
 namespace ember::dist {
 

@@ -1,9 +1,9 @@
 // The ddp strategy (train/distributed/ddp_strategy.h) over the process group and GradReducer.
-#include "train/distributed/ddp_strategy.h"
+#include "ember/train/distributed/ddp_strategy.h"
 
 #include "ember/runtime/ops.h"
 #include "ember/train/lightning_module.h"
-#include "train/distributed/process_group.h"
+#include "ember/train/distributed/process_group.h"
 
 namespace ember::dist {
 namespace {

@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "ember/train/strategy.h"
-#include "train/distributed/ddp.h"
+#include "ember/train/distributed/ddp.h"
 
 namespace ember::dist {
 

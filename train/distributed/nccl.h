@@ -7,7 +7,7 @@
 #include <string>
 
 #include "ember/runtime/tensor.h"
-#include "train/distributed/process_group.h"
+#include "ember/train/distributed/process_group.h"
 
 namespace ember::dist::nccl {
 

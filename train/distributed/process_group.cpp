@@ -1,5 +1,5 @@
 // The MPI process group (train/distributed/process_group.h).
-#include "train/distributed/process_group.h"
+#include "ember/train/distributed/process_group.h"
 
 #include <mpi.h>
 

@@ -1,13 +1,13 @@
 // The processes of a data-parallel job and their collectives, on MPI: rank, world size, the rank
 // on this host, barrier, broadcast and all-reduce (sum, mean, max) of tensors. Part of the
-// separate library Ember::distributed (built when MPI is found; the core library never links MPI),
-// which is not installed yet: in-tree targets link it and include this header from the
-// repository root.
+// separate library Ember::distributed (built when MPI is found; the core library never links MPI;
+// find_package(Ember COMPONENTS distributed) gives it to other projects).
 //
 // Started by `mpirun -np N prog` (on one host or several), every process of the launcher's world
 // takes part; started without a launcher, the process is a world of one and every collective
-// returns its input. Collectives are blocking, called by every rank in the same order with
-// tensors of the same dtype and size, from the thread that called init(). CPU tensors go
+// returns its input. Collectives (all_reduce_async excepted) are blocking, called by every rank
+// in the same order with tensors of the same dtype and size, from the thread that called init().
+// CPU tensors go
 // through MPI (every dtype: f16 and bf16 are summed in f32 and rounded once per step of MPI's
 // reduction); CUDA tensors through NCCL (nccl.h: a CUDA build where nccl.h was found, libnccl
 // opened at run time; one communicator per device, its id sent over MPI), queued on the device's
