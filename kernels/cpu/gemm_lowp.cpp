@@ -40,14 +40,36 @@ inline uint16_t at_b(const uint16_t* B, int64_t ldb, bool trans, int64_t k, int6
   return trans ? B[j * ldb + k] : B[k * ldb + j];
 }
 
-void gemm_bf16_widened(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
-                       const uint16_t* B, int64_t ldb, float* C, int64_t ldc) {
-  std::vector<float> a(static_cast<size_t>(M * K)), b(static_cast<size_t>(K * N));
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t k = 0; k < K; ++k) a[static_cast<size_t>(i * K + k)] = bf16_to_float(at_a(A, lda, ta, i, k));
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t j = 0; j < N; ++j) b[static_cast<size_t>(k * N + j)] = bf16_to_float(at_b(B, ldb, tb, k, j));
-  gemm_cpu(false, false, M, N, K, 1.0f, a.data(), K, b.data(), N, 0.0f, C, ldc);
+// A grow-only per-thread float buffer; `slot` tells apart the buffers used at the same time. A
+// steady training step reuses them without allocating.
+float* scratch(int slot, int64_t n) {
+  thread_local std::vector<float> buffers[3];
+  std::vector<float>& b = buffers[slot];
+  if (b.size() < static_cast<size_t>(n)) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+
+template <bool BF16>
+inline float widen(uint16_t h) {
+  if constexpr (BF16) return bf16_to_float(h);
+  else return f16_to_float(h);
+}
+
+// op(X) (rows x cols) of half bits, widened exactly into a dense row-major float matrix.
+template <bool BF16>
+void widen_matrix(const uint16_t* X, int64_t ld, bool trans, int64_t rows, int64_t cols, float* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = widen<BF16>(trans ? X[c * ld + r] : X[r * ld + c]);
+}
+
+template <bool BF16>
+void gemm_widened(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                  const uint16_t* B, int64_t ldb, float* C, int64_t ldc) {
+  float* a = scratch(0, M * K);
+  float* b = scratch(1, K * N);
+  widen_matrix<BF16>(A, lda, ta, M, K, a);
+  widen_matrix<BF16>(B, ldb, tb, K, N, b);
+  gemm_cpu(false, false, M, N, K, 1.0f, a, K, b, N, 0.0f, C, ldc);
 }
 
 #if EMBER_LOWP_X86
@@ -164,7 +186,39 @@ void gemm_bf16_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 #if EMBER_LOWP_X86
   if (gemm_bf16_native()) return gemm_bf16_dpbf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
 #endif
-  gemm_bf16_widened(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+  gemm_widened<true>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+}
+
+void gemm_half_cpu(bool bf16, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const uint16_t* A,
+                   int64_t lda, const uint16_t* B, int64_t ldb, float beta, uint16_t* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  float* acc = scratch(2, M * N);
+  if (bf16) gemm_bf16_cpu(trans_a, trans_b, M, N, K, A, lda, B, ldb, acc, N);
+  else if (K <= 0) std::fill(acc, acc + M * N, 0.0f);
+  else gemm_widened<false>(trans_a, trans_b, M, N, K, A, lda, B, ldb, acc, N);
+  // The epilogue: one rounding of the float32 result (plus C when accumulating).
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / N);
+  parallel_for(0, M, grain, [&](int64_t i0, int64_t i1) {
+    run_best_isa([&] EMBER_INLINE_LAMBDA {
+      for (int64_t i = i0; i < i1; ++i) {
+        const float* a = acc + i * N;
+        uint16_t* c = C + i * ldc;
+        if (bf16) {
+          if (beta != 0.0f) {
+            for (int64_t j = 0; j < N; ++j) c[j] = bf16_from_float(a[j] + bf16_to_float(c[j]));
+          } else {
+            for (int64_t j = 0; j < N; ++j) c[j] = bf16_from_float(a[j]);
+          }
+        } else {
+          if (beta != 0.0f) {
+            for (int64_t j = 0; j < N; ++j) c[j] = f16_from_float(a[j] + f16_to_float(c[j]));
+          } else {
+            for (int64_t j = 0; j < N; ++j) c[j] = f16_from_float(a[j]);
+          }
+        }
+      }
+    });
+  });
 }
 
 }  // namespace ember::kernels
