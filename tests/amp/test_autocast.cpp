@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/gemm_lowp.h"
 #include "kernels/cpu/isa.h"
 #include "ember/runtime/autocast.h"
 #include "ember/runtime/autograd.h"
+#include "ember/runtime/device.h"
 #include "ember/runtime/ops.h"
 #include "ember/runtime/rng.h"
 #include "tests/support/check.h"
@@ -361,6 +363,39 @@ TEST(AutocastKernels, NativeAndWidenedBf16PathsAgree) {
   kernels::set_cpu_isa_cap(kernels::CpuIsa::Avx512);
   for (size_t i = 0; i < native.size(); ++i)
     EXPECT_TRUE(test::allclose(native[i], widened[i], 0x1p-7, 0x1p-7 * max_abs(widened[i]))) << "result " << i;
+}
+
+// CUDA against the CPU: the fixture cases under autocast on a GPU (cuBLAS GemmEx, cuDNN with float
+// compute) give the CPU's half results and f32 gradients within one rounding step.
+TEST(AutocastCuda, MatchesTheCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device: " << cuda_unavailable_reason();
+  const test::Fixture& f = fixture();
+  const std::pair<const char*, OpFn> cases[] = {{"linear", op_linear},   {"linear_nobias", op_linear},
+                                                {"matmul", op_matmul},   {"conv2d", op_conv2d},
+                                                {"conv2d_stride", op_conv2d_stride},
+                                                {"conv_transpose2d", op_conv_transpose2d}};
+  for (DType dtype : {DType::bf16, DType::f16}) {
+    for (const auto& [name, op] : cases) {
+      SCOPED_TRACE(std::string(name) + " " + name_of(dtype));
+      std::vector<Tensor> results[2];
+      for (int dev = 0; dev < 2; ++dev) {
+        const Device device = dev ? cuda_device(0) : kCPU;
+        std::vector<Tensor> leaves;
+        for (int i = 0; f.tensors.count(std::string(name) + "/in" + std::to_string(i)); ++i)
+          leaves.push_back(f[std::string(name) + "/in" + std::to_string(i)].to(device).detach().clone().requires_grad_());
+        Tensor y;
+        {
+          AutocastGuard guard(dtype);
+          y = op(leaves);
+        }
+        ASSERT_EQ(y.dtype(), dtype);
+        sum(mul(y.to(DType::f32), f[std::string(name) + "/gy"].to(device))).backward();
+        results[dev].push_back(y.to(kCPU));
+        for (const Tensor& l : leaves) results[dev].push_back(l.grad().to(kCPU));
+      }
+      for (size_t i = 0; i < results[0].size(); ++i) EXPECT_TRUE(close_to(results[1][i], results[0][i], dtype)) << i;
+    }
+  }
 }
 
 }  // namespace
