@@ -1,8 +1,8 @@
 // Front ends of conv2d, conv_transpose2d, max_pool2d and avg_pool2d: argument checks, output
-// sizes exactly as PyTorch computes them, device dispatch and autograd. The convolutions take
-// f16/bf16 too (float32 accumulation) and are autocast's low-precision ops; pooling runs half
-// inputs in float32. Inputs are NCHW, or CHW
-// (unbatched) as in PyTorch; the kernels see contiguous 4-D tensors only.
+// sizes exactly as PyTorch computes them, device dispatch and autograd. Inputs are NCHW, or CHW
+// (unbatched) as in PyTorch; the kernels see contiguous 4-D tensors only. The convolutions take
+// f16/bf16 too (float32 accumulation) and are autocast's low-precision ops; pooling computes half
+// inputs in float32.
 #include <algorithm>
 #include <array>
 #include <string>

@@ -12,6 +12,7 @@
 
 #include "kernels/cpu/gemm_lowp.h"
 #include "kernels/cpu/isa.h"
+#include "ember/nn/nn.h"
 #include "ember/runtime/autocast.h"
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/device.h"
@@ -338,6 +339,36 @@ TEST(Autocast, AMixedPrecisionTrainingStepGivesF32Gradients) {
       params[i]->set_grad(Tensor());
     }
   }
+}
+
+// Normalisation layers are built from mean, which autocast keeps in f32: a half activation comes
+// out of BatchNorm2d and LayerNorm in f32 (PyTorch's autocast lists them as f32 ops), and the
+// running statistics stay f32.
+TEST(Autocast, NormalisationLayersRunInF32) {
+  manual_seed(10);
+  nn::Sequential net;
+  net.push_back(std::make_shared<nn::Conv2d>(2, 4, 3, 1, 1));
+  net.push_back(std::make_shared<nn::BatchNorm2d>(4));
+  net.push_back(std::make_shared<nn::ReLU>());
+  net.push_back(std::make_shared<nn::Flatten>());
+  net.push_back(std::make_shared<nn::Linear>(4 * 5 * 5, 6));
+  net.push_back(std::make_shared<nn::LayerNorm>(6));
+  net.train();
+  Generator gen(11);
+  Tensor x = randn({3, 2, 5, 5}, {}, &gen);
+  Tensor loss;
+  {
+    AutocastGuard g(DType::bf16);
+    Tensor h = net.forward(x);
+    EXPECT_EQ(h.dtype(), DType::f32);
+    loss = sum(mul(h, h));
+  }
+  loss.backward();
+  for (const auto& [name, p] : net.named_parameters()) {
+    ASSERT_TRUE(p.grad().defined()) << name;
+    EXPECT_EQ(p.grad().dtype(), DType::f32) << name;
+  }
+  for (const auto& [name, b] : net.named_buffers()) EXPECT_NE(b.dtype(), DType::bf16) << name;
 }
 
 // The bf16 GEMM's two paths (AVX512-BF16 and widened f32, chosen by the ISA cap) behind a linear
