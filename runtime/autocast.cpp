@@ -62,11 +62,14 @@ AutocastGuard::~AutocastGuard() {
 
 Tensor autocast_lowp(const Tensor& t) {
   AutocastState& s = state();
-  if (!s.enabled || !t.defined() || t.dtype() != DType::f32) return t;
   const DType to = s.dtype;
-  // Only parameters are cached: a leaf that requires grad, cast with grad mode on (a cast made
-  // under no-grad has no history and must not serve a later step that needs one).
-  const bool cacheable = s.cache && t.is_leaf() && t.requires_grad() && grad_enabled();
+  // As PyTorch's cached_cast: every floating dtype but f64 is cast (a half tensor of the other
+  // half dtype too).
+  if (!s.enabled || !t.defined() || t.dtype() == to || (t.dtype() != DType::f32 && !is_half(t.dtype()))) return t;
+  // Only f32 parameters are cached: a leaf that requires grad, cast with grad mode on (a cast
+  // made under no-grad has no history and must not serve a later step that needs one).
+  const bool cacheable =
+      s.cache && t.dtype() == DType::f32 && t.is_leaf() && t.requires_grad() && grad_enabled();
   if (cacheable) {
     for (CacheEntry& e : s.entries) {
       if (e.source.impl_ptr() != t.impl_ptr() || e.cast.dtype() != to) continue;

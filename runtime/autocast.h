@@ -1,11 +1,16 @@
 // Automatic mixed precision for op front ends, as torch.autocast: inside an AutocastGuard scope
-// the matrix ops (matmul, linear, conv2d, conv_transpose2d) cast their f32 inputs to the scope's
-// half dtype (bf16 or f16) and multiply with f32 accumulation, and the ops that need range or
-// precision (reductions, softmax, losses, exp/log/pow) cast half inputs to f32 and return f32.
-// Every other op keeps its inputs' dtype. The state is per thread and applies to ops on every
-// device; casts of leaves that require grad (parameters) are cached until the outermost scope
+// the matrix ops (matmul, linear, conv2d, conv_transpose2d) cast their floating inputs (f32, or
+// the other half type; f64 stays) to the scope's half dtype (bf16 or f16) and multiply with f32
+// accumulation, and the ops that need range or precision (sum, mean, softmax, log_softmax, the
+// losses, exp/log/pow) cast half inputs to f32 and return f32. Every other op keeps its inputs'
+// dtype (mixed ones promote as in PyTorch). The state is per thread and applies to ops on every
+// device; casts of f32 leaves that require grad (parameters) are cached until the outermost scope
 // exits, so a weight used twice is cast once. The casts are differentiable: gradients reaching
 // f32 parameters are f32.
+//
+// Mixed precision training (Lightning's "bf16-mixed" / "16-mixed"): run the forward pass and the
+// loss inside `AutocastGuard guard(DType::bf16)` (or DType::f16, with loss scaling), then call
+// backward() after the scope; parameters and optimizer state stay f32.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -40,8 +45,8 @@ class EMBER_API AutocastGuard {
 
 // The casts autocast applies, for op front ends and custom ops (as PyTorch's cached_cast). Both
 // return t itself when no cast applies (autocast off, t undefined or of another dtype).
-// autocast_lowp: an f32 tensor to autocast_dtype(); a leaf that requires grad is cast once per
-// outermost scope (cached).
+// autocast_lowp: an f32 (or other half) tensor to autocast_dtype(); an f32 leaf that requires
+// grad is cast once per outermost scope (cached).
 EMBER_API Tensor autocast_lowp(const Tensor& t);
 // autocast_f32: an f16/bf16 tensor to f32.
 EMBER_API Tensor autocast_f32(const Tensor& t);

@@ -210,6 +210,14 @@ TEST(Autocast, HalfInputGradientsFlowInTheirDtype) {
   sum(mul(sigmoid(x), relu(x))).backward();
   ASSERT_TRUE(x.grad().defined());
   EXPECT_EQ(x.grad().dtype(), DType::bf16);
+  // An embedding table in f16: the gathered rows and their scattered gradient keep its dtype.
+  Tensor table = from_vector(std::vector<float>{1, 2, 3, 4, 5, 6}, {3, 2}).to(DType::f16).requires_grad_();
+  Tensor rows = embedding(table, from_vector(std::vector<int64_t>{2, 0, 2}, {3}));
+  EXPECT_EQ(rows.dtype(), DType::f16);
+  sum(rows).backward();
+  ASSERT_TRUE(table.grad().defined());
+  EXPECT_EQ(table.grad().dtype(), DType::f16);
+  EXPECT_EQ(test::values_f64(table.grad()), (std::vector<double>{1, 1, 0, 0, 2, 2}));
 }
 
 TEST(AutocastCache, AParameterIsCastOncePerOutermostScope) {
@@ -281,6 +289,8 @@ TEST(Autocast, NestedAndDisabledScopes) {
   {
     AutocastGuard inner(DType::f16);
     EXPECT_EQ(linear(x, w).dtype(), DType::f16);
+    // A bf16 activation of the outer scope is cast to f16 too (as PyTorch casts every half type).
+    EXPECT_EQ(linear(x.to(DType::bf16), w).dtype(), DType::f16);
     {
       AutocastGuard off(DType::bf16, /*enabled=*/false);
       EXPECT_FALSE(autocast_enabled());
