@@ -125,7 +125,8 @@ EMBER_CUDA_ENTRY(void, softmax_cuda, (const Tensor& x, int dim, bool log, const 
 // --- matrix multiply -------------------------------------------------------------------------
 // out[b] = a[b] @ w[b] for a: (B, M, K), w: (B, K, N), out: (B, M, N) contiguous. a and w may be
 // row- or column-major per batch (stride 1 along either of the last two dims) and may have batch
-// stride 0. beta=1 accumulates into out.
+// stride 0. beta=1 accumulates into out. f16/bf16 operands (all three of one dtype) accumulate in
+// float32 and round once (beta 0 or 1): autocast's matrix products.
 void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta);
 EMBER_CUDA_ENTRY(void, bmm_cuda, (const Tensor& a, const Tensor& w, const Tensor& out, double beta))
 
@@ -136,6 +137,7 @@ struct ConvGeom {
   int64_t OH, OW;           // output
   int64_t sh, sw, ph, pw, dh, dw, groups;
 };
+// The three take f32/f64, or f16/bf16 with float32 accumulation (x, w, y of one dtype).
 // y: (N, K, OH, OW) = conv(x: (N, C, H, W), w: (K, C/g, kh, kw)); no bias
 void conv2d_cpu(const ConvGeom& g, const Tensor& x, const Tensor& w, const Tensor& y);
 EMBER_CUDA_ENTRY(void, conv2d_cuda, (const ConvGeom& g, const Tensor& x, const Tensor& w, const Tensor& y))

@@ -1,6 +1,8 @@
 // Front ends of conv2d, conv_transpose2d, max_pool2d and avg_pool2d: argument checks, output
 // sizes exactly as PyTorch computes them, device dispatch and autograd. Inputs are NCHW, or CHW
-// (unbatched) as in PyTorch; the kernels see contiguous 4-D tensors only.
+// (unbatched) as in PyTorch; the kernels see contiguous 4-D tensors only. The convolutions take
+// f16/bf16 too (float32 accumulation) and are autocast's low-precision ops; pooling computes half
+// inputs in float32.
 #include <algorithm>
 #include <array>
 #include <string>
@@ -32,13 +34,15 @@ Pair pair_option(const Shape& v, const char* op, const char* what, int64_t min) 
 // floor(a / b) for b > 0, as PyTorch's div_rtn.
 int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-// Checks that x is a defined 3-D (C, H, W) or 4-D (N, C, H, W) f32/f64 tensor.
-void check_image(const Tensor& x, const char* op) {
+// Checks that x is a defined 3-D (C, H, W) or 4-D (N, C, H, W) f32/f64 tensor (or f16/bf16, which
+// the convolutions take).
+void check_image(const Tensor& x, const char* op, bool half_ok = false) {
   EMBER_CHECK(x.defined(), "[", op, "] input is undefined");
   EMBER_CHECK(x.dim() == 3 || x.dim() == 4, "[", op, "] expected input of rank 3 (C, H, W) or 4 (N, C, H, W), got ",
               x.shape().str());
-  EMBER_CHECK(is_compute_floating(x.dtype()), "[", op, "] dtype ", dtype_name(x.dtype()),
-              " is not supported (expected f32 or f64)");
+  EMBER_CHECK(is_compute_floating(x.dtype()) || (half_ok && detail::is_half(x.dtype())), "[", op, "] dtype ",
+              dtype_name(x.dtype()), " is not supported (expected ", half_ok ? "f32, f64, f16 or bf16" : "f32 or f64",
+              ")");
 }
 
 // Checks weight (and bias, when defined) against the input's dtype and device.
@@ -81,11 +85,12 @@ Tensor conv_backward_weight(const kernels::ConvGeom& g, const Tensor& x, const T
   return dw;
 }
 
-// Adds bias (K) to y (N, K, OH, OW) in place, outside autograd.
+// Adds bias (K) to y (N, K, OH, OW) in place, outside autograd (half types: through float, rounded).
 void add_bias(Tensor& y, const Tensor& bias) {
   if (!bias.defined()) return;
   NoGradGuard no_grad;
-  y.add_(bias.detach().view({1, bias.numel(), 1, 1}));
+  if (detail::is_half(y.dtype())) y = add(y, bias.detach().view({1, bias.numel(), 1, 1}));
+  else y.add_(bias.detach().view({1, bias.numel(), 1, 1}));
 }
 
 // Records a convolution node; `transposed` picks which kernels form the gradients.
@@ -172,7 +177,12 @@ kernels::PoolGeom pool_geom(const Tensor& x, const Pool2dOptions& o, const char*
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opts) {
   const char* op = "conv2d";
-  check_image(x, op);
+  check_image(x, op, true);
+  {
+    const Tensor* in[3] = {&x, &weight, &bias};
+    Tensor cast[3];
+    if (detail::autocast_lowp_inputs(in, cast)) return conv2d(cast[0], cast[1], cast[2], opts);
+  }
   check_params(x, weight, bias, op);
   const ConvArgs a = conv_args(opts, op, false);
   const int64_t C = x.size(-3), H = x.size(-2), W = x.size(-1);
@@ -201,7 +211,12 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opts) {
   const char* op = "conv_transpose2d";
-  check_image(x, op);
+  check_image(x, op, true);
+  {
+    const Tensor* in[3] = {&x, &weight, &bias};
+    Tensor cast[3];
+    if (detail::autocast_lowp_inputs(in, cast)) return conv_transpose2d(cast[0], cast[1], cast[2], opts);
+  }
   check_params(x, weight, bias, op);
   const ConvArgs a = conv_args(opts, op, true);
   const int64_t C = x.size(-3), H = x.size(-2), W = x.size(-1);
@@ -231,6 +246,8 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
 
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opts) {
   const char* op = "max_pool2d";
+  if (x.defined() && detail::is_half(x.dtype()))
+    return detail::via_f32(x, false, [&](const Tensor& xf) { return max_pool2d(xf, opts); });
   const kernels::PoolGeom g = pool_geom(x, opts, op, true);
   return batched(x, [&](const Tensor& x4) {
     const Tensor xc = x4.detach().contiguous();
@@ -253,6 +270,8 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opts) {
 
 Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opts) {
   const char* op = "avg_pool2d";
+  if (x.defined() && detail::is_half(x.dtype()))
+    return detail::via_f32(x, false, [&](const Tensor& xf) { return avg_pool2d(xf, opts); });
   const kernels::PoolGeom g = pool_geom(x, opts, op, false);
   return batched(x, [&](const Tensor& x4) {
     const Tensor xc = x4.detach().contiguous();

@@ -1,5 +1,7 @@
 // Front ends of the elementwise ops (binary with broadcasting, scalar, unary, comparisons,
-// where) and their backward formulas.
+// where) and their backward formulas. f16/bf16 inputs are computed in float32 and rounded back to
+// their dtype (the kernels run f32/f64 only): two extra passes over half-size data, small next to
+// the matrix products around them. Inside an autocast scope exp, log and pow return f32.
 #include <cmath>
 #include <limits>
 
@@ -17,6 +19,7 @@ namespace {
 
 // out = op(x; a, b) without autograd; x must be floating.
 Tensor unary_raw(UnaryOp op, const Tensor& x, double a = 0.0, double b = 0.0) {
+  if (detail::is_half(x.dtype())) return unary_raw(op, x.detach().to(DType::f32), a, b).to(x.dtype());
   Tensor out = empty(x.shape(), TensorOptions(x.dtype()).with_device(x.device()));
   EMBER_DISPATCH(x.device(), unary, op, x, out, a, b);
   return out;
@@ -28,8 +31,12 @@ Tensor binary_raw(BinaryOp op, const char* name, const Tensor& a, const Tensor& 
   detail::check_defined(b, name, "second input");
   detail::check_same_device(a, b, name);
   DType t = promote_types(a.dtype(), b.dtype());
-  EMBER_CHECK(t != DType::b8 && t != DType::u8 && t != DType::f16 && t != DType::bf16, "[", name, "] dtypes ",
-              dtype_name(a.dtype()), " and ", dtype_name(b.dtype()), " are not supported (expected f32, f64, i32 or i64)");
+  EMBER_CHECK(t != DType::b8 && t != DType::u8, "[", name, "] dtypes ", dtype_name(a.dtype()), " and ",
+              dtype_name(b.dtype()), " are not supported (expected f32, f64, f16, bf16, i32 or i64)");
+  if (detail::is_half(t)) {
+    Tensor out = binary_raw(op, name, a.detach().to(DType::f32), b.detach().to(DType::f32), compare);
+    return compare ? out : out.to(t);
+  }
   Shape s = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor ea = a.detach(), eb = b.detach();
   if (ea.dtype() != t) ea = ea.to(t);
@@ -42,7 +49,7 @@ Tensor binary_raw(BinaryOp op, const char* name, const Tensor& a, const Tensor& 
 Tensor unary_op(const char* name, UnaryOp op, const Tensor& x, double a, double b,
                 std::function<autograd::BackwardFn(const Tensor& x, const Tensor& out)> make_backward) {
   detail::check_defined(x, name, "input");
-  detail::check_floating(x, name);
+  detail::check_floating_or_half(x, name);
   Tensor out = unary_raw(op, x, a, b);
   if (autograd::any_requires_grad({&x})) autograd::record(name, {x}, out, make_backward(x, out));
   return out;
@@ -105,6 +112,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
+  if (autocast_enabled() && detail::any_half({&a, &b})) return pow(detail::f32_if_half(a), detail::f32_if_half(b));
   Tensor out = binary_raw(BinaryOp::Pow, "pow", a, b);
   if (autograd::any_requires_grad({&a, &b})) {
     Shape sa = a.shape(), sb = b.shape();
@@ -197,8 +205,11 @@ Tensor mul(const Tensor& a, double s) {
 Tensor div(const Tensor& a, double s) {
   // x / s computed as a true division (not x * (1/s)) so results match torch bit for bit.
   detail::check_defined(a, "div_scalar", "input");
-  detail::check_floating(a, "div_scalar");
-  Tensor out = binary_raw(BinaryOp::Div, "div_scalar", a.detach(), scalar_tensor(s, TensorOptions(a.dtype()).with_device(a.device())));
+  detail::check_floating_or_half(a, "div_scalar");
+  // Half inputs divide in f32 by the unrounded scalar.
+  const DType ct = detail::is_half(a.dtype()) ? DType::f32 : a.dtype();
+  Tensor out = binary_raw(BinaryOp::Div, "div_scalar", a.detach().to(ct), scalar_tensor(s, TensorOptions(ct).with_device(a.device())));
+  if (ct != a.dtype()) out = out.to(a.dtype());
   if (autograd::any_requires_grad({&a}))
     autograd::record("div_scalar", {a}, out, [s](const Tensor& g) -> autograd::TensorList { return {div(g, s)}; });
   return out;
@@ -213,6 +224,7 @@ Tensor rdiv(const Tensor& a, double s) {
   });
 }
 Tensor pow(const Tensor& a, double p) {
+  if (autocast_enabled() && a.defined() && detail::is_half(a.dtype())) return pow(a.to(DType::f32), p);
   return unary_op("pow_scalar", UnaryOp::PowScalar, a, p, 0, [p](const Tensor& x, const Tensor&) {
     SavedTensor sx(x);
     return [p, sx](const Tensor& g) -> autograd::TensorList {
@@ -232,6 +244,7 @@ Tensor neg(const Tensor& x) {
 }
 
 Tensor exp(const Tensor& x) {
+  if (autocast_enabled() && x.defined() && detail::is_half(x.dtype())) return exp(x.to(DType::f32));
   return unary_op("exp", UnaryOp::Exp, x, 0, 0, [](const Tensor&, const Tensor& out) {
     SavedTensor so(out);
     return [so](const Tensor& g) -> autograd::TensorList { return {mul(g, so.get("exp"))}; };
@@ -239,6 +252,7 @@ Tensor exp(const Tensor& x) {
 }
 
 Tensor log(const Tensor& x) {
+  if (autocast_enabled() && x.defined() && detail::is_half(x.dtype())) return log(x.to(DType::f32));
   return unary_op("log", UnaryOp::Log, x, 0, 0, [](const Tensor& in, const Tensor&) {
     SavedTensor sx(in);
     return [sx](const Tensor& g) -> autograd::TensorList { return {div(g, sx.get("log"))}; };
@@ -260,7 +274,7 @@ Tensor abs(const Tensor& x) {
 }
 
 Tensor sign(const Tensor& x) {
-  detail::check_floating(x, "sign");
+  detail::check_floating_or_half(x, "sign");
   return unary_raw(UnaryOp::Sign, x);
 }
 

@@ -101,15 +101,18 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   if (autograd::any_requires_grad({&x})) {
     Shape xs_shape = xs.shape(), in_shape = x.shape();
     autograd::record("index_select", {x}, out, [xs_shape, in_shape, d, idx](const Tensor& g) -> autograd::TensorList {
-      Tensor gx = zeros(xs_shape, TensorOptions(g.dtype()).with_device(g.device()));
+      // Half gradients are summed in f32 (index_add runs f32/f64) and rounded once.
+      const DType acc = detail::is_half(g.dtype()) ? DType::f32 : g.dtype();
+      Tensor gx = zeros(xs_shape, TensorOptions(acc).with_device(g.device()));
       Tensor gc = g.reshape([&] {
                      Shape s = xs_shape;
                      s[d] = idx.numel();
                      return s;
                    }())
+                     .to(acc)
                      .contiguous();
       EMBER_DISPATCH(g.device(), index_add, gx, d, idx, gc);
-      return {gx.reshape(in_shape)};
+      return {gx.to(g.dtype()).reshape(in_shape)};
     });
   }
   return out;

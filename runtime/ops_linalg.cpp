@@ -1,4 +1,6 @@
-// Front ends of matmul (1-D, 2-D, batched with broadcast) and linear (x @ W^T + b).
+// Front ends of matmul (1-D, 2-D, batched with broadcast) and linear (x @ W^T + b). Both take
+// f16/bf16 operands (float32 accumulation, one rounding) and, inside an autocast scope, cast f32
+// operands to the autocast dtype first (runtime/autocast.h).
 #include "ember/runtime/autograd.h"
 #include "runtime/dispatch.h"
 #include "ember/runtime/ops.h"
@@ -51,10 +53,15 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   detail::check_defined(a, "matmul", "first input");
   detail::check_defined(b, "matmul", "second input");
   detail::check_same_device(a, b, "matmul");
+  {
+    const Tensor* in[2] = {&a, &b};
+    Tensor cast[2];
+    if (detail::autocast_lowp_inputs(in, cast)) return matmul(cast[0], cast[1]);
+  }
   EMBER_CHECK(a.dim() >= 1 && b.dim() >= 1, "[matmul] both arguments need at least 1 dimension, got shapes ",
               a.shape().str(), " and ", b.shape().str());
   EMBER_CHECK(a.dtype() == b.dtype(), "[matmul] dtypes differ: ", dtype_name(a.dtype()), " and ", dtype_name(b.dtype()));
-  detail::check_floating(a, "matmul");
+  detail::check_floating_or_half(a, "matmul");
   if (a.dim() == 1 && b.dim() == 1) {
     EMBER_CHECK(a.size(0) == b.size(0), "[matmul] shapes ", a.shape().str(), " and ", b.shape().str(),
                 " cannot be multiplied (dot product of different lengths)");
@@ -83,7 +90,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   detail::check_defined(x, "linear", "input");
   detail::check_defined(weight, "linear", "weight");
   detail::check_same_device(x, weight, "linear");
-  detail::check_floating(x, "linear");
+  {
+    const Tensor* in[3] = {&x, &weight, &bias};
+    Tensor cast[3];
+    if (detail::autocast_lowp_inputs(in, cast)) return linear(cast[0], cast[1], cast[2]);
+  }
+  detail::check_floating_or_half(x, "linear");
   EMBER_CHECK(weight.dim() == 2, "[linear] weight must be 2-D (out_features, in_features), got shape ",
               weight.shape().str());
   EMBER_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "[linear] input shape ", x.shape().str(),

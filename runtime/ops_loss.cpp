@@ -1,5 +1,7 @@
 // Front ends of the losses and dropout. Most are compositions of differentiable ops; nll_loss
-// and binary_cross_entropy_with_logits have explicit backward formulas (as torch).
+// and binary_cross_entropy_with_logits have explicit backward formulas (as torch). Losses of
+// f16/bf16 inputs compute in f32 (autocast's f32 list: inside a scope the loss is f32, outside it is
+// rounded to the input's dtype); dropout of half inputs too, keeping their dtype.
 #include <cmath>
 
 #include "ember/config.h"
@@ -38,6 +40,9 @@ void check_same_shape(const Tensor& input, const Tensor& target, const char* op)
 // One node with torch's mse_loss_backward, (norm * (input - target)) * grad, from the saved
 // difference: two passes over the data instead of the composed sub/mul/mean chain's five.
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction r) {
+  if (detail::any_half({&input, &target}))
+    return detail::from_f32(mse_loss(detail::f32_if_half(input), detail::f32_if_half(target), r),
+                            input.dtype(), true);
   check_same_shape(input, target, "mse_loss");
   const bool needs_grad = autograd::any_requires_grad({&input, &target});
   Tensor d, out;
@@ -68,11 +73,17 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction r) {
 }
 
 Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction r) {
+  if (detail::any_half({&input, &target}))
+    return detail::from_f32(l1_loss(detail::f32_if_half(input), detail::f32_if_half(target), r),
+                            input.dtype(), true);
   check_same_shape(input, target, "l1_loss");
   return reduce(abs(sub(input, target)), r);
 }
 
 Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction r, double beta) {
+  if (detail::any_half({&input, &target}))
+    return detail::from_f32(smooth_l1_loss(detail::f32_if_half(input), detail::f32_if_half(target), r, beta),
+                            input.dtype(), true);
   check_same_shape(input, target, "smooth_l1_loss");
   EMBER_CHECK(beta >= 0, "[smooth_l1_loss] beta must be >= 0, got ", beta);
   Tensor d = abs(sub(input, target));
@@ -84,6 +95,9 @@ Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction r, do
 }
 
 Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, Reduction r, const Tensor& weight) {
+  if (detail::any_half({&input, &target, &weight}))
+    return detail::from_f32(binary_cross_entropy(detail::f32_if_half(input), detail::f32_if_half(target), r, detail::f32_if_half(weight)),
+                            input.dtype(), true);
   check_same_shape(input, target, "binary_cross_entropy");
   {
     NoGradGuard ng;
@@ -106,6 +120,10 @@ Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, Reduction
 
 Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target, Reduction r, const Tensor& weight,
                                         const Tensor& pos_weight) {
+  if (detail::any_half({&input, &target, &weight, &pos_weight}))
+    return detail::from_f32(binary_cross_entropy_with_logits(detail::f32_if_half(input), detail::f32_if_half(target), r,
+                                                             detail::f32_if_half(weight), detail::f32_if_half(pos_weight)),
+                            input.dtype(), true);
   check_same_shape(input, target, "binary_cross_entropy_with_logits");
   Tensor loss;
   Tensor x = input.detach(), t = target.detach();
@@ -241,6 +259,9 @@ std::pair<Tensor, Tensor> nll_elements(const Tensor& logp, const Tensor& target,
 }  // namespace
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction r, int64_t ignore_index, const Tensor& weight) {
+  if (detail::any_half({&log_probs, &weight}))
+    return detail::from_f32(nll_loss(detail::f32_if_half(log_probs), target, r, ignore_index, detail::f32_if_half(weight)),
+                            log_probs.dtype(), true);
   FlatClasses f = flatten_classes(log_probs, target, "nll_loss");
   auto [losses, weights] = nll_elements(f.logp, f.target, weight, ignore_index);
   switch (r) {
@@ -253,6 +274,10 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction r, int6
 
 Tensor cross_entropy(const Tensor& input, const Tensor& target, Reduction r, int64_t ignore_index,
                      double label_smoothing, const Tensor& weight) {
+  if (detail::any_half({&input, &weight}))
+    return detail::from_f32(cross_entropy(detail::f32_if_half(input), target, r, ignore_index, label_smoothing,
+                                          detail::f32_if_half(weight)),
+                            input.dtype(), true);
   EMBER_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0, "[cross_entropy] label_smoothing must be in [0, 1], got ",
               label_smoothing);
   detail::check_defined(input, "cross_entropy", "input");
@@ -296,6 +321,8 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, Reduction r, int
 }
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
+  if (x.defined() && detail::is_half(x.dtype()))
+    return detail::via_f32(x, false, [&](const Tensor& f) { return dropout(f, p, training, gen); });
   EMBER_CHECK(p >= 0.0 && p <= 1.0, "[dropout] probability must be in [0, 1], got ", p);
   detail::check_floating(x, "dropout");
   if (!training || p == 0.0) return x;

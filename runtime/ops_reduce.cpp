@@ -41,8 +41,9 @@ Shape squeezed_shape(const Shape& s, const DimList& dims) {
   return out;
 }
 
-// Raw sum over dims (no autograd), keepdim shape.
+// Raw sum over dims (no autograd), keepdim shape. Half inputs are summed in f32 and rounded.
 Tensor sum_raw(const Tensor& x, const DimList& dims) {
+  if (detail::is_half(x.dtype())) return sum_raw(x.detach().to(DType::f32), dims).to(x.dtype());
   Tensor out = empty(keepdim_shape(x.shape(), dims), TensorOptions(x.dtype()).with_device(x.device()));
   EMBER_DISPATCH(x.device(), reduce, kernels::ReduceOp::Sum, x, dims, out, Tensor());
   return out;
@@ -64,15 +65,25 @@ Tensor sum_impl(const Tensor& x, const DimList& dims, bool keepdim, const char* 
 
 }  // namespace
 
-Tensor sum(const Tensor& x) { return sum_impl(x, reduce_dims(x, {}, "sum"), false, "sum"); }
+// sum, mean, softmax and log_softmax of f16/bf16 inputs compute in f32; the result is f32 inside an
+// autocast scope (they are on its f32 list), else rounded to the input's dtype. max is exact in any
+// dtype and keeps the input's.
+Tensor sum(const Tensor& x) {
+  if (x.defined() && detail::is_half(x.dtype())) return detail::via_f32(x, true, [](const Tensor& f) { return sum(f); });
+  return sum_impl(x, reduce_dims(x, {}, "sum"), false, "sum");
+}
 
 Tensor sum(const Tensor& x, IntList dims, bool keepdim) {
+  if (x.defined() && detail::is_half(x.dtype()))
+    return detail::via_f32(x, true, [&](const Tensor& f) { return sum(f, dims, keepdim); });
   return sum_impl(x, reduce_dims(x, dims, "sum"), keepdim, "sum");
 }
 
 Tensor mean(const Tensor& x) { return mean(x, {}, false); }
 
 Tensor mean(const Tensor& x, IntList dims, bool keepdim) {
+  if (x.defined() && detail::is_half(x.dtype()))
+    return detail::via_f32(x, true, [&](const Tensor& f) { return mean(f, dims, keepdim); });
   DimList d = reduce_dims(x, dims, "mean");
   int64_t count = 1;
   for (int i : d) count *= x.shape()[i];
@@ -104,6 +115,7 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
 }
 
 Tensor max(const Tensor& x) {
+  if (x.defined() && detail::is_half(x.dtype())) return detail::via_f32(x, false, [](const Tensor& f) { return max(f); });
   detail::check_floating(x, "max");
   EMBER_CHECK(x.numel() > 0, "[max] cannot reduce an empty tensor of shape ", x.shape().str());
   DimList dims = reduce_dims(x, {}, "max");
@@ -123,6 +135,11 @@ Tensor max(const Tensor& x) {
 }
 
 ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim) {
+  if (x.defined() && detail::is_half(x.dtype())) {
+    ValuesIndices r = max(x.to(DType::f32), dim, keepdim);
+    r.values = r.values.to(x.dtype());
+    return r;
+  }
   detail::check_floating(x, "max");
   int d = wrap_dim(dim, x.dim(), "max");
   DimList dims;
@@ -161,6 +178,8 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
 }
 
 Tensor softmax(const Tensor& x, int64_t dim) {
+  if (x.defined() && detail::is_half(x.dtype()))
+    return detail::via_f32(x, true, [&](const Tensor& f) { return softmax(f, dim); });
   detail::check_floating(x, "softmax");
   int d = wrap_dim(dim, x.dim(), "softmax");
   Tensor xc = x.detach().contiguous();
@@ -179,6 +198,8 @@ Tensor softmax(const Tensor& x, int64_t dim) {
 }
 
 Tensor log_softmax(const Tensor& x, int64_t dim) {
+  if (x.defined() && detail::is_half(x.dtype()))
+    return detail::via_f32(x, true, [&](const Tensor& f) { return log_softmax(f, dim); });
   detail::check_floating(x, "log_softmax");
   int d = wrap_dim(dim, x.dim(), "log_softmax");
   Tensor xc = x.detach().contiguous();

@@ -1,7 +1,7 @@
 // ember-bench-runtime: CPU GEMM throughput of our blocked AVX-512 / AVX2 kernels and of Eigen
 // (square sizes, 1 and 2 threads), and the time of one training step of an MLP autoencoder built from
 // ember ops. Prints tables of medians; numbers vary with the machine and its load.
-//   usage: ember-bench-runtime [--gemm-only | --mlp-only] [--backend blocked-avx512|blocked-avx2|eigen]
+//   usage: ember-bench-runtime [--gemm-only | --mlp-only | --amp-only] [--backend blocked-avx512|blocked-avx2|eigen]
 //                              [--reps N]
 #include <algorithm>
 #include <array>
@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "kernels/cpu/gemm_backend.h"
 #include "kernels/cpu/gemm_lowp.h"
 #include "ember/runtime/half.h"
+#include "ember/runtime/autocast.h"
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/ops.h"
 #include "ember/runtime/parallel.h"
@@ -179,13 +181,20 @@ struct Mlp {
     }
   }
 
-  double step(const ember::Tensor& x, double lr) {
-    ember::Tensor h = x;
-    for (size_t i = 0; i < weights.size(); ++i) {
-      h = ember::linear(h, weights[i], biases[i]);
-      h = i + 1 < weights.size() ? ember::relu(h) : ember::sigmoid(h);
+  // amp: the forward pass and the loss under ember::AutocastGuard(amp) (bf16- or 16-mixed); the
+  // parameters, gradients and update stay f32.
+  double step(const ember::Tensor& x, double lr, std::optional<ember::DType> amp = std::nullopt) {
+    ember::Tensor loss;
+    {
+      std::optional<ember::AutocastGuard> autocast;
+      if (amp) autocast.emplace(*amp);
+      ember::Tensor h = x;
+      for (size_t i = 0; i < weights.size(); ++i) {
+        h = ember::linear(h, weights[i], biases[i]);
+        h = i + 1 < weights.size() ? ember::relu(h) : ember::sigmoid(h);
+      }
+      loss = ember::mse_loss(h, x);
     }
-    ember::Tensor loss = ember::mse_loss(h, x);
     loss.backward();
     ember::NoGradGuard no_grad;
     for (auto* group : {&weights, &biases})
@@ -247,22 +256,60 @@ void bench_mlp(int reps) {
   ember::kernels::set_gemm_backend(GemmBackend::Auto);
 }
 
+// The same MLP step in f32 and under autocast (bf16-mixed, 16-mixed), the auto GEMM backend.
+void bench_mlp_amp(int reps) {
+  const std::vector<int64_t> widths = {784, 512, 128, 32, 128, 512, 784};
+  const int64_t batch = 256;
+  std::printf("\nMLP 784-512-128-32-128-512-784, batch %lld: one SGD step in f32 and mixed precision "
+              "(AVX512-BF16: %s), median of %d\n",
+              static_cast<long long>(batch), ember::kernels::gemm_bf16_native() ? "yes" : "no", reps);
+  std::printf("%-12s %8s %10s %12s %10s %12s\n", "precision", "threads", "wall ms", "CPU ms", "f32/this", "loss");
+  ember::Generator gen(3);
+  ember::Tensor x = ember::rand({batch, widths.front()}, {}, &gen);
+  struct Mode {
+    const char* name;
+    std::optional<ember::DType> amp;
+  };
+  const Mode modes[] = {{"32-true", std::nullopt}, {"bf16-mixed", ember::DType::bf16}, {"16-mixed", ember::DType::f16}};
+  for (int threads : {1, 2}) {
+    ember::set_num_threads(threads);
+    double f32_ms = 0;
+    for (const Mode& m : modes) {
+      Mlp mlp(widths);
+      double loss = mlp.step(x, 0.1, m.amp);  // warm-up
+      std::vector<double> wall, cpu;
+      for (int r = 0; r < reps; ++r) {
+        const Clock::time_point t0 = Clock::now();
+        const double c0 = process_cpu_seconds();
+        loss = mlp.step(x, 0.1, m.amp);
+        wall.push_back(seconds_since(t0));
+        cpu.push_back(process_cpu_seconds() - c0);
+      }
+      const double ms = median(wall) * 1e3;
+      if (!m.amp) f32_ms = ms;
+      std::printf("%-12s %8d %10.2f %12.2f %10.2f %12.6f\n", m.name, threads, ms, median(cpu) * 1e3, f32_ms / ms, loss);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool gemm = true, mlp = true;
+  bool gemm = true, mlp = true, amp = true;
   int reps = 7;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--gemm-only")) {
-      mlp = false;
+      mlp = amp = false;
     } else if (!std::strcmp(argv[i], "--mlp-only")) {
-      gemm = false;
+      gemm = amp = false;
+    } else if (!std::strcmp(argv[i], "--amp-only")) {
+      gemm = mlp = false;
     } else if (!std::strcmp(argv[i], "--backend") && i + 1 < argc) {
       g_only_backend = argv[++i];
     } else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else {
-      std::fprintf(stderr, "usage: %s [--gemm-only | --mlp-only] [--backend NAME] [--reps N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--gemm-only | --mlp-only | --amp-only] [--backend NAME] [--reps N]\n", argv[0]);
       return 2;
     }
   }
@@ -279,6 +326,7 @@ int main(int argc, char** argv) {
       bench_gemm_bf16(reps);
     }
     if (mlp) bench_mlp(std::max(reps, 10));
+    if (amp) bench_mlp_amp(std::max(reps, 10));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -338,17 +338,44 @@ void conv2d_backward_weight_impl(const ConvGeom& g, const Tensor& xt, const Tens
       }
 }
 
+
+bool is_half(DType t) { return t == DType::f16 || t == DType::bf16; }
+
+// f16/bf16 convolutions: the operands widened exactly to float32, the float32 kernel (float32
+// accumulation of exact products), and the result rounded once into out.
+template <typename Impl>
+void via_f32(const Tensor& a, const Tensor& b, const Tensor& out, Impl impl) {
+  auto widened = [](const Tensor& t) {
+    Tensor f = empty(t.shape(), TensorOptions(DType::f32));
+    copy_cpu(t, f);
+    return f;
+  };
+  Tensor o = empty(out.shape(), TensorOptions(DType::f32));
+  impl(widened(a), widened(b), o);
+  copy_cpu(o, out);
+}
+
 }  // namespace
 
 void conv2d_cpu(const ConvGeom& g, const Tensor& x, const Tensor& w, const Tensor& y) {
+  if (is_half(x.dtype()))
+    return via_f32(x, w, y, [&](const Tensor& a, const Tensor& b, const Tensor& o) { conv2d_impl<float>(g, a, b, o); });
   dispatch_floating(x.dtype(), "conv2d", [&](auto t) { conv2d_impl<decltype(t)>(g, x, w, y); });
 }
 
 void conv2d_backward_input_cpu(const ConvGeom& g, const Tensor& dy, const Tensor& w, const Tensor& dx) {
+  if (is_half(dy.dtype()))
+    return via_f32(dy, w, dx, [&](const Tensor& a, const Tensor& b, const Tensor& o) {
+      conv2d_backward_input_impl<float>(g, a, b, o);
+    });
   dispatch_floating(dy.dtype(), "conv2d", [&](auto t) { conv2d_backward_input_impl<decltype(t)>(g, dy, w, dx); });
 }
 
 void conv2d_backward_weight_cpu(const ConvGeom& g, const Tensor& x, const Tensor& dy, const Tensor& dw) {
+  if (is_half(x.dtype()))
+    return via_f32(x, dy, dw, [&](const Tensor& a, const Tensor& b, const Tensor& o) {
+      conv2d_backward_weight_impl<float>(g, a, b, o);
+    });
   dispatch_floating(x.dtype(), "conv2d", [&](auto t) { conv2d_backward_weight_impl<decltype(t)>(g, x, dy, dw); });
 }
 

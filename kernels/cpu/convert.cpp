@@ -1,7 +1,17 @@
 // Bulk u8 -> f32 conversion with a divisor: how image datasets turn stored pixels into [0, 1]
 // floats. One loop compiled per ISA variant; IEEE division gives the same bits in every variant.
+// Also the f16 <-> f32 runs of half_rows.h.
+#include "kernels/cpu/half_rows.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/kernels.h"
+#include "ember/runtime/half.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define EMBER_F16C_X86 1
+#else
+#define EMBER_F16C_X86 0
+#endif
 
 namespace ember::kernels {
 namespace {
@@ -15,6 +25,77 @@ namespace {
 
 void u8_to_f32_divided_cpu(const uint8_t* src, float* dst, int64_t n, float divisor) {
   run_best_isa([&] EMBER_INLINE_LAMBDA { u8_to_f32_divided_loop(src, dst, n, divisor); });
+}
+
+}  // namespace ember::kernels
+
+// --- f16 <-> f32 runs (half_rows.h) -------------------------------------------------------------
+
+namespace ember::kernels {
+namespace {
+
+#if EMBER_F16C_X86
+// GCC 12 reports the intrinsics' own _mm512_undefined_* placeholders as maybe-uninitialized.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// 16 values per step; the tail goes through the scalar functions.
+EMBER_TARGET_AVX512 void f16_from_f32_avx512(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  const __m512i sign_mask = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    if (nan) {
+      // sign | 0x7e00, as f16_from_float: the sign bit moved down to bit 15.
+      const __m512i s = _mm512_srli_epi32(_mm512_and_si512(_mm512_castps_si512(v), sign_mask), 16);
+      const __m256i q = _mm512_cvtepi32_epi16(_mm512_or_si512(s, _mm512_set1_epi32(0x7e00)));
+      h = _mm256_mask_blend_epi16(nan, h, q);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), h);
+  }
+  for (; i < n; ++i) y[i] = f16_from_float(x[i]);
+}
+
+EMBER_TARGET_AVX512 void f16_to_f32_avx512(const uint16_t* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+    __m512 v = _mm512_cvtph_ps(h);
+    // A NaN keeps its payload as given (the instruction would quiet a signalling one).
+    const __m512i w = _mm512_cvtepu16_epi32(h);
+    const __m512i mant = _mm512_and_si512(w, _mm512_set1_epi32(0x3ff));
+    const __mmask16 nan = _mm512_cmpeq_epi32_mask(_mm512_and_si512(w, _mm512_set1_epi32(0x7c00)),
+                                                  _mm512_set1_epi32(0x7c00)) &
+                          _mm512_cmpneq_epi32_mask(mant, _mm512_setzero_si512());
+    if (nan) {
+      const __m512i bits = _mm512_or_si512(
+          _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(w, _mm512_set1_epi32(0x8000)), 16),
+                          _mm512_set1_epi32(0x7f800000)),
+          _mm512_slli_epi32(mant, 13));
+      v = _mm512_mask_blend_ps(nan, v, _mm512_castsi512_ps(bits));
+    }
+    _mm512_storeu_ps(y + i, v);
+  }
+  for (; i < n; ++i) y[i] = f16_to_float(x[i]);
+}
+#pragma GCC diagnostic pop
+#endif
+
+}  // namespace
+
+void f16_from_f32_row(const float* x, uint16_t* y, int64_t n) {
+#if EMBER_F16C_X86
+  if (cpu_isa() == CpuIsa::Avx512) return f16_from_f32_avx512(x, y, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) y[i] = f16_from_float(x[i]);
+}
+
+void f16_to_f32_row(const uint16_t* x, float* y, int64_t n) {
+#if EMBER_F16C_X86
+  if (cpu_isa() == CpuIsa::Avx512) return f16_to_f32_avx512(x, y, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) y[i] = f16_to_float(x[i]);
 }
 
 }  // namespace ember::kernels

@@ -10,6 +10,7 @@
 #include "kernels/common/convert.h"
 #include "kernels/common/dispatch.h"
 #include "kernels/common/functors.h"
+#include "kernels/cpu/half_rows.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/loops.h"
 #include "kernels/kernels.h"
@@ -123,6 +124,42 @@ void binary_typed(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& o
   dispatch_binary_op(op, [&](auto k) { binary_loop<decltype(k)::value, T, O>(x, y, out); });
 }
 
+// dst = src for contiguous f32 <-> f16/bf16, the casts of mixed precision: one flat loop compiled per
+// ISA (the conversions are integer and exact float operations, so every variant gives the same
+// bits). Returns false for other dtype pairs.
+template <typename D, typename S>
+void convert_flat(const Tensor& src, const Tensor& dst) {
+  const S* sp = static_cast<const S*>(src.data_ptr());
+  D* dp = static_cast<D*>(dst.data_ptr());
+  parallel_for(0, dst.numel(), 32768, [&](int64_t i0, int64_t i1) {
+    run_best_isa([&] EMBER_INLINE_LAMBDA {
+      for (int64_t i = i0; i < i1; ++i) dp[i] = convert<D>(sp[i]);
+    });
+  });
+}
+
+bool half_float_copy(const Tensor& src, const Tensor& dst) {
+  const DType s = src.dtype(), d = dst.dtype();
+  const void* sp = src.data_ptr();
+  void* dp = dst.data_ptr();
+  if (s == DType::f32 && d == DType::bf16) {
+    convert_flat<BFloat16, float>(src, dst);
+  } else if (s == DType::bf16 && d == DType::f32) {
+    convert_flat<float, BFloat16>(src, dst);
+  } else if (s == DType::f32 && d == DType::f16) {  // f16 rounding vectorises only as F16C (half_rows.h)
+    parallel_for(0, dst.numel(), 32768, [&](int64_t i0, int64_t i1) {
+      f16_from_f32_row(static_cast<const float*>(sp) + i0, static_cast<uint16_t*>(dp) + i0, i1 - i0);
+    });
+  } else if (s == DType::f16 && d == DType::f32) {
+    parallel_for(0, dst.numel(), 32768, [&](int64_t i0, int64_t i1) {
+      f16_to_f32_row(static_cast<const uint16_t*>(sp) + i0, static_cast<float*>(dp) + i0, i1 - i0);
+    });
+  } else {
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 void unary_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) {
@@ -168,6 +205,7 @@ void copy_cpu(const Tensor& src, const Tensor& dst) {
     if (src.data_ptr() != dst.data_ptr() && dst.nbytes() > 0) std::memcpy(dst.data_ptr(), src.data_ptr(), dst.nbytes());
     return;
   }
+  if (src.is_contiguous() && dst.is_contiguous() && half_float_copy(src, dst)) return;
   dispatch_all(dst.dtype(), [&](auto dtag) {
     using D = decltype(dtag);
     dispatch_all(src.dtype(), [&](auto stag) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "kernels/cpu/gemm_backend.h"
+#include "kernels/cpu/gemm_lowp.h"
 #include "kernels/kernels.h"
 #include "ember/runtime/error.h"
 #include "ember/runtime/parallel.h"
@@ -398,6 +399,19 @@ void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta) {
   if (batch == 0 || M == 0 || N == 0) return;
   const MatLayout la = matrix_layout(a, "a"), lw = matrix_layout(w, "w");
   const int64_t sa = a.stride(0), sw = w.stride(0);
+  if (out.dtype() == DType::bf16 || out.dtype() == DType::f16) {
+    // Half operands: float32 accumulation, one rounding per element (kernels/cpu/gemm_lowp.h).
+    EMBER_CHECK(beta == 0.0 || beta == 1.0, "[bmm] beta must be 0 or 1 for dtype ", dtype_name(out.dtype()), ", got ",
+                beta);
+    const bool bf16 = out.dtype() == DType::bf16;
+    const uint16_t* ap = static_cast<const uint16_t*>(a.data_ptr());
+    const uint16_t* wp = static_cast<const uint16_t*>(w.data_ptr());
+    uint16_t* op = static_cast<uint16_t*>(out.data_ptr());
+    for (int64_t b = 0; b < batch; ++b)
+      gemm_half_cpu(bf16, la.trans, lw.trans, M, N, K, ap + b * sa, la.ld, wp + b * sw, lw.ld,
+                    static_cast<float>(beta), op + b * M * N, N);
+    return;
+  }
   dispatch_floating(out.dtype(), "bmm", [&](auto tag) {
     using T = decltype(tag);
     const T* ap = a.data_ptr<T>();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/half_rows.h"
 #include "kernels/cpu/isa.h"
 #include "ember/runtime/half.h"
 #include "ember/runtime/parallel.h"
@@ -40,14 +41,48 @@ inline uint16_t at_b(const uint16_t* B, int64_t ldb, bool trans, int64_t k, int6
   return trans ? B[j * ldb + k] : B[k * ldb + j];
 }
 
-void gemm_bf16_widened(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
-                       const uint16_t* B, int64_t ldb, float* C, int64_t ldc) {
-  std::vector<float> a(static_cast<size_t>(M * K)), b(static_cast<size_t>(K * N));
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t k = 0; k < K; ++k) a[static_cast<size_t>(i * K + k)] = bf16_to_float(at_a(A, lda, ta, i, k));
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t j = 0; j < N; ++j) b[static_cast<size_t>(k * N + j)] = bf16_to_float(at_b(B, ldb, tb, k, j));
-  gemm_cpu(false, false, M, N, K, 1.0f, a.data(), K, b.data(), N, 0.0f, C, ldc);
+// A grow-only per-thread float buffer; `slot` tells apart the buffers used at the same time. A
+// steady training step reuses them without allocating.
+float* scratch(int slot, int64_t n) {
+  thread_local std::vector<float> buffers[3];
+  std::vector<float>& b = buffers[slot];
+  if (b.size() < static_cast<size_t>(n)) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+
+template <bool BF16>
+inline float widen(uint16_t h) {
+  if constexpr (BF16) return bf16_to_float(h);
+  else return f16_to_float(h);
+}
+
+// X as stored (rows x cols of half bits, row stride ld), widened exactly into a dense float matrix.
+template <bool BF16>
+void widen_matrix(const uint16_t* X, int64_t ld, int64_t rows, int64_t cols, float* dst) {
+  parallel_for(0, rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
+    if constexpr (!BF16) {
+      for (int64_t r = r0; r < r1; ++r) f16_to_f32_row(X + r * ld, dst + r * cols, cols);
+    } else {
+      run_best_isa([&] EMBER_INLINE_LAMBDA {
+        for (int64_t r = r0; r < r1; ++r) {
+          const uint16_t* __restrict x = X + r * ld;
+          float* __restrict d = dst + r * cols;
+          for (int64_t c = 0; c < cols; ++c) d[c] = widen<BF16>(x[c]);
+        }
+      });
+    }
+  });
+}
+
+// op(A) @ op(B) into C from float32 copies of A and B in their stored layouts.
+template <bool BF16>
+void gemm_widened(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                  const uint16_t* B, int64_t ldb, float* C, int64_t ldc) {
+  float* a = scratch(0, M * K);
+  float* b = scratch(1, K * N);
+  widen_matrix<BF16>(A, lda, ta ? K : M, ta ? M : K, a);
+  widen_matrix<BF16>(B, ldb, tb ? N : K, tb ? K : N, b);
+  gemm_cpu(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, C, ldc);
 }
 
 #if EMBER_LOWP_X86
@@ -95,6 +130,68 @@ EMBER_BF16_TARGET void micro_kernel(int64_t kp, const uint32_t* __restrict a, co
   }
 }
 
+// Loads the pair (x[0], x[1]) of adjacent bfloat16 values as one word.
+inline uint32_t load_pair(const uint16_t* x) {
+  uint32_t w;
+  std::memcpy(&w, x, 4);
+  return w;
+}
+
+// Packs k-pairs [p0, p1) of op(B) (K x N) into panels of kNR columns: word (q * kp + p) * kNR + j
+// holds (B[2p][q * kNR + j], B[2p + 1][...]), zero past N and past K. The full pairs take loops
+// without element-wise branches (k adjacent in memory when tb, else two rows interleaved).
+EMBER_BF16_TARGET void pack_b(bool tb, int64_t N, int64_t K, const uint16_t* __restrict B, int64_t ldb, int64_t kp,
+                              int64_t p0, int64_t p1, uint32_t* __restrict bp) {
+  const int64_t full = std::min(p1, K / 2);  // pairs [p0, full) have both k
+  const int64_t panels = (N + kNR - 1) / kNR;
+  for (int64_t q = 0; q < panels; ++q) {
+    const int64_t j0 = q * kNR, nr = std::min(kNR, N - j0);
+    if (tb) {
+      for (int64_t j = 0; j < nr; ++j) {
+        const uint16_t* col = B + (j0 + j) * ldb;
+        for (int64_t p = p0; p < full; ++p) bp[(q * kp + p) * kNR + j] = load_pair(col + 2 * p);
+      }
+    } else {
+      for (int64_t p = p0; p < full; ++p) {
+        const uint16_t* r0 = B + 2 * p * ldb + j0;
+        const uint16_t* r1 = r0 + ldb;
+        uint32_t* dst = bp + (q * kp + p) * kNR;
+        for (int64_t j = 0; j < nr; ++j) dst[j] = pair(r0[j], r1[j]);
+      }
+    }
+    for (int64_t p = p0; p < p1; ++p) {
+      uint32_t* dst = bp + (q * kp + p) * kNR;
+      if (p >= full)  // the last pair of an odd K: k + 1 is zero
+        for (int64_t j = 0; j < nr; ++j) dst[j] = pair(at_b(B, ldb, tb, 2 * p, j0 + j), 0);
+      for (int64_t j = nr; j < kNR; ++j) dst[j] = 0;
+    }
+  }
+}
+
+// Packs rows [i0, i0 + kMR) of op(A) (M x K) by k-pairs: word p * kMR + r holds
+// (A[i0 + r][2p], A[i0 + r][2p + 1]), zero past M and past K.
+EMBER_BF16_TARGET void pack_a(bool ta, int64_t M, int64_t K, const uint16_t* __restrict A, int64_t lda, int64_t i0,
+                              int64_t kp, uint32_t* __restrict abuf) {
+  const int64_t mr = std::min(kMR, M - i0), full = K / 2;
+  if (ta) {
+    for (int64_t p = 0; p < full; ++p) {
+      const uint16_t* r0 = A + 2 * p * lda + i0;
+      const uint16_t* r1 = r0 + lda;
+      for (int64_t r = 0; r < mr; ++r) abuf[p * kMR + r] = pair(r0[r], r1[r]);
+    }
+  } else {
+    for (int64_t r = 0; r < mr; ++r) {
+      const uint16_t* row = A + (i0 + r) * lda;
+      for (int64_t p = 0; p < full; ++p) abuf[p * kMR + r] = load_pair(row + 2 * p);
+    }
+  }
+  for (int64_t p = 0; p < kp; ++p) {
+    if (p >= full)
+      for (int64_t r = 0; r < mr; ++r) abuf[p * kMR + r] = pair(at_a(A, lda, ta, i0 + r, 2 * p), 0);
+    for (int64_t r = mr; r < kMR; ++r) abuf[p * kMR + r] = 0;
+  }
+}
+
 void gemm_bf16_dpbf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
                       const uint16_t* B, int64_t ldb, float* C, int64_t ldc) {
   const int64_t kp = (K + 1) / 2, panels = (N + kNR - 1) / kNR;
@@ -106,20 +203,7 @@ void gemm_bf16_dpbf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const u
   bp += (16 - (reinterpret_cast<uintptr_t>(bp) / 4) % 16) % 16;  // align to 64 bytes
   // Packing B is a pass over K x N values: split over the threads too (by k-pairs).
   const int64_t pack_grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, N));
-  parallel_for(0, kp, pack_grain, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t k0 = 2 * p;
-      const bool has_k1 = k0 + 1 < K;
-      for (int64_t q = 0; q < panels; ++q) {
-        uint32_t* dst = bp + (q * kp + p) * kNR;
-        const int64_t j0 = q * kNR;
-        for (int64_t j = 0; j < kNR; ++j) {
-          const int64_t col = j0 + j;
-          dst[j] = col < N ? pair(at_b(B, ldb, tb, k0, col), has_k1 ? at_b(B, ldb, tb, k0 + 1, col) : uint16_t{0}) : 0u;
-        }
-      }
-    }
-  });
+  parallel_for(0, kp, pack_grain, [&](int64_t p0, int64_t p1) { pack_b(tb, N, K, B, ldb, kp, p0, p1, bp); });
   const int64_t blocks = (M + kMR - 1) / kMR;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, N * K * kMR));
   parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
@@ -128,13 +212,7 @@ void gemm_bf16_dpbf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const u
     if (abuf.size() < static_cast<size_t>(kp * kMR)) abuf.resize(static_cast<size_t>(kp * kMR));
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t i0 = blk * kMR, mr = std::min(kMR, M - i0);
-      for (int64_t p = 0; p < kp; ++p)
-        for (int64_t r = 0; r < kMR; ++r) {
-          uint32_t v = 0;
-          if (r < mr)
-            v = pair(at_a(A, lda, ta, i0 + r, 2 * p), 2 * p + 1 < K ? at_a(A, lda, ta, i0 + r, 2 * p + 1) : uint16_t{0});
-          abuf[static_cast<size_t>(p * kMR + r)] = v;
-        }
+      pack_a(ta, M, K, A, lda, i0, kp, abuf.data());
       for (int64_t q = 0; q < panels; ++q) {
         const int64_t j0 = q * kNR;
         micro_kernel(kp, abuf.data(), bp + q * kp * kNR, C + i0 * ldc + j0, ldc, mr, std::min(kNR, N - j0));
@@ -164,7 +242,50 @@ void gemm_bf16_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 #if EMBER_LOWP_X86
   if (gemm_bf16_native()) return gemm_bf16_dpbf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
 #endif
-  gemm_bf16_widened(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+  gemm_widened<true>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+}
+
+void gemm_half_cpu(bool bf16, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const uint16_t* A,
+                   int64_t lda, const uint16_t* B, int64_t ldb, float beta, uint16_t* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  float* acc = scratch(2, M * N);
+  if (bf16) gemm_bf16_cpu(trans_a, trans_b, M, N, K, A, lda, B, ldb, acc, N);
+  else if (K <= 0) std::fill(acc, acc + M * N, 0.0f);
+  else gemm_widened<false>(trans_a, trans_b, M, N, K, A, lda, B, ldb, acc, N);
+  // The epilogue: one rounding of the float32 result (plus C when accumulating).
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / N);
+  parallel_for(0, M, grain, [&](int64_t i0, int64_t i1) {
+    if (bf16) {
+      run_best_isa([&] EMBER_INLINE_LAMBDA {
+        for (int64_t i = i0; i < i1; ++i) {
+          const float* __restrict a = acc + i * N;
+          uint16_t* __restrict c = C + i * ldc;
+          if (beta != 0.0f) {
+            for (int64_t j = 0; j < N; ++j) c[j] = bf16_from_float(a[j] + bf16_to_float(c[j]));
+          } else {
+            for (int64_t j = 0; j < N; ++j) c[j] = bf16_from_float(a[j]);
+          }
+        }
+      });
+      return;
+    }
+    // f16: rounding vectorises only as F16C (half_rows.h); the rows of acc are this thread's.
+    thread_local std::vector<float> old;
+    if (beta != 0.0f && old.size() < static_cast<size_t>(N)) old.resize(static_cast<size_t>(N));
+    for (int64_t i = i0; i < i1; ++i) {
+      float* a = acc + i * N;
+      uint16_t* c = C + i * ldc;
+      if (beta != 0.0f) {
+        f16_to_f32_row(c, old.data(), N);
+        run_best_isa([&] EMBER_INLINE_LAMBDA {
+          float* __restrict d = a;
+          const float* __restrict o = old.data();
+          for (int64_t j = 0; j < N; ++j) d[j] += o[j];
+        });
+      }
+      f16_from_f32_row(a, c, N);
+    }
+  });
 }
 
 }  // namespace ember::kernels

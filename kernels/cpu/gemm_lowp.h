@@ -20,4 +20,11 @@ void gemm_bf16_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 // Whether gemm_bf16_cpu takes the AVX512-BF16 path now (the CPU has it and the ISA cap allows it).
 bool gemm_bf16_native();
 
+// C (M x N half values, row stride ldc) = round(op(A) @ op(B) + beta * C) for A, B and C of one
+// half format (bf16 or f16 bits): float32 accumulation of exact products, one rounding at the
+// end (what cuBLAS gives with CUBLAS_COMPUTE_32F). bf16 goes through gemm_bf16_cpu; f16 widens
+// to float32 (exactly) and runs the float32 GEMM. beta is 0 or 1 (bmm's accumulate flag).
+void gemm_half_cpu(bool bf16, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const uint16_t* A,
+                   int64_t lda, const uint16_t* B, int64_t ldb, float beta, uint16_t* C, int64_t ldc);
+
 }  // namespace ember::kernels

@@ -83,6 +83,22 @@ __global__ void conv_backward_weight_kernel(ConvGeom g, const T* x, const T* dy,
   if (threadIdx.x == 0) dw[idx] = acc;
 }
 
+bool is_half(DType t) { return t == DType::f16 || t == DType::bf16; }
+
+// f16/bf16 where cuDNN does not serve the pass: the operands widened to float32, the float32
+// kernel, and one rounding into out (float32 accumulation, as cuDNN's with float compute).
+template <typename Run>
+void via_f32(const Tensor& a, const Tensor& b, const Tensor& out, Run run) {
+  auto widened = [](const Tensor& t) {
+    Tensor f = empty(t.shape(), TensorOptions(DType::f32).with_device(t.device()));
+    copy_cuda(t, f);
+    return f;
+  };
+  Tensor o = empty(out.shape(), TensorOptions(DType::f32).with_device(out.device()));
+  run(widened(a), widened(b), o);
+  copy_cuda(o, out);
+}
+
 }  // namespace
 
 void conv2d_cuda(const ConvGeom& g, const Tensor& x, const Tensor& w, const Tensor& y) {
@@ -90,6 +106,9 @@ void conv2d_cuda(const ConvGeom& g, const Tensor& x, const Tensor& w, const Tens
   cu::DeviceGuard guard(y);
   if (x.numel() == 0 || w.numel() == 0) return fill_cuda(y, 0.0);
   if (cu::cudnn_conv2d(cu::ConvPass::Forward, g, x, w, y)) return;
+  if (is_half(x.dtype())) return via_f32(x, w, y, [&](const Tensor& a, const Tensor& b, const Tensor& o) {
+    conv2d_cuda(g, a, b, o);
+  });
   dispatch_floating(x.dtype(), "conv2d", [&](auto tag) {
     using T = decltype(tag);
     conv_forward_kernel<T><<<cu::blocks_for(y.numel(), cu::kThreads), cu::kThreads, 0, cu::current_stream()>>>(
@@ -103,6 +122,9 @@ void conv2d_backward_input_cuda(const ConvGeom& g, const Tensor& dy, const Tenso
   cu::DeviceGuard guard(dx);
   if (dy.numel() == 0 || w.numel() == 0) return fill_cuda(dx, 0.0);
   if (cu::cudnn_conv2d(cu::ConvPass::BackwardData, g, dx, w, dy)) return;
+  if (is_half(dy.dtype())) return via_f32(dy, w, dx, [&](const Tensor& a, const Tensor& b, const Tensor& o) {
+    conv2d_backward_input_cuda(g, a, b, o);
+  });
   dispatch_floating(dy.dtype(), "conv2d_backward_input", [&](auto tag) {
     using T = decltype(tag);
     conv_backward_input_kernel<T><<<cu::blocks_for(dx.numel(), cu::kThreads), cu::kThreads, 0,
@@ -118,6 +140,9 @@ void conv2d_backward_weight_cuda(const ConvGeom& g, const Tensor& x, const Tenso
   cu::DeviceGuard guard(dw);
   if (x.numel() == 0 || dy.numel() == 0) return fill_cuda(dw, 0.0);
   if (cu::cudnn_conv2d(cu::ConvPass::BackwardFilter, g, x, dw, dy)) return;
+  if (is_half(x.dtype())) return via_f32(x, dy, dw, [&](const Tensor& a, const Tensor& b, const Tensor& o) {
+    conv2d_backward_weight_cuda(g, a, b, o);
+  });
   EMBER_CHECK(dw.numel() < (int64_t{1} << 31), "[conv2d_backward_weight] weight too large for the direct kernel");
   dispatch_floating(x.dtype(), "conv2d_backward_weight", [&](auto tag) {
     using T = decltype(tag);

@@ -143,7 +143,12 @@ bool fits_int(const kernels::ConvGeom& g) {
 // transposed convolution whose output_padding reaches the stride, which has no cuDNN forward twin).
 void build(Plan& p, DType dt, const kernels::ConvGeom& g) {
   if (!fits_int(g)) return;
-  const cudnnDataType_t cdt = dt == DType::f32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
+  // The data type of the tensors, and the one the convolution computes in (float32 for f16/bf16).
+  const cudnnDataType_t cdt = dt == DType::f32    ? CUDNN_DATA_FLOAT
+                              : dt == DType::f64  ? CUDNN_DATA_DOUBLE
+                              : dt == DType::bf16 ? CUDNN_DATA_BFLOAT16
+                                                  : CUDNN_DATA_HALF;
+  const cudnnDataType_t compute = dt == DType::f64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
   auto i = [](int64_t v) { return static_cast<int>(v); };
   EMBER_CUDNN_CHECK(cudnn().CreateTensorDescriptor(&p.x));
   EMBER_CUDNN_CHECK(cudnn().CreateTensorDescriptor(&p.y));
@@ -157,7 +162,7 @@ void build(Plan& p, DType dt, const kernels::ConvGeom& g) {
     return;
   for (auto c : p.conv) {
     if (cudnn().SetConvolution2dDescriptor(c, i(g.ph), i(g.pw), i(g.sh), i(g.sw), i(g.dh), i(g.dw),
-                                           CUDNN_CROSS_CORRELATION, cdt) != CUDNN_STATUS_SUCCESS ||
+                                           CUDNN_CROSS_CORRELATION, compute) != CUDNN_STATUS_SUCCESS ||
         cudnn().SetConvolutionGroupCount(c, i(g.groups)) != CUDNN_STATUS_SUCCESS)
       return;
   }
@@ -294,7 +299,7 @@ std::map<Key, std::unique_ptr<Plan>>& plans() {
 
 bool cudnn_conv2d(ConvPass pass, const kernels::ConvGeom& g, const Tensor& x, const Tensor& w, const Tensor& y) {
   const DType dt = x.dtype();
-  if (dt != DType::f32 && dt != DType::f64) return false;
+  if (dt != DType::f32 && dt != DType::f64 && dt != DType::f16 && dt != DType::bf16) return false;
   if (env_flag("EMBER_DISABLE_CUDNN")) return false;  // read per call: tests switch it to check the direct kernels
   if (!cudnn_loaded()) return false;
   const int dev = x.device().index;
@@ -315,8 +320,9 @@ bool cudnn_conv2d(ConvPass pass, const kernels::ConvGeom& g, const Tensor& x, co
   cudnnConvolutionDescriptor_t conv = plan->conv[ip];
   const float af = 1.0f, bf = 0.0f;
   const double ad = 1.0, bd = 0.0;
-  const void* alpha = dt == DType::f32 ? static_cast<const void*>(&af) : static_cast<const void*>(&ad);
-  const void* beta = dt == DType::f32 ? static_cast<const void*>(&bf) : static_cast<const void*>(&bd);
+  // Scaling factors are float for f32, f16 and bf16 data, double for f64 (cuDNN's rule).
+  const void* alpha = dt != DType::f64 ? static_cast<const void*>(&af) : static_cast<const void*>(&ad);
+  const void* beta = dt != DType::f64 ? static_cast<const void*>(&bf) : static_cast<const void*>(&bd);
   for (;;) {
     Candidate k;
     {

@@ -75,6 +75,7 @@ Cublas load_cublas() {
        "folder that holds it, or EMBER_CUBLAS_LIBRARY to its path"});
   Cublas t;
   EMBER_CUBLAS_FUNCTIONS(EMBER_DYNLOAD_RESOLVE)
+  EMBER_DYNLOAD_RESOLVE(GemmStridedBatchedEx, cublasGemmStridedBatchedEx)
   return t;
 }
 

@@ -50,8 +50,16 @@ void* library_symbol(const Library& lib, const char* symbol);
 
 #define EMBER_DYNLOAD_FIELD(member, function) decltype(&function) member = nullptr;
 // cuBLAS's entry points: cublas().Create(&handle) calls cublasCreate.
+// cublasGemmStridedBatchedEx (f16/bf16 GEMMs) has a C++ overload taking the compute type as a
+// cudaDataType, so its entry is named by the C function's type instead of decltype.
+using CublasGemmStridedBatchedEx = cublasStatus_t (*)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int,
+                                                      int, const void*, const void*, cudaDataType, int, long long,
+                                                      const void*, cudaDataType, int, long long, const void*, void*,
+                                                      cudaDataType, int, long long, int, cublasComputeType_t,
+                                                      cublasGemmAlgo_t);
 struct Cublas {
   EMBER_CUBLAS_FUNCTIONS(EMBER_DYNLOAD_FIELD)
+  CublasGemmStridedBatchedEx GemmStridedBatchedEx = nullptr;
 };
 
 // The process's cuBLAS table, loaded on the first call (thread-safe); a load that failed throws

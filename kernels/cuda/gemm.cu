@@ -102,6 +102,39 @@ __global__ void scale_kernel(int64_t n, T* p, T beta) {
   if (i < n) p[i] = p[i] * beta;
 }
 
+// f16/bf16 operands: cublasGemmStridedBatchedEx with float32 compute and scaling (one rounding of
+// the float32 result, beta 0 or 1). K == 0 gives beta * out, as for f32.
+void bmm_half(const Tensor& a_in, const Tensor& w_in, const Tensor& out, double beta, int dev, cudaStream_t s) {
+  EMBER_CHECK(beta == 0.0 || beta == 1.0, "[bmm] beta must be 0 or 1 for dtype ", dtype_name(out.dtype()), ", got ",
+              beta);
+  const int64_t batch = out.size(0), M = out.size(1), N = out.size(2), K = a_in.size(2);
+  if (K == 0) {
+    if (beta == 0.0) EMBER_CUDA_CHECK(cudaMemsetAsync(out.data_ptr(), 0, out.nbytes(), s));
+    return;
+  }
+  Tensor a = a_in, w = w_in;
+  Operand la{}, lw{};
+  if (!layout(a, la)) {
+    a = contiguous_copy(a_in);
+    layout(a, la);
+  }
+  if (!layout(w, lw)) {
+    w = contiguous_copy(w_in);
+    layout(w, lw);
+  }
+  const cudaDataType_t dt = out.dtype() == DType::bf16 ? CUDA_R_16BF : CUDA_R_16F;
+  const float alpha = 1.0f, b = static_cast<float>(beta);
+  const cublasOperation_t opw = lw.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t opa = la.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int m = static_cast<int>(N), n = static_cast<int>(M), k = static_cast<int>(K);
+  const int ldw = static_cast<int>(lw.ld), lda = static_cast<int>(la.ld), ldc = static_cast<int>(N);
+  const long long sw = batch > 1 ? w.stride(0) : 0, sa = batch > 1 ? a.stride(0) : 0, sc = M * N;
+  EMBER_CUBLAS_CHECK(cu::cublas().GemmStridedBatchedEx(handle(dev), opw, opa, m, n, k, &alpha, w.data_ptr(), dt, ldw,
+                                                       sw, a.data_ptr(), dt, lda, sa, &b, out.data_ptr(), dt, ldc, sc,
+                                                       static_cast<int>(batch), CUBLAS_COMPUTE_32F,
+                                                       CUBLAS_GEMM_DEFAULT));
+}
+
 }  // namespace
 
 void bmm_cuda(const Tensor& a_in, const Tensor& w_in, const Tensor& out, double beta) {
@@ -121,6 +154,7 @@ void bmm_cuda(const Tensor& a_in, const Tensor& w_in, const Tensor& out, double 
   cu::DeviceGuard g(out);
   const int dev = out.device().index;
   cudaStream_t s = cu::current_stream(dev);
+  if (out.dtype() == DType::f16 || out.dtype() == DType::bf16) return bmm_half(a_in, w_in, out, beta, dev, s);
   dispatch_floating(out.dtype(), "bmm", [&](auto tag) {
     using T = decltype(tag);
     T* op = static_cast<T*>(out.data_ptr());

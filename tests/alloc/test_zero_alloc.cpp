@@ -7,9 +7,11 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <optional>
 
 #include "ember/nn/nn.h"
 #include "ember/runtime/allocator.h"
+#include "ember/runtime/autocast.h"
 #include "ember/runtime/ops.h"
 #include "ember/runtime/parallel.h"
 #include "ember/runtime/rng.h"
@@ -74,8 +76,10 @@ struct Counts {
 Counts counts() { return {g_news.load(), allocator_stats(kCPU).system_allocs}; }
 
 // Trains `net` on shuffled batches of 32 random images of `image_shape` with Adam and MSE (an
-// autoencoder step, as the examples'), and returns the allocations made by steps 5..24.
-Counts steady_state_allocations(nn::Module& net, Shape image_shape, int threads) {
+// autoencoder step, as the examples'), and returns the allocations made by steps 5..24. With amp,
+// the forward pass and the loss run under AutocastGuard(*amp) (bf16-mixed or 16-mixed).
+Counts steady_state_allocations(nn::Module& net, Shape image_shape, int threads,
+                                std::optional<DType> amp = std::nullopt) {
   set_num_threads(threads);
   Generator g(5);
   image_shape.insert(0, 32 * 30);
@@ -89,7 +93,12 @@ Counts steady_state_allocations(nn::Module& net, Shape image_shape, int threads)
     if (step == 5) before = counts();
     const Tensor& x = (*it)[0];
     opt.zero_grad();
-    Tensor loss = mse_loss(net.forward(x), x);
+    Tensor loss;
+    {
+      std::optional<AutocastGuard> autocast;
+      if (amp) autocast.emplace(*amp);
+      loss = mse_loss(net.forward(x), x);
+    }
     loss.backward();
     opt.step();
     if (step == 24) after = counts();
@@ -143,6 +152,28 @@ TEST(ZeroAlloc, SteadyStateConvolutionStepAllocatesNothing) {
     Counts c = steady_state_allocations(*net, {1, 28, 28}, threads);
     EXPECT_EQ(c.news, 0u) << "operator new calls in 20 steps with " << threads << " threads";
     EXPECT_EQ(c.system_allocs, 0u) << "tensor memory from the system in 20 steps with " << threads << " threads";
+  }
+  set_num_threads(prev);
+}
+
+// Mixed precision keeps the f32 step's property: half activations come from the caching allocator,
+// the GEMM and autocast's cast cache reuse what they grew.
+TEST(ZeroAlloc, SteadyStateMixedPrecisionStepsAllocateNothing) {
+  const int prev = get_num_threads();
+  for (DType amp : {DType::bf16, DType::f16}) {
+    for (int threads : {1, 2}) {
+      auto net = autoencoder();
+      Counts c = steady_state_allocations(*net, {784}, threads, amp);
+      EXPECT_EQ(c.news, 0u) << "operator new calls in 20 " << dtype_name(amp) << " steps with " << threads << " threads";
+      EXPECT_EQ(c.system_allocs, 0u) << "tensor memory from the system in 20 " << dtype_name(amp) << " steps with "
+                                     << threads << " threads";
+      auto conv = conv_autoencoder();
+      c = steady_state_allocations(*conv, {1, 28, 28}, threads, amp);
+      EXPECT_EQ(c.news, 0u) << "operator new calls in 20 " << dtype_name(amp) << " conv steps with " << threads
+                            << " threads";
+      EXPECT_EQ(c.system_allocs, 0u) << "tensor memory from the system in 20 " << dtype_name(amp)
+                                     << " conv steps with " << threads << " threads";
+    }
   }
   set_num_threads(prev);
 }

@@ -369,7 +369,7 @@ TEST(Conv2d, ErrorMessages) {
   EXPECT_TRUE(throws_with([&] { conv2d(zeros({1, 2, 8, 8}), zeros({4, 2, 3, 3}, DType::f64)); },
                           "[conv2d] input has dtype f32 but weight has dtype f64"));
   EXPECT_TRUE(throws_with([&] { conv2d(zeros({1, 2, 8, 8}, DType::i64), w); },
-                          "[conv2d] dtype i64 is not supported (expected f32 or f64)"));
+                          "[conv2d] dtype i64 is not supported (expected f32, f64, f16 or bf16)"));
   Conv2dOptions bad_stride;
   bad_stride.stride = {0, 1};
   EXPECT_TRUE(throws_with([&] { conv2d(zeros({1, 2, 8, 8}), w, Tensor(), bad_stride); },

@@ -1,5 +1,7 @@
 // The kernels compiled for several ISAs (kernels/cpu/isa.h: the fused optimizer updates, long sums,
-// the MSE forward, f32 exp/sigmoid, MNIST pixel conversion) give the same bits in every variant.
+// the MSE forward, f32 exp/sigmoid, MNIST pixel conversion, f32 <-> f16/bf16 casts) give the same
+// bits in every variant. The bf16 GEMM's native and widened paths agree within rounding instead
+// (tests/runtime/test_gemm_lowp.cpp, tests/amp/).
 // The cap lowers the ISA on this machine, so the AVX2 and baseline variants run here too.
 #include <gtest/gtest.h>
 
@@ -72,6 +74,19 @@ std::vector<Tensor> run_kernels() {
     }
     out.push_back(p.detach());
   }
+  // The casts of mixed precision (f32 <-> f16 through F16C under AVX-512, bf16 through the
+  // vectorised bit operations): every f16 bit pattern widened, and f32 values (random, overflowing,
+  // subnormal in f16, NaNs with payloads) rounded to f16 and bf16.
+  static std::vector<uint16_t> all_f16(65536);
+  for (size_t i = 0; i < all_f16.size(); ++i) all_f16[i] = static_cast<uint16_t>(i);
+  out.push_back(from_blob(all_f16.data(), {65536}, DType::f16).to(DType::f32));
+  static std::vector<uint32_t> f32_bits = {0x7fc00000u, 0xffc00001u, 0x7f800001u, 0x7fa12345u, 0x7f800000u, 0xff800000u,
+                                           0x477ff000u, 0x477fefffu, 0x33800000u, 0x33000000u, 0x33000001u, 0x80000001u,
+                                           0x387fc000u, 0x38800000u, 0u, 0x80000000u, 0x3f800000u, 0x3f801000u};
+  Tensor rounded = cat({from_blob(f32_bits.data(), {static_cast<int64_t>(f32_bits.size())}, DType::f32),
+                        mul(x.reshape({-1}), 1e-3)});
+  out.push_back(rounded.to(DType::f16));
+  out.push_back(rounded.to(DType::bf16));
   std::vector<double> pixels(5 * 4 * 6);
   for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<double>((i * 37) % 256);
   data::MnistDataset ds(from_vector(pixels, {5, 4, 6}, DType::u8), from_vector(std::vector<int64_t>{1, 2, 3, 4, 5}, {5}),

@@ -1,0 +1,97 @@
+// Autocast state and the cast cache (see autocast.h). The cache is a short per-thread list (a
+// model has tens of parameters), cleared without releasing its capacity, so a steady mixed
+// precision step does not allocate for it.
+#include "ember/runtime/autocast.h"
+
+#include <vector>
+
+#include "ember/runtime/autograd.h"
+#include "ember/runtime/error.h"
+
+namespace ember {
+namespace {
+
+struct CacheEntry {
+  Tensor source;  // keeps the source alive, so its address is not reused while cached
+  Tensor cast;
+  uint32_t version;  // the source's version when cast: an in-place update invalidates the entry
+};
+
+struct AutocastState {
+  bool enabled = false;
+  DType dtype = DType::bf16;
+  bool cache = true;
+  int depth = 0;
+  uint64_t computed = 0;
+  std::vector<CacheEntry> entries;
+};
+
+AutocastState& state() {
+  thread_local AutocastState s;
+  return s;
+}
+
+bool is_half(DType t) { return t == DType::f16 || t == DType::bf16; }
+
+}  // namespace
+
+bool autocast_enabled() { return state().enabled; }
+DType autocast_dtype() { return state().dtype; }
+
+AutocastGuard::AutocastGuard(DType dtype, bool enabled, bool cache) {
+  EMBER_CHECK(is_half(dtype), "[autocast] dtype ", dtype_name(dtype),
+              " is not supported (expected bf16 or f16)");
+  AutocastState& s = state();
+  prev_enabled_ = s.enabled;
+  prev_dtype_ = s.dtype;
+  prev_cache_ = s.cache;
+  s.enabled = enabled;
+  // A disabled scope keeps the outer dtype, as torch.autocast(enabled=False).
+  if (enabled) s.dtype = dtype;
+  s.cache = cache;
+  ++s.depth;
+}
+
+AutocastGuard::~AutocastGuard() {
+  AutocastState& s = state();
+  s.enabled = prev_enabled_;
+  s.dtype = prev_dtype_;
+  s.cache = prev_cache_;
+  if (--s.depth == 0) s.entries.clear();
+}
+
+Tensor autocast_lowp(const Tensor& t) {
+  AutocastState& s = state();
+  const DType to = s.dtype;
+  // As PyTorch's cached_cast: every floating dtype but f64 is cast (a half tensor of the other
+  // half dtype too).
+  if (!s.enabled || !t.defined() || t.dtype() == to || (t.dtype() != DType::f32 && !is_half(t.dtype()))) return t;
+  // Only f32 parameters are cached: a leaf that requires grad, cast with grad mode on (a cast
+  // made under no-grad has no history and must not serve a later step that needs one).
+  const bool cacheable =
+      s.cache && t.dtype() == DType::f32 && t.is_leaf() && t.requires_grad() && grad_enabled();
+  if (cacheable) {
+    for (CacheEntry& e : s.entries) {
+      if (e.source.impl_ptr() != t.impl_ptr() || e.cast.dtype() != to) continue;
+      if (e.version == t.version()) return e.cast;
+      e.cast = t.to(to);
+      e.version = t.version();
+      ++s.computed;
+      return e.cast;
+    }
+  }
+  Tensor cast = t.to(to);
+  ++s.computed;
+  if (cacheable) s.entries.push_back({t, cast, t.version()});
+  return cast;
+}
+
+Tensor autocast_f32(const Tensor& t) {
+  if (!state().enabled || !t.defined() || !is_half(t.dtype())) return t;
+  return t.to(DType::f32);
+}
+
+size_t autocast_cache_size() { return state().entries.size(); }
+uint64_t autocast_casts_computed() { return state().computed; }
+
+}  // namespace ember
