@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Data-parallel scaling on this machine: ember_bench_ddp for mlp and conv as 1 process x 1 thread
-# and as 2 ranks x 1 thread under mpirun (each rank the model's batch size), interleaved, --reps
-# times; prints the medians (min-max) of samples/s over all ranks, the 2-rank/1-process ratio, and
-# the time per step spent in all-reduce with the bytes reduced, with the CPU model.
+# and as 2 ranks x 1 thread under mpirun (each rank the model's batch size), the 2-rank runs with
+# the buckets' all-reduces started during backward (as the Trainer does) and, for comparison, all
+# after it; interleaved, --reps times. Prints the medians (min-max) of samples/s over all ranks,
+# the 2-rank/1-process ratio, the time per step still spent waiting for all-reduces after backward,
+# the all-reduce time per step when nothing overlaps, and the bytes reduced, with the CPU model.
 # Usage: scripts/bench-distributed.sh [--reps N] [--models "mlp conv"] [--steps N] [--build DIR]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,25 +29,29 @@ out="$(mktemp)"
 for ((r = 0; r < reps; r++)); do
   for m in $models; do
     "$bin" --model "$m" --steps "$steps" | grep '^RESULT' >>"$out"
-    mpirun -np 2 --bind-to core "$bin" --model "$m" --steps "$steps" | grep '^RESULT' >>"$out"
+    mpirun -np 2 --bind-to core "$bin" --model "$m" --steps "$steps" --overlap 1 | grep '^RESULT' >>"$out"
+    mpirun -np 2 --bind-to core "$bin" --model "$m" --steps "$steps" --overlap 0 | grep '^RESULT' >>"$out"
   done
 done
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 echo "CPU: $cpu ($(nproc) cores), $reps interleaved runs of $steps steps, 1 thread per process"
 echo
-echo "| model | 1 process samples/s | 2 ranks samples/s | 2 ranks / 1 | all-reduce ms/step (2 ranks) | bytes/step |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| model | 1 process samples/s | 2 ranks samples/s | 2 ranks / 1 | wait after backward ms/step | 2 ranks, all-reduce after backward: samples/s | its all-reduce ms/step | bytes/step |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 awk '
 function med(arr, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
   return n % 2 ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2 }
-{ k = $2 SUBSEP $3; n[k]++; sps[k, n[k]] = $4; ar[k, n[k]] = $5; by[k] = $6; models[$2] = 1 }
+# RESULT model ranks samples/s wait-ms bytes overlap; one process counts as its own kind
+{ k = $2 SUBSEP ($3 == 1 ? "one" : ($7 == 1 ? "overlap" : "after")); n[k]++; sps[k, n[k]] = $4; ar[k, n[k]] = $5; by[$2] = $6; models[$2] = 1 }
+function col(k, what,   i, a) { for (i = 1; i <= n[k]; i++) a[i] = (what == "sps" ? sps[k, i] : ar[k, i]); m = med(a, n[k]); lo = a[1]; hi = a[n[k]]; return m }
 END {
-  for (m in models) {
-    k1 = m SUBSEP 1; k2 = m SUBSEP 2
-    for (i = 1; i <= n[k1]; i++) a[i] = sps[k1, i]; m1 = med(a, n[k1]); lo1 = a[1]; hi1 = a[n[k1]]
-    for (i = 1; i <= n[k2]; i++) b[i] = sps[k2, i]; m2 = med(b, n[k2]); lo2 = b[1]; hi2 = b[n[k2]]
-    for (i = 1; i <= n[k2]; i++) c[i] = ar[k2, i]; mc = med(c, n[k2])
-    printf "| %s | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2fx | %.2f | %d |\n", m, m1, lo1, hi1, m2, lo2, hi2, m2 / m1, mc, by[k2]
+  for (m0 in models) {
+    one = col(m0 SUBSEP "one", "sps"); lo1 = lo; hi1 = hi
+    ov = col(m0 SUBSEP "overlap", "sps"); lo2 = lo; hi2 = hi
+    wait = col(m0 SUBSEP "overlap", "ar")
+    af = col(m0 SUBSEP "after", "sps"); lo3 = lo; hi3 = hi
+    arm = col(m0 SUBSEP "after", "ar")
+    printf "| %s | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2fx | %.2f | %.0f (%.0f-%.0f) | %.2f | %d |\n", m0, one, lo1, hi1, ov, lo2, hi2, ov / one, wait, af, lo3, hi3, arm, by[m0]
   }
 }' "$out"
 rm -f "$out"

@@ -17,12 +17,14 @@
 #include "ember/checkpoint/async_saver.h"
 #include "ember/checkpoint/checkpoint.h"
 #include "ember/nn/normalization.h"
+#include "ember/runtime/autocast.h"
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/cuda_graph.h"
 #include "ember/runtime/device_checks.h"
 #include "ember/runtime/ops.h"
 #include "ember/runtime/rng.h"
 #include "ember/train/callbacks.h"
+#include "ember/train/grad_scaler.h"
 #include "ember/train/logger.h"
 #include "ember/train/module_io.h"
 #include "ember/train/progress.h"
@@ -30,6 +32,56 @@
 namespace ember {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// Lightning's precision names, its short names mapped to them.
+std::string canonical_precision(const std::string& p) {
+  if (p == "32-true" || p == "32") return "32-true";
+  if (p == "bf16-mixed" || p == "bf16") return "bf16-mixed";
+  if (p == "16-mixed" || p == "16") return "16-mixed";
+  if (p == "64-true" || p == "64") return "64-true";
+  EMBER_THROW("[Trainer] precision='", p, "' is not supported: expected '32-true', 'bf16-mixed', '16-mixed' or "
+              "'64-true' (or 32, bf16, 16, 64)");
+}
+
+// The autocast scope of a step's forward pass and loss under the mixed precisions (nothing in
+// the others).
+class PrecisionScope {
+ public:
+  explicit PrecisionScope(const std::string& precision) {
+    if (precision == "bf16-mixed") guard_.emplace(DType::bf16);
+    else if (precision == "16-mixed") guard_.emplace(DType::f16);
+  }
+
+ private:
+  std::optional<AutocastGuard> guard_;
+};
+
+// The model on the Trainer's device, in float64 under "64-true".
+void place_model(LightningModule& model, const TrainerOptions& o) {
+  model.to(o.device);
+  if (o.precision == "64-true") model.to(DType::f64);
+}
+
+// Checkpoint keys of the precision: the name it was written in, and the gradient scaler's state
+// under Lightning's key for its mixed-precision plugin.
+constexpr const char* kPrecisionKey = "precision";
+constexpr const char* kMixedPrecisionKey = "MixedPrecision";
+
+// The floating tensors of `v` of dtype `from`, converted to `to` (a checkpoint written in
+// "64-true" restored in another precision, or the other way round).
+void cast_tensors(Value& v, DType from, DType to) {
+  if (v.is_tensor()) {
+    if (v.as_tensor().dtype() == from) v = Value(v.as_tensor().to(to));
+  } else if (v.is_map()) {
+    for (auto& [k, child] : v.as_map()) cast_tensors(child, from, to);
+  } else if (v.is_list()) {
+    for (auto& child : v.as_list()) cast_tensors(child, from, to);
+  }
+}
+
+}  // namespace
 
 // --- small pieces ---------------------------------------------------------------------------------
 
@@ -138,6 +190,7 @@ Trainer::Trainer(TrainerOptions options) : opts_(std::move(options)) {
   EMBER_CHECK(opts_.gradient_clip_algorithm == "norm" || opts_.gradient_clip_algorithm == "value",
               "[Trainer] gradient_clip_algorithm='", opts_.gradient_clip_algorithm, "' must be 'norm' or 'value'");
   EMBER_CHECK(!opts_.gradient_clip_val || *opts_.gradient_clip_val >= 0.0, "[Trainer] gradient_clip_val must be >= 0");
+  opts_.precision = canonical_precision(opts_.precision);
   EMBER_CHECK(opts_.val_check_interval.is_count ? opts_.val_check_interval.count >= 1
                                                  : opts_.val_check_interval.fraction > 0.0 &&
                                                        opts_.val_check_interval.fraction <= 1.0,
@@ -192,10 +245,16 @@ Trainer::~Trainer() {
 int64_t Trainer::current_epoch() const { return progress_.epochs_completed; }
 
 Batch Trainer::to_device(const Batch& batch) const {
-  if (opts_.device.is_cpu()) return batch;
+  const bool f64 = opts_.precision == "64-true";
+  if (opts_.device.is_cpu() && !f64) return batch;
   Batch out;
   out.reserve(batch.size());
-  for (const Tensor& t : batch) out.push_back(t.defined() ? t.to(opts_.device, /*non_blocking=*/true) : t);
+  for (const Tensor& t : batch) {
+    Tensor m = t.defined() && !opts_.device.is_cpu() ? t.to(opts_.device, /*non_blocking=*/true) : t;
+    // "64-true": floating inputs in float64, as Lightning's precision plugin converts them
+    if (f64 && m.defined() && is_floating(m.dtype()) && m.dtype() != DType::f64) m = m.to(DType::f64);
+    out.push_back(std::move(m));
+  }
   return out;
 }
 
@@ -494,6 +553,8 @@ Value Trainer::dump_checkpoint(bool weights_only) {
   ValueMap rng;
   rng["default"] = Bytes{default_generator().get_state()};
   root[checkpoint::kRngStates] = Value(std::move(rng));
+  root[kPrecisionKey] = opts_.precision;
+  if (scaler_ && !weights_only) root[kMixedPrecisionKey] = scaler_->state_dict();
   if (!weights_only) {
     ValueList opt_states, sched_states;
     for (auto& o : optim_.optimizers) opt_states.push_back(o->state_dict());
@@ -706,6 +767,35 @@ void Trainer::restore(const std::string& path, data::DataLoader& train_loader) {
   for (const char* key : {checkpoint::kStateDict, checkpoint::kLoops, checkpoint::kOptimizerStates,
                           checkpoint::kLrSchedulers})
     EMBER_CHECK(ck.contains(key), "[Trainer.fit] ", path, " has no '", key, "' section; it cannot resume training");
+  // Precision: resuming in another one than the file's works and says so in one line. Between
+  // "64-true" and the others the weights and optimizer moments change dtype; a gradient scaler
+  // starts from its defaults when the file has no state for it (written without "16-mixed").
+  std::string saved_precision = "32-true";
+  if (ck.contains(kPrecisionKey)) {
+    const Value& p = ck.at(kPrecisionKey);
+    EMBER_CHECK(p.is_string(), "[Trainer.fit] ", path, ": '", kPrecisionKey, "' is ", Value::kind_name(p.kind()),
+                ", expected string");
+    try {
+      saved_precision = canonical_precision(p.as_string());
+    } catch (const Error&) {
+      EMBER_THROW("[Trainer.fit] ", path, ": '", kPrecisionKey, "' is '", p.as_string(),
+                  "', expected '32-true', 'bf16-mixed', '16-mixed' or '64-true'");
+    }
+  }
+  const bool scaler_state = ck.contains(kMixedPrecisionKey);
+  if (saved_precision != opts_.precision) {
+    const bool f64_then = saved_precision == "64-true", f64_now = opts_.precision == "64-true";
+    if (f64_then != f64_now) {
+      const DType from = f64_then ? DType::f64 : DType::f32, to = f64_then ? DType::f32 : DType::f64;
+      cast_tensors(ck[checkpoint::kStateDict], from, to);
+      cast_tensors(ck[checkpoint::kOptimizerStates], from, to);
+    }
+    print(str_cat("[Trainer] ", path, " was written in precision '", saved_precision, "'; resuming in '",
+                  opts_.precision, "'", scaler_ && !scaler_state ? " (the gradient scaler starts from its defaults)" : ""));
+  } else if (scaler_ && !scaler_state) {
+    print(str_cat("[Trainer] ", path, " holds no gradient scaler state; the scaler starts from its defaults"));
+  }
+  if (scaler_ && scaler_state) scaler_->load_state_dict(ck.at(kMixedPrecisionKey));
   model_->on_load_checkpoint(ck.contains(checkpoint::kExtras) ? ck.at(checkpoint::kExtras) : Value());
   model_->load_state_dict(ck.at(checkpoint::kStateDict), true);
   // callbacks
@@ -787,7 +877,7 @@ void Trainer::fit(LightningModule& model, data::DataLoader& user_train_loader, d
   ckpt_path_.clear();
   data::DataLoader& train_loader = distribute_loader(user_train_loader);
   train_loader_ = &train_loader;
-  model.to(opts_.device);
+  place_model(model, opts_);
   if (distributed()) {
     // Every rank starts from rank 0's weights and generator (its draws then follow rank 0's: same
     // seed, same shapes), so rank 0's checkpoints hold every rank's state.
@@ -816,6 +906,8 @@ void Trainer::fit(LightningModule& model, data::DataLoader& user_train_loader, d
     num_train_batches_ = opts_.limit_train_batches.resolve(train_loader.len(), "limit_train_batches");
     num_val_batches_ = val_loader ? opts_.limit_val_batches.resolve(val_loader->len(), "limit_val_batches") : 0;
     max_epochs_ = opts_.max_epochs ? *opts_.max_epochs : (opts_.max_steps == -1 ? 1000 : -1);
+    scaler_ = opts_.precision == "16-mixed" ? std::make_unique<amp::GradScaler>() : nullptr;
+    step_skipped_ = false;
     if (!resolved.empty()) {
       restore(resolved, train_loader);
       EMBER_CHECK(max_epochs_ < 0 || progress_.epochs_completed <= max_epochs_, "[Trainer.fit] you restored a checkpoint with ",
@@ -918,16 +1010,22 @@ bool Trainer::should_validate_at_batch(int64_t batch_idx, bool last_batch) const
 
 void Trainer::optimizer_step() {
   if (opts_.gradient_clip_val && *opts_.gradient_clip_val > 0) {
+    // Clipping sees the true gradients: a scaled loss's are unscaled first.
+    if (scaler_)
+      for (auto& o : optim_.optimizers) scaler_->unscale_(*o);
     // only when clipping: collecting the parameters costs a vector of names per step
     auto params = model_->named_parameters();
     if (opts_.gradient_clip_algorithm == "norm") optim::clip_grad_norm_(params, *opts_.gradient_clip_val);
     else optim::clip_grad_value_(params, *opts_.gradient_clip_val);
   }
   wait_for_checkpoint_snapshot();  // an asynchronous save may still be copying what step() changes
+  step_skipped_ = false;
   for (auto& o : optim_.optimizers) {
-    o->step();
+    if (scaler_) step_skipped_ = !scaler_->step(*o) || step_skipped_;  // skipped on an inf or NaN gradient
+    else o->step();
     o->zero_grad(true);
   }
+  if (scaler_) scaler_->update();
   progress_.global_step++;
 }
 
@@ -1003,6 +1101,8 @@ void Trainer::start_cuda_graphs() {
     why = "gradient clipping reads the gradients' norm back";
   } else if (distributed()) {
     why = "the gradients are averaged across ranks between backward and the optimizer step";
+  } else if (scaler_) {
+    why = "16-mixed's gradient scaler reads back whether a gradient is inf or NaN";
   } else {
     for (const auto& [name, m] : model_->named_modules()) {
       const auto* bn = dynamic_cast<const nn::BatchNormBase*>(m.get());
@@ -1060,9 +1160,14 @@ Tensor Trainer::run_training_step(LightningModule& model, const Batch& batch, in
 
 Tensor Trainer::eager_training_step(LightningModule& model, const Batch& batch, int64_t batch_idx) {
   hook_ = "training_step";
-  Tensor loss = model.training_step(batch, batch_idx);
+  Tensor loss;
+  {
+    PrecisionScope precision(opts_.precision);
+    loss = model.training_step(batch, batch_idx);
+  }
   check_loss(loss);
   Tensor scaled = opts_.accumulate_grad_batches > 1 ? div(loss, static_cast<double>(opts_.accumulate_grad_batches)) : loss;
+  if (scaler_) scaled = scaler_->scale(scaled);
   const bool steps = progress_.accumulated + 1 == opts_.accumulate_grad_batches || is_last_batch_;
   if (steps && distributed()) opts_.strategy->before_backward(model);
   scaled.backward();
@@ -1077,6 +1182,7 @@ Tensor Trainer::eager_training_step(LightningModule& model, const Batch& batch, 
 
 void Trainer::after_optimizer_step() {
   progress_.accumulated = 0;
+  if (step_skipped_) return;  // the schedulers follow the optimizer steps that happened
   step_schedulers("step", false);
   step_schedulers("step", true);
 }
@@ -1108,7 +1214,10 @@ Tensor Trainer::capture_training_step(LightningModule& model, const Batch& batch
   CudaGraph::begin_capture(dev);
   try {
     hook_ = "training_step";
-    loss = model.training_step(gm.static_batch, batch_idx);
+    {
+      PrecisionScope precision(opts_.precision);
+      loss = model.training_step(gm.static_batch, batch_idx);
+    }
     check_loss(loss);
     loss.backward();
     for (auto& o : optim_.optimizers)
@@ -1283,6 +1392,7 @@ void Trainer::run_validation(data::DataLoader& loader, int64_t max_batches, bool
       Batch batch = to_device(*it);
       current_batch_size_ = batch_size_of(batch);
       hook_ = "validation_step";
+      PrecisionScope precision(opts_.precision);
       model.validation_step(batch, i);
       ++i;
     }
@@ -1318,7 +1428,7 @@ void Trainer::run_validation(data::DataLoader& loader, int64_t max_batches, bool
 Metrics Trainer::run_eval_loop(LightningModule& model, data::DataLoader& loader, const std::string& stage,
                                const std::string& ckpt_path) {
   wait_for_checkpoint();
-  model.to(opts_.device);
+  place_model(model, opts_);
   setup(model, stage);
   if (!ckpt_path.empty()) {
     std::string path = ckpt_path;
@@ -1340,6 +1450,7 @@ Metrics Trainer::run_eval_loop(LightningModule& model, data::DataLoader& loader,
       Batch batch = to_device(*it);
       current_batch_size_ = batch_size_of(batch);
       hook_ = stage == "test" ? "test_step" : "validation_step";
+      PrecisionScope precision(opts_.precision);
       if (stage == "test") model.test_step(batch, i);
       else model.validation_step(batch, i);
       ++i;
@@ -1367,7 +1478,7 @@ Metrics Trainer::test(LightningModule& model, data::DataLoader& loader, const st
 
 std::vector<Tensor> Trainer::predict(LightningModule& model, data::DataLoader& loader, const std::string& ckpt_path) {
   wait_for_checkpoint();
-  model.to(opts_.device);
+  place_model(model, opts_);
   setup(model, "predict");
   if (!ckpt_path.empty()) {
     Value ck = LightningModule::read_weights_checkpoint(ckpt_path);
@@ -1382,7 +1493,9 @@ std::vector<Tensor> Trainer::predict(LightningModule& model, data::DataLoader& l
     int64_t i = 0;
     for (auto it = loader.begin(); it != loader.end(); ++it) {
       if (i >= n) break;
-      out.push_back(model.predict_step(to_device(*it), i));
+      const Batch batch = to_device(*it);
+      PrecisionScope precision(opts_.precision);
+      out.push_back(model.predict_step(batch, i));
       ++i;
     }
   }

@@ -25,6 +25,9 @@ namespace ember {
 
 class Logger;
 struct ProgressBar;
+namespace amp {
+class GradScaler;
+}
 namespace checkpoint {
 class AsyncSaver;
 }
@@ -93,6 +96,18 @@ struct TrainerOptions {
   // epoch-end checkpoint resumes with another number of ranks (a one-line notice says so); a
   // mid-epoch one only with the same number.
   std::shared_ptr<Strategy> strategy;
+  // Lightning's precision: "32-true" (float32, the default), "bf16-mixed" and "16-mixed" (the
+  // forward pass and the loss of training, validation, test and predict steps under
+  // AutocastGuard(bf16 / f16): matmul, linear and convolutions in half precision with float32
+  // accumulation, parameters, gradients and optimizer state in float32), "64-true" (model and
+  // floating inputs in float64). "16-mixed" scales the loss with an amp::GradScaler (PyTorch's
+  // algorithm and defaults): gradients are unscaled before clipping, a step whose gradients hold
+  // an inf or NaN is skipped (its optimizer steps and the step-interval schedulers with them; the
+  // global step still counts, as in Lightning) and the scale adapts. Checkpoints hold the
+  // precision and the scaler's state ("MixedPrecision", as Lightning's plugin state); resuming
+  // in another precision works and says so in one line. "32", "bf16", "16" and "64" are accepted
+  // as Lightning's short names.
+  std::string precision = "32-true";
 };
 
 // Time the training loop spent blocked by checkpoint saves (seconds).
@@ -196,6 +211,9 @@ class EMBER_API Trainer {
   LightningModule* model() const { return model_; }
   const std::vector<std::shared_ptr<Callback>>& callbacks() const { return callbacks_; }
   const OptimizerConfig& optimizer_config() const { return optim_; }
+  // precision = "16-mixed": the loss scaler of the last fit (its state is in every checkpoint);
+  // nullptr otherwise.
+  const amp::GradScaler* grad_scaler() const { return scaler_.get(); }
   // A message line for the user on stderr (warnings, restore notices); printed even with
   // enable_progress_bar=false, without breaking a bar being drawn.
   void print(const std::string& line) const;
@@ -292,6 +310,10 @@ class EMBER_API Trainer {
   std::unique_ptr<GraphMode> graphs_;
   // With a strategy: the train loader rebuilt with its DistributedSampler share.
   std::unique_ptr<data::DataLoader> distributed_loader_;
+  // precision: "16-mixed"'s loss scaler (during fit), and whether the last optimizer step was
+  // skipped for an inf or NaN gradient.
+  std::unique_ptr<amp::GradScaler> scaler_;
+  bool step_skipped_ = false;
   bool distributed() const { return opts_.strategy && opts_.strategy->world_size() > 1; }
   bool global_zero() const { return !opts_.strategy || opts_.strategy->is_global_zero(); }
 };

@@ -2,7 +2,9 @@
 // example autoencoders (lit, mlp, conv; examples/common/models.h) with Adam and MSE, then a no-grad
 // pass over the 10k test images. Prints one "RESULT key=value ..." line for scripts/bench-train.sh.
 // Usage: ember_bench_train --model lit|mlp|conv --threads N [--data DIR] [--trivial] [--gemm N]
-// (--gemm N: GFLOP/s of an N x N x N matmul instead of training)
+//                          [--precision 32-true|bf16-mixed]
+// (--gemm N: GFLOP/s of an N x N x N matmul instead of training; bf16-mixed: each step's forward
+// pass and loss under AutocastGuard(bf16), as the Trainer's precision="bf16-mixed" runs them)
 #define BENCH_DEFINE_MALLOC
 #include "bench/train_throughput/measure.h"
 
@@ -10,6 +12,9 @@
 #include <string>
 
 #include "examples/common/models.h"
+#include <optional>
+
+#include "ember/runtime/autocast.h"
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/ops.h"
 #include "ember/runtime/parallel.h"
@@ -45,6 +50,12 @@ int main(int argc, char** argv) {
       std::printf("RESULT fw=ember model=sgemm threads=%d gflops=%.1f\n", args.threads, gflops);
       return 0;
     }
+    if (args.precision != "32-true" && args.precision != "bf16-mixed") {
+      std::fprintf(stderr, "ember_bench_train: --precision must be 32-true or bf16-mixed, got '%s'\n",
+                   args.precision.c_str());
+      return 2;
+    }
+    const bool mixed = args.precision == "bf16-mixed";
     const std::string& model = args.model;
     const std::string dir = args.dir.empty() ? data::default_data_dir() : args.dir;
     data::ImageLayout layout = examples::model_layout(model);
@@ -67,7 +78,12 @@ int main(int argc, char** argv) {
       allocs.before_step();
       const Tensor& x = (*it)[0];
       opt.zero_grad();
-      Tensor loss = mse_loss(net.forward(x), x);
+      Tensor loss;
+      {
+        std::optional<AutocastGuard> amp;
+        if (mixed) amp.emplace(DType::bf16);
+        loss = mse_loss(net.forward(x), x);
+      }
       loss.backward();
       opt.step();
       int64_t n = x.shape()[0];
@@ -85,6 +101,8 @@ int main(int argc, char** argv) {
     t0 = bench::Clock::now();
     {
       NoGradGuard ng;
+      std::optional<AutocastGuard> amp;
+      if (mixed) amp.emplace(DType::bf16);
       for (auto it = test_loader.begin(); it != test_loader.end(); ++it) {
         const Tensor& x = (*it)[0];
         int64_t n = x.shape()[0];

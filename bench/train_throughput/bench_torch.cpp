@@ -60,6 +60,11 @@ nn::Sequential build(const std::string& m) {
 int main(int argc, char** argv) {
   bench::Args args;
   if (!bench::parse_args(argc, argv, "ember_bench_train_torch", args)) return 2;
+  if (args.precision != "32-true") {
+    std::fprintf(stderr, "ember_bench_train_torch: only --precision 32-true (PyTorch 2.x's autocast runs in "
+                         "bench_torch2.py)\n");
+    return 2;
+  }
   if (args.trivial) {
     torch::Tensor t = torch::ones({4});
     std::printf("%g\n", (t + t).sum().item<double>());

@@ -34,6 +34,7 @@ struct Args {
   int threads = 1;
   int64_t gemm_n = 0;  // > 0: time an (n, n) x (n, n) matmul instead of training
   bool trivial = false;
+  std::string precision = "32-true";  // or "bf16-mixed": forward and loss under autocast (bf16)
 };
 
 // Parses argv into `a`; returns false (having said why on stderr, prefixed with `prog`) on a bad
@@ -53,6 +54,7 @@ inline bool parse_args(int argc, char** argv, const char* prog, Args& a) {
     else if (opt == "--threads") a.threads = std::atoi(argv[++i]);
     else if (opt == "--data") a.dir = argv[++i];
     else if (opt == "--gemm") a.gemm_n = std::atoll(argv[++i]);
+    else if (opt == "--precision") a.precision = argv[++i];
     else {
       std::fprintf(stderr, "%s: unknown option %s\n", prog, opt.c_str());
       return false;
@@ -168,9 +170,9 @@ struct Run {
 inline void print_result(const char* fw, const Args& a, const Run& r) {
   const Footprint fp = footprint();
   std::printf(
-      "RESULT fw=%s model=%s threads=%d train_sps=%.1f val_sps=%.1f loss=%.6f val_loss=%.6f allocs_per_step=%.2f "
+      "RESULT fw=%s precision=%s model=%s threads=%d train_sps=%.1f val_sps=%.1f loss=%.6f val_loss=%.6f allocs_per_step=%.2f "
       "peak_rss_kib=%ld data_rss_kib=%ld exe_bytes=%llu libs_bytes=%llu libs=%d blas=%s\n",
-      fw, a.model.c_str(), a.threads, r.train_sps, r.val_sps, r.loss, r.val_loss, r.allocs_per_step, peak_rss_kib(),
+      fw, a.precision.c_str(), a.model.c_str(), a.threads, r.train_sps, r.val_sps, r.loss, r.val_loss, r.allocs_per_step, peak_rss_kib(),
       r.data_rss_kib, static_cast<unsigned long long>(fp.exe_bytes), static_cast<unsigned long long>(fp.libs_bytes),
       fp.libs, fp.blas.c_str());
 }

@@ -46,6 +46,7 @@ const char* usage() {
          "      [--max-epochs N] [--max-steps N] [--limit-train-batches N] [--limit-val-batches N]\n"
          "      [--check-val-every-n-epoch N] [--default-root-dir DIR] [--no-checkpointing]\n"
          "      [--async-checkpointing] [--cuda-graphs] [--strategy auto|ddp]\n"
+         "      [--precision 32-true|bf16-mixed|16-mixed|64-true]\n"
          "      [--ckpt-dir DIR] [--ckpt-filename TEMPLATE] [--monitor KEY] [--mode min|max]\n"
          "      [--save-top-k K] [--save-last true|false|link] [--every-n-epochs N]\n"
          "      [--every-n-train-steps N] [--save-weights-only] [--no-auto-insert-metric-name]\n"
@@ -86,6 +87,7 @@ struct FitArgs {
   bool async_checkpointing = false;
   bool cuda_graphs = false;
   std::string strategy = "auto";
+  std::string precision = "32-true";
   std::string ckpt_dir, ckpt_filename, monitor;
   std::string mode = "min";
   int64_t save_top_k = 1;
@@ -391,6 +393,7 @@ int run_fit(FitArgs a, const Given& g) {
   opts.enable_checkpointing = !a.no_checkpointing;
   opts.async_checkpointing = a.async_checkpointing;
   opts.cuda_graphs = a.cuda_graphs;
+  opts.precision = a.precision;
   if (a.strategy == "ddp") {
 #if EMBER_EXAMPLES_HAVE_DISTRIBUTED
     opts.strategy = dist::ddp();
@@ -591,6 +594,12 @@ void add_fit(CLI::App* fit, FitArgs& a, Given& g) {
                   "ddp: data-parallel over the ranks of `mpirun -np N ember-mnist-ae fit ...` (rank 0 writes the "
                   "run directory; see docs/distributed.md)")
       ->check(CLI::IsMember({"auto", "ddp"}))
+      ->capture_default_str();
+  fit->add_option("--precision", a.precision,
+                  "Lightning's precision: bf16-mixed / 16-mixed run forward and loss under autocast (matmuls and "
+                  "convolutions in bf16 / f16 with f32 accumulation; 16-mixed scales the loss), 64-true trains in "
+                  "float64")
+      ->check(CLI::IsMember({"32-true", "bf16-mixed", "16-mixed", "64-true", "32", "bf16", "16", "64"}))
       ->capture_default_str();
   fit->add_flag("--cuda-graphs", a.cuda_graphs,
                 "On cuda: capture the training step into a CUDA graph after warm-up and replay it (eager, with one "

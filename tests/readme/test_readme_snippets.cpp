@@ -151,6 +151,20 @@ TEST_F(ReadmeSnippets, AsynchronousSaving) {
   EXPECT_EQ(trainer.checkpoint_times().async_saves, 2);
 }
 
+TEST_F(ReadmeSnippets, MixedPrecision) {
+  auto& train_loader = *train;
+  auto& val_loader = *val;
+  LitAutoEncoder model({{"learning_rate", 1e-3}});
+  // [snippet:precision]
+  // matmuls and convolutions in bf16 with float32 accumulation; the weights and Adam stay float32
+  ember::Trainer trainer({.max_epochs = 2, .precision = "bf16-mixed"});
+  trainer.fit(model, train_loader, &val_loader);  // "16-mixed" scales the loss as well
+  // [/snippet]
+  const auto file = "ember_logs/version_0/checkpoints/epoch=1-step=8.ckpt";
+  EXPECT_EQ(ember::checkpoint::load(file).at("precision").as_string(), "bf16-mixed");
+  EXPECT_EQ(model.named_parameters()[0].second.dtype(), ember::DType::f32);
+}
+
 TEST_F(ReadmeSnippets, ManualSaveAndLoad) {
   auto& train_loader = *train;
   // [snippet:manual]
@@ -237,5 +251,5 @@ TEST(ReadmeSnippetsText, ReadmeMatches) {
     }
   }
   EXPECT_FALSE(inside) << "unterminated snippet '" << name << "'";
-  EXPECT_EQ(count, 9);
+  EXPECT_EQ(count, 10);
 }

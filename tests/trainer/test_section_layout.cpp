@@ -74,8 +74,10 @@ TEST(SectionLayout, TrainerCheckpointHoldsWhatTheSpecificationSays) {
   const Value ckpt = checkpoint::load(path);
 
   for (const char* s : {"epoch", "global_step", "state_dict", "hyper_parameters", "optimizer_states", "lr_schedulers",
-                        "loops", "callbacks", "rng_states", "module_tree", "ember_version"})
+                        "loops", "callbacks", "rng_states", "module_tree", "ember_version", "precision"})
     EXPECT_TRUE(ckpt.contains(s)) << s;
+  EXPECT_EQ(ckpt.at("precision"), Value(std::string("32-true")));
+  EXPECT_FALSE(ckpt.contains("MixedPrecision"));  // only "16-mixed" has a gradient scaler
   EXPECT_EQ(ckpt.at("epoch"), Value(int64_t{1}));         // the index of the epoch being finished
   EXPECT_EQ(ckpt.at("global_step"), Value(int64_t{6}));   // 2 epochs x 3 batches
   EXPECT_EQ(ckpt.at("hyper_parameters").at("width"), Value(int64_t{5}));
@@ -158,5 +160,16 @@ TEST(SectionLayout, TrainerCheckpointHoldsWhatTheSpecificationSays) {
   EXPECT_EQ(keys(late.at("loops").at("fit_loop")), keys(loops.at("fit_loop")));
   EXPECT_EQ(late.at("loops").at("fit_loop").at("epochs_completed"), Value(int64_t{2}));
   EXPECT_EQ(late.at("epoch"), Value(int64_t{2}));  // current_epoch after fit: the epochs run
+
+  // "16-mixed": the gradient scaler's state under Lightning's plugin key, torch's keys
+  o.precision = "16-mixed";
+  o.default_root_dir = (root / "f16").string();
+  Trainer mixed(o);
+  Net model16(HParams{{"width", int64_t{5}}});
+  mixed.fit(model16, train, &val);
+  const Value ck16 = checkpoint::load((root / "f16" / "ember_logs" / "version_0" / "checkpoints" / "epoch=1-step=6.ckpt").string());
+  EXPECT_EQ(ck16.at("precision"), Value(std::string("16-mixed")));
+  EXPECT_EQ(keys(ck16.at("MixedPrecision")),
+            (std::set<std::string>{"scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"}));
   fs::remove_all(root);
 }

@@ -1,6 +1,7 @@
-// Trainer: resume arithmetic, bit-exact resume (end-of-epoch, mid-epoch, SIGTERM), hyperparameter
-// round trip, weights-only refusal, scheduler continuation, logging layout, resuming a finished run
-// and what a failed restore leaves behind.
+// Trainer: resume arithmetic, bit-exact resume (end-of-epoch, mid-epoch, SIGTERM) in every
+// precision (32-true, bf16-mixed, 16-mixed with its gradient scaler, 64-true), resuming in another
+// precision, hyperparameter round trip, weights-only refusal, scheduler continuation, logging
+// layout, resuming a finished run and what a failed restore leaves behind.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include "ember/runtime/rng.h"
 #include "tests/support/check.h"
 #include "ember/train/callbacks.h"
+#include "ember/train/grad_scaler.h"
 #include "ember/train/logger.h"
 #include "ember/train/trainer.h"
 
@@ -101,10 +103,21 @@ class TrainerTest : public ::testing::Test {
     o.max_epochs = max_epochs;
     o.enable_progress_bar = false;
     o.seed = 42;
+    o.precision = precision;
     return o;
   }
   fs::path root;
   Data data;
+  std::string precision = "32-true";
+};
+
+// The resume tests in every precision.
+class TrainerResume : public TrainerTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override {
+    TrainerTest::SetUp();
+    precision = GetParam();
+  }
 };
 
 std::vector<std::string> files_in(const fs::path& dir) {
@@ -138,6 +151,10 @@ void expect_same_state(LightningModule& a, LightningModule& b, Trainer& ta, Trai
   for (size_t i = 0; i < oa.schedulers.size(); ++i)
     EXPECT_TRUE(oa.schedulers[i].scheduler->state_dict() == ob.schedulers[i].scheduler->state_dict()) << i;
   EXPECT_EQ(ta.global_step(), tb.global_step());
+  ASSERT_EQ(ta.grad_scaler() != nullptr, tb.grad_scaler() != nullptr);
+  if (ta.grad_scaler()) {
+    EXPECT_TRUE(ta.grad_scaler()->state_dict() == tb.grad_scaler()->state_dict());
+  }
 }
 
 }  // namespace
@@ -167,7 +184,7 @@ TEST_F(TrainerTest, AutomaticCheckpointKeepsLatestEpoch) {
   EXPECT_EQ(t2.log_dir(), (root / "ember_logs" / "version_1").string());
 }
 
-TEST_F(TrainerTest, ResumeFromEpochEndCheckpointContinuesAtNextEpochBitExactly) {
+TEST_P(TrainerResume, FromEpochEndCheckpointContinuesAtNextEpochBitExactly) {
   // uninterrupted: 4 epochs (models are initialised from the default generator: seed it first)
   manual_seed(1);
   TinyAE full(hp());
@@ -201,7 +218,7 @@ TEST_F(TrainerTest, ResumeFromEpochEndCheckpointContinuesAtNextEpochBitExactly) 
   expect_same_state(full, resumed, tf, t3);
 }
 
-TEST_F(TrainerTest, MidEpochResumeIsBitExact) {
+TEST_P(TrainerResume, MidEpochIsBitExact) {
   manual_seed(1);
   TinyAE full(hp());
   auto tl = data.train_loader();
@@ -450,7 +467,7 @@ TEST_F(TrainerTest, LastAndBestResolve) {
   }
 }
 
-TEST_F(TrainerTest, SigtermMidEpochLeavesResumableCheckpoint) {
+TEST_P(TrainerResume, SigtermMidEpochLeavesResumableCheckpoint) {
   manual_seed(1);
   TinyAE full(hp());
   auto tl = data.train_loader();
@@ -509,4 +526,116 @@ TEST_F(TrainerTest, OptionsAreValidated) {
   o2.enable_checkpointing = false;
   o2.callbacks = {std::make_shared<ModelCheckpoint>()};
   EXPECT_THROW(Trainer{o2}, Error);
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, TrainerResume, ::testing::Values("32-true", "bf16-mixed", "16-mixed", "64-true"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+namespace {
+
+// Records the dtypes a step sees: the first layer's output and the loss.
+class DtypeProbe : public TinyAE {
+ public:
+  DtypeProbe() : TinyAE(hp()) {}
+  Tensor training_step(const Batch& b, int64_t) override {
+    Tensor h = net->children()[0]->forward(b[0]);
+    hidden = h.dtype();
+    Tensor loss = mse_loss(forward(b[0]), b[0]);
+    loss_dtype = loss.dtype();
+    return loss;
+  }
+  DType hidden = DType::u8, loss_dtype = DType::u8;
+};
+
+}  // namespace
+
+TEST_F(TrainerTest, PrecisionSetsTheStepsDtypes) {
+  struct Case {
+    const char* precision;
+    DType hidden, loss, param;
+  };
+  for (const Case& c : {Case{"32-true", DType::f32, DType::f32, DType::f32}, Case{"bf16", DType::bf16, DType::f32, DType::f32},
+                        Case{"16-mixed", DType::f16, DType::f32, DType::f32}, Case{"64", DType::f64, DType::f64, DType::f64}}) {
+    SCOPED_TRACE(c.precision);
+    precision = c.precision;
+    TrainerOptions o = opts(1);
+    o.enable_checkpointing = false;
+    DtypeProbe m;
+    auto tl = data.train_loader();
+    Trainer t(o);
+    EXPECT_EQ(t.options().precision, std::string(c.precision).find('-') == std::string::npos
+                                         ? (c.precision == std::string("bf16") ? "bf16-mixed" : "64-true")
+                                         : c.precision);
+    t.fit(m, *tl);
+    EXPECT_EQ(m.hidden, c.hidden);
+    EXPECT_EQ(m.loss_dtype, c.loss);
+    for (const auto& [name, p] : m.named_parameters()) EXPECT_EQ(p.dtype(), c.param) << name;
+    EXPECT_EQ(t.grad_scaler() != nullptr, precision == "16-mixed");
+  }
+  precision = "32";
+  EXPECT_NO_THROW(Trainer{opts(1)});
+  precision = "8-mixed";
+  try {
+    Trainer t(opts(1));
+    FAIL() << "expected ember::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[Trainer] precision='8-mixed' is not supported: expected '32-true', "
+                                         "'bf16-mixed', '16-mixed' or '64-true'"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(TrainerTest, ResumingInAnotherPrecisionSaysSoInOneLine) {
+  // 2 epochs in 32-true, then on to 3 in 16-mixed: the file has no scaler state
+  manual_seed(1);
+  TinyAE first(hp());
+  auto tl = data.train_loader();
+  Trainer t1(opts(2));
+  t1.fit(first, *tl);
+  const fs::path ckpt = root / "ember_logs" / "version_0" / "checkpoints" / "epoch=1-step=16.ckpt";
+  ASSERT_TRUE(fs::exists(ckpt));
+  EXPECT_EQ(checkpoint::load(ckpt.string()).at("precision").as_string(), "32-true");
+  EXPECT_FALSE(checkpoint::load(ckpt.string()).contains("MixedPrecision"));
+  for (const char* p : {"16-mixed", "64-true"}) {
+    SCOPED_TRACE(p);
+    precision = p;
+    TrainerOptions o = opts(3);
+    o.default_root_dir = (root / p).string();
+    TinyAE resumed(hp());
+    auto tl2 = data.train_loader();
+    Trainer t2(o);
+    ::testing::internal::CaptureStderr();  // the Trainer's notices go to stderr
+    t2.fit(resumed, *tl2, nullptr, ckpt.string());
+    const std::string out = ::testing::internal::GetCapturedStderr();
+    const std::string line = "[Trainer] " + ckpt.string() + " was written in precision '32-true'; resuming in '" + p + "'";
+    EXPECT_EQ(count_of(out, line), 1u) << out;
+    EXPECT_EQ(count_of(out, "the gradient scaler starts from its defaults"), precision == "16-mixed" ? 1u : 0u) << out;
+    EXPECT_EQ(t2.global_step(), 24);
+    for (const auto& [name, w] : resumed.named_parameters()) {
+      EXPECT_EQ(w.dtype(), precision == "64-true" ? DType::f64 : DType::f32) << name;
+      EXPECT_TRUE(std::isfinite(sum(w.to(DType::f64)).item_double())) << name;
+    }
+    if (precision == "16-mixed") {
+      ASSERT_NE(t2.grad_scaler(), nullptr);
+      const Value st = checkpoint::load((root / p / "ember_logs" / "version_0" / "checkpoints" / "epoch=2-step=24.ckpt").string())
+                           .at("MixedPrecision");
+      EXPECT_TRUE(st == t2.grad_scaler()->state_dict());
+      EXPECT_GT(st.at("scale").as_double(), 0.0);
+    }
+  }
+  // and a 64-true file back in 32-true
+  precision = "32-true";
+  TrainerOptions o = opts(4);
+  o.default_root_dir = (root / "back").string();
+  TinyAE back(hp());
+  auto tl3 = data.train_loader();
+  Trainer t3(o);
+  t3.fit(back, *tl3, nullptr, (root / "64-true" / "ember_logs" / "version_0" / "checkpoints" / "epoch=2-step=24.ckpt").string());
+  EXPECT_EQ(t3.global_step(), 32);
+  for (const auto& [name, w] : back.named_parameters()) EXPECT_EQ(w.dtype(), DType::f32) << name;
 }
