@@ -1,6 +1,6 @@
 // Bulk u8 -> f32 conversion with a divisor: how image datasets turn stored pixels into [0, 1]
 // floats. One loop compiled per ISA variant; IEEE division gives the same bits in every variant.
-// Also the f16 <-> f32 runs of half_rows.h.
+// Also the f16/bf16 <-> f32 runs of half_rows.h.
 #include "kernels/cpu/half_rows.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/kernels.h"
@@ -29,7 +29,7 @@ void u8_to_f32_divided_cpu(const uint8_t* src, float* dst, int64_t n, float divi
 
 }  // namespace ember::kernels
 
-// --- f16 <-> f32 runs (half_rows.h) -------------------------------------------------------------
+// --- f16/bf16 <-> f32 runs (half_rows.h) ------------------------------------------------------
 
 namespace ember::kernels {
 namespace {
@@ -79,23 +79,55 @@ EMBER_TARGET_AVX512 void f16_to_f32_avx512(const uint16_t* x, float* y, int64_t 
   }
   for (; i < n; ++i) y[i] = f16_to_float(x[i]);
 }
+
+EMBER_TARGET_AVX512 void bf16_from_f32_avx512(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i v = _mm512_loadu_si512(x + i);
+    // Round to nearest even on the bits: v + 0x7fff + (bit 16 of v), the upper half kept.
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(v, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(v, _mm512_set1_epi32(0x7fff)), odd), 16);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(v, _mm512_set1_epi32(0x7fffffff)),
+                                                  _mm512_set1_epi32(0x7f800000));
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(v, 16), _mm512_set1_epi32(0x40)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), _mm512_cvtepi32_epi16(r));
+  }
+  for (; i < n; ++i) y[i] = bf16_from_float(x[i]);
+}
+
+EMBER_TARGET_AVX512 void bf16_to_f32_avx512(const uint16_t* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+    _mm512_storeu_si512(y + i, _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  for (; i < n; ++i) y[i] = bf16_to_float(x[i]);
+}
 #pragma GCC diagnostic pop
 #endif
 
 }  // namespace
 
-void f16_from_f32_row(const float* x, uint16_t* y, int64_t n) {
+void half_from_f32_row(bool bf16, const float* x, uint16_t* y, int64_t n) {
 #if EMBER_F16C_X86
-  if (cpu_isa() == CpuIsa::Avx512) return f16_from_f32_avx512(x, y, n);
+  if (cpu_isa() == CpuIsa::Avx512) return bf16 ? bf16_from_f32_avx512(x, y, n) : f16_from_f32_avx512(x, y, n);
 #endif
-  for (int64_t i = 0; i < n; ++i) y[i] = f16_from_float(x[i]);
+  if (bf16) {
+    for (int64_t i = 0; i < n; ++i) y[i] = bf16_from_float(x[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = f16_from_float(x[i]);
+  }
 }
 
-void f16_to_f32_row(const uint16_t* x, float* y, int64_t n) {
+void half_to_f32_row(bool bf16, const uint16_t* x, float* y, int64_t n) {
 #if EMBER_F16C_X86
-  if (cpu_isa() == CpuIsa::Avx512) return f16_to_f32_avx512(x, y, n);
+  if (cpu_isa() == CpuIsa::Avx512) return bf16 ? bf16_to_f32_avx512(x, y, n) : f16_to_f32_avx512(x, y, n);
 #endif
-  for (int64_t i = 0; i < n; ++i) y[i] = f16_to_float(x[i]);
+  if (bf16) {
+    for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_float(x[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = f16_to_float(x[i]);
+  }
 }
 
 }  // namespace ember::kernels

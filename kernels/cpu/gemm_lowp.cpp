@@ -50,38 +50,20 @@ float* scratch(int slot, int64_t n) {
   return b.data();
 }
 
-template <bool BF16>
-inline float widen(uint16_t h) {
-  if constexpr (BF16) return bf16_to_float(h);
-  else return f16_to_float(h);
-}
-
 // X as stored (rows x cols of half bits, row stride ld), widened exactly into a dense float matrix.
-template <bool BF16>
-void widen_matrix(const uint16_t* X, int64_t ld, int64_t rows, int64_t cols, float* dst) {
+void widen_matrix(bool bf16, const uint16_t* X, int64_t ld, int64_t rows, int64_t cols, float* dst) {
   parallel_for(0, rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
-    if constexpr (!BF16) {
-      for (int64_t r = r0; r < r1; ++r) f16_to_f32_row(X + r * ld, dst + r * cols, cols);
-    } else {
-      run_best_isa([&] EMBER_INLINE_LAMBDA {
-        for (int64_t r = r0; r < r1; ++r) {
-          const uint16_t* __restrict x = X + r * ld;
-          float* __restrict d = dst + r * cols;
-          for (int64_t c = 0; c < cols; ++c) d[c] = widen<BF16>(x[c]);
-        }
-      });
-    }
+    for (int64_t r = r0; r < r1; ++r) half_to_f32_row(bf16, X + r * ld, dst + r * cols, cols);
   });
 }
 
 // op(A) @ op(B) into C from float32 copies of A and B in their stored layouts.
-template <bool BF16>
-void gemm_widened(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+void gemm_widened(bool bf16, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
                   const uint16_t* B, int64_t ldb, float* C, int64_t ldc) {
   float* a = scratch(0, M * K);
   float* b = scratch(1, K * N);
-  widen_matrix<BF16>(A, lda, ta ? K : M, ta ? M : K, a);
-  widen_matrix<BF16>(B, ldb, tb ? N : K, tb ? K : N, b);
+  widen_matrix(bf16, A, lda, ta ? K : M, ta ? M : K, a);
+  widen_matrix(bf16, B, ldb, tb ? N : K, tb ? K : N, b);
   gemm_cpu(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, C, ldc);
 }
 
@@ -242,7 +224,7 @@ void gemm_bf16_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 #if EMBER_LOWP_X86
   if (gemm_bf16_native()) return gemm_bf16_dpbf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
 #endif
-  gemm_widened<true>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+  gemm_widened(true, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
 }
 
 void gemm_half_cpu(bool bf16, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const uint16_t* A,
@@ -251,39 +233,21 @@ void gemm_half_cpu(bool bf16, bool trans_a, bool trans_b, int64_t M, int64_t N, 
   float* acc = scratch(2, M * N);
   if (bf16) gemm_bf16_cpu(trans_a, trans_b, M, N, K, A, lda, B, ldb, acc, N);
   else if (K <= 0) std::fill(acc, acc + M * N, 0.0f);
-  else gemm_widened<false>(trans_a, trans_b, M, N, K, A, lda, B, ldb, acc, N);
-  // The epilogue: one rounding of the float32 result (plus C when accumulating).
+  else gemm_widened(false, trans_a, trans_b, M, N, K, A, lda, B, ldb, acc, N);
+  // The epilogue: one rounding of the float32 result (plus C when accumulating); the rows of acc
+  // are this thread's to change.
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / N);
   parallel_for(0, M, grain, [&](int64_t i0, int64_t i1) {
-    if (bf16) {
-      run_best_isa([&] EMBER_INLINE_LAMBDA {
-        for (int64_t i = i0; i < i1; ++i) {
-          const float* __restrict a = acc + i * N;
-          uint16_t* __restrict c = C + i * ldc;
-          if (beta != 0.0f) {
-            for (int64_t j = 0; j < N; ++j) c[j] = bf16_from_float(a[j] + bf16_to_float(c[j]));
-          } else {
-            for (int64_t j = 0; j < N; ++j) c[j] = bf16_from_float(a[j]);
-          }
-        }
-      });
-      return;
-    }
-    // f16: rounding vectorises only as F16C (half_rows.h); the rows of acc are this thread's.
     thread_local std::vector<float> old;
     if (beta != 0.0f && old.size() < static_cast<size_t>(N)) old.resize(static_cast<size_t>(N));
     for (int64_t i = i0; i < i1; ++i) {
       float* a = acc + i * N;
       uint16_t* c = C + i * ldc;
       if (beta != 0.0f) {
-        f16_to_f32_row(c, old.data(), N);
-        run_best_isa([&] EMBER_INLINE_LAMBDA {
-          float* __restrict d = a;
-          const float* __restrict o = old.data();
-          for (int64_t j = 0; j < N; ++j) d[j] += o[j];
-        });
+        half_to_f32_row(bf16, c, old.data(), N);
+        for (int64_t j = 0; j < N; ++j) a[j] += old[static_cast<size_t>(j)];
       }
-      f16_from_f32_row(a, c, N);
+      half_from_f32_row(bf16, a, c, N);
     }
   });
 }
