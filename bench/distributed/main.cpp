@@ -8,7 +8,8 @@
 // With --allreduce-mb X it times a plain all-reduce (mean) of X MB of f32 instead and prints
 // "ALLREDUCE <ranks> <bytes> <ms>", the bandwidth point of the cost model (docs/distributed.md).
 //   usage: ember_bench_ddp [--model mlp|conv] [--steps N] [--warmup N] [--batch N] [--threads N]
-//                          [--overlap 0|1] [--allreduce-mb X]
+//                          [--overlap 0|1] [--bucket-kb X] [--allreduce-mb X]
+// (--bucket-kb X: every bucket's cap, the first's too; default PyTorch's 1 MB first, 25 MB others)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   int64_t batch = -1;
   double allreduce_mb = 0;
   bool overlap = true;
+  dist::GradReducerOptions bucket_options;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -42,9 +44,11 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::atoi(value().c_str());
     else if (a == "--allreduce-mb") allreduce_mb = std::atof(value().c_str());
     else if (a == "--overlap") overlap = std::atoi(value().c_str()) != 0;
+    else if (a == "--bucket-kb") bucket_options.bucket_bytes = bucket_options.first_bucket_bytes =
+                                     static_cast<size_t>(std::atof(value().c_str()) * 1024);
     else {
       std::fprintf(stderr, "usage: ember_bench_ddp [--model mlp|conv] [--steps N] [--warmup N] [--batch N] [--threads N] "
-                           "[--overlap 0|1] [--allreduce-mb X]\n");
+                           "[--overlap 0|1] [--bucket-kb X] [--allreduce-mb X]\n");
       return 2;
     }
   }
@@ -68,7 +72,7 @@ int main(int argc, char** argv) {
     examples::AutoEncoder model(model_name);
     dist::broadcast_module(model);
     optim::Adam opt(model.named_parameters(), optim::AdamOptions{.lr = 1e-3});
-    dist::GradReducer reducer(model.parameters());
+    dist::GradReducer reducer(model.parameters(), bucket_options);
     const Shape shape = examples::model_layout(model_name) == data::ImageLayout::Flat ? Shape{batch, 784}
                                                                                          : Shape{batch, 1, 28, 28};
     Generator g(1 + static_cast<uint64_t>(dist::rank()));

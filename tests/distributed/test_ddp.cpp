@@ -126,20 +126,22 @@ TEST(Ddp, HooksWithoutPrepareForBackwardDoNothing) {
 }
 
 TEST(Ddp, BucketsFollowTheCapInReverseOrder) {
+  // PyTorch's rule: in reverse order, a bucket closes once it holds at least its cap, or before a
+  // parameter of another dtype.
   std::vector<Tensor> params = {zeros({100}), zeros({300}), zeros({50}), zeros({10}, DType::f64), zeros({20})};
   dist::GradReducer reducer(params, dist::GradReducerOptions{.bucket_bytes = 1200, .first_bucket_bytes = 1200});
-  // reverse: 20 f32 (80 B) | 10 f64 (a new dtype) | 50 f32 (200 B) then 300 f32 (1200 B) passes the
-  // cap | 300 alone | 100
-  const std::vector<std::vector<size_t>> expected = {{4}, {3}, {2}, {1}, {0}};
+  // reverse: 20 f32 (80 B) | 10 f64 (another dtype, 80 B) | 50 f32 (200 B) + 300 f32 (1200 B) reach
+  // the cap | 100 f32 (400 B)
+  const std::vector<std::vector<size_t>> expected = {{4}, {3}, {2, 1}, {0}};
   EXPECT_EQ(reducer.buckets(), expected);
   dist::GradReducer one(params, dist::GradReducerOptions{.bucket_bytes = 10000, .first_bucket_bytes = 10000});
   EXPECT_EQ(one.buckets(), (std::vector<std::vector<size_t>>{{4}, {3}, {2, 1, 0}}));
   // The first bucket has a cap of its own (small, so that its all-reduce starts early).
-  dist::GradReducer early(params, dist::GradReducerOptions{.bucket_bytes = 10000, .first_bucket_bytes = 100});
-  EXPECT_EQ(early.buckets(), (std::vector<std::vector<size_t>>{{4}, {3}, {2, 1, 0}}));
   const std::vector<Tensor> same = {zeros({100}), zeros({300}), zeros({50}), zeros({20})};
-  dist::GradReducer split(same, dist::GradReducerOptions{.bucket_bytes = 10000, .first_bucket_bytes = 300});
+  dist::GradReducer split(same, dist::GradReducerOptions{.bucket_bytes = 10000, .first_bucket_bytes = 250});
   EXPECT_EQ(split.buckets(), (std::vector<std::vector<size_t>>{{3, 2}, {1, 0}}));
+  dist::GradReducer tiny(same, dist::GradReducerOptions{.bucket_bytes = 1, .first_bucket_bytes = 1});
+  EXPECT_EQ(tiny.buckets(), (std::vector<std::vector<size_t>>{{3}, {2}, {1}, {0}}));
 }
 
 TEST(Ddp, AParameterWithoutGradientTakesPartAsZeros) {

@@ -25,26 +25,26 @@ void broadcast_module(const nn::Module& module, int root) {
 GradReducer::GradReducer(std::vector<Tensor> params, GradReducerOptions options) : params_(std::move(params)) {
   EMBER_CHECK(options.bucket_bytes > 0 && options.first_bucket_bytes > 0,
               "[dist] GradReducer: bucket_bytes and first_bucket_bytes must be > 0");
-  // Reverse order, a new bucket whenever the dtype or device changes or the cap would be passed
-  // (a parameter larger than the cap gets a bucket of its own).
+  // Reverse order; as PyTorch's DDP, a bucket is closed once it holds at least its cap (so a large
+  // parameter may exceed it) or when the dtype or device changes.
   std::vector<size_t> bucket;
   size_t bytes = 0;
   auto cap = [&] { return buckets_.empty() ? options.first_bucket_bytes : options.bucket_bytes; };
+  auto close = [&] {
+    buckets_.push_back(std::move(bucket));
+    bucket.clear();
+    bytes = 0;
+  };
   for (size_t k = params_.size(); k-- > 0;) {
     const Tensor& p = params_[k];
     EMBER_CHECK(p.defined(), "[dist] GradReducer: parameter ", k, " is undefined");
     EMBER_CHECK(is_floating(p.dtype()), "[dist] GradReducer: parameter ", k, " has dtype ", dtype_name(p.dtype()),
                 " (expected a floating type)");
-    const size_t nb = p.nbytes();
     const Tensor* first = bucket.empty() ? nullptr : &params_[bucket.front()];
-    const bool other_kind = first && (first->dtype() != p.dtype() || first->device() != p.device());
-    if (!bucket.empty() && (other_kind || bytes + nb > cap())) {
-      buckets_.push_back(std::move(bucket));
-      bucket.clear();
-      bytes = 0;
-    }
+    if (first && (first->dtype() != p.dtype() || first->device() != p.device())) close();
     bucket.push_back(k);
-    bytes += nb;
+    bytes += p.nbytes();
+    if (bytes >= cap()) close();
   }
   if (!bucket.empty()) buckets_.push_back(std::move(bucket));
   bucket_of_.assign(params_.size(), 0);
