@@ -2,6 +2,7 @@
 #include "ember/train/lightning_module.h"
 
 #include <cmath>
+#include <map>
 
 #include "ember/checkpoint/checkpoint.h"
 #include "ember/train/trainer.h"
@@ -50,8 +51,26 @@ HParams LightningModule::stored_hparams(const Value& ckpt, const std::string& pa
 void LightningModule::restore_weights(const Value& ckpt, const std::string& path, const LoadOptions& opts) {
   EMBER_CHECK(ckpt.contains(checkpoint::kStateDict), "[load_from_checkpoint] ", path, " has no 'state_dict' section");
   on_load_checkpoint(ckpt.contains(checkpoint::kExtras) ? ckpt.at(checkpoint::kExtras) : Value());
+  // Floating weights load into the model's own dtype, as PyTorch's load_state_dict copies them: a
+  // "64-true" run's float64 file into a float32 model, or a float32 file into a model the Trainer
+  // made float64.
+  Value sd = ckpt.at(checkpoint::kStateDict);
+  if (sd.is_map()) {
+    std::map<std::string, DType> mine;
+    for (const auto& [name, t] : named_parameters()) mine[name] = t.dtype();
+    for (const auto& [name, t] : named_buffers()) mine[name] = t.dtype();
+    ValueMap converted = sd.as_map();
+    for (auto& [name, v] : converted) {
+      if (!v.is_tensor()) continue;
+      const auto it = mine.find(name);
+      const DType from = v.as_tensor().dtype();
+      if (it != mine.end() && it->second != from && is_compute_floating(from) && is_compute_floating(it->second))
+        v = Value(v.as_tensor().to(it->second));
+    }
+    sd = Value(std::move(converted));
+  }
   try {
-    load_state_dict(ckpt.at(checkpoint::kStateDict), opts.strict);
+    load_state_dict(sd, opts.strict);
   } catch (const Error& e) {
     throw Error(std::string("[load_from_checkpoint] ") + path + ": " + e.what());
   }

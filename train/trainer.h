@@ -90,11 +90,11 @@ struct TrainerOptions {
   // Ember::distributed trains data-parallel under an MPI launcher, as Lightning's strategy="ddp":
   // every rank starts from rank 0's weights and reads its DistributedSampler share of each epoch
   // (the train loader is rebuilt with `distributed` unless it has it, in a world of one too),
-  // gradients are averaged in buckets whose all-reduces start during the backward pass of each
-  // step, every rank runs the whole validation, only rank 0 logs, prints and writes checkpoints
-  // (holding every rank's RNG state), and a signal stops every rank at the same step. An
-  // epoch-end checkpoint resumes with another number of ranks (a one-line notice says so); a
-  // mid-epoch one only with the same number.
+  // gradients are averaged in buckets after each step's backward pass (CUDA buckets start during
+  // it, see dist::Overlap), every rank runs the whole validation, only rank 0 logs, prints and
+  // writes checkpoints (holding every rank's RNG state), and a signal stops every rank at the
+  // same step. An epoch-end checkpoint resumes with another number of ranks (a one-line notice
+  // says so); a mid-epoch one only with the same number.
   std::shared_ptr<Strategy> strategy;
   // Lightning's precision: "32-true" (float32, the default), "bf16-mixed" and "16-mixed" (the
   // forward pass and the loss of training, validation, test and predict steps under

@@ -2,8 +2,8 @@
 // data-parallel gradient averaging (train/distributed/ddp.h): each rank trains on batches of
 // --batch samples (synthetic pixels), one thread per rank, Adam; the gradients are averaged
 // across ranks, each bucket's all-reduce started from gradient hooks during backward (--overlap 1,
-// the default, as the Trainer does) or all of them after backward (--overlap 0). Run it alone (a
-// world of one) or under mpirun; rank 0 prints "RESULT <model> <ranks> <samples/s over all ranks>
+// the default) or all of them after backward (--overlap 0, what the Trainer does on the CPU). Run
+// it alone (a world of one) or under mpirun; rank 0 prints "RESULT <model> <ranks> <samples/s over all ranks>
 // <ms/step waiting for all-reduces after backward> <bytes/step> <overlap>".
 // With --allreduce-mb X it times a plain all-reduce (mean) of X MB of f32 instead and prints
 // "ALLREDUCE <ranks> <bytes> <ms>", the bandwidth point of the cost model (docs/distributed.md).
@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = std::atoll(value().c_str());
     else if (a == "--threads") threads = std::atoi(value().c_str());
     else if (a == "--allreduce-mb") allreduce_mb = std::atof(value().c_str());
-    else if (a == "--overlap") overlap = std::atoi(value().c_str()) != 0;
+    else if (a == "--overlap") overlap = std::atoi(value().c_str()) != 0;  // 1: Overlap::On, 0: after backward
     else if (a == "--bucket-kb") bucket_options.bucket_bytes = bucket_options.first_bucket_bytes =
                                      static_cast<size_t>(std::atof(value().c_str()) * 1024);
     else {
@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
     examples::AutoEncoder model(model_name);
     dist::broadcast_module(model);
     optim::Adam opt(model.named_parameters(), optim::AdamOptions{.lr = 1e-3});
+    bucket_options.overlap = overlap ? dist::Overlap::On : dist::Overlap::Off;
     dist::GradReducer reducer(model.parameters(), bucket_options);
     const Shape shape = examples::model_layout(model_name) == data::ImageLayout::Flat ? Shape{batch, 784}
                                                                                          : Shape{batch, 1, 28, 28};

@@ -44,13 +44,14 @@ TEST(Ddp, BroadcastModuleGivesEveryRankRankZerosWeights) {
 enum class Reduce { None, AfterBackward, DuringBackward };
 
 std::unique_ptr<examples::AutoEncoder> train(Reduce mode, int64_t per_rank, int steps,
-                                             int* started_in_backward = nullptr) {
+                                             int* started_in_backward = nullptr,
+                                             dist::Overlap overlap = dist::Overlap::On) {
   const bool distributed = mode != Reduce::None;
   manual_seed(7);
   auto model = std::make_unique<examples::AutoEncoder>("mlp");
   if (distributed) dist::broadcast_module(*model);
   optim::Adam opt(model->named_parameters(), optim::AdamOptions{.lr = 1e-3});
-  dist::GradReducer reducer(model->parameters());
+  dist::GradReducer reducer(model->parameters(), dist::GradReducerOptions{.overlap = overlap});
   const int n = dist::world_size(), r = dist::rank();
   Generator data(11);
   for (int s = 0; s < steps; ++s) {
@@ -99,13 +100,20 @@ TEST(Ddp, BucketsStartedDuringBackwardGiveTheSameSteps) {
   // Two ranks sum in one order however the all-reduce runs; more may use other algorithms.
   if (dist::world_size() <= 2) EXPECT_EQ(max_abs_diff(*overlapped, *after), 0.0);
   else EXPECT_LE(max_abs_diff(*overlapped, *after), 1e-5);
+  // Auto (the default): CPU buckets wait for the end of backward, with the same result
+  int auto_started = -1;
+  auto by_default = train(Reduce::DuringBackward, 16, 20, &auto_started, dist::Overlap::Auto);
+  EXPECT_EQ(auto_started, 0);
+  if (dist::world_size() <= 2) {
+    EXPECT_EQ(max_abs_diff(*by_default, *after), 0.0);
+  }
 }
 
 TEST(Ddp, HooksWithoutPrepareForBackwardDoNothing) {
   // Micro-batches accumulated before the step's backward (DDP's no_sync): no bucket starts.
   manual_seed(3);
   examples::AutoEncoder model("lit");
-  dist::GradReducer reducer(model.parameters());
+  dist::GradReducer reducer(model.parameters(), dist::GradReducerOptions{.overlap = dist::Overlap::On});
   const Tensor x = rand({4, 784});
   mse_loss(model.forward(x), x).backward();
   const Tensor before = model.parameters().back().grad().clone();

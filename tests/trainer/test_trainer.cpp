@@ -638,4 +638,22 @@ TEST_F(TrainerTest, ResumingInAnotherPrecisionSaysSoInOneLine) {
   t3.fit(back, *tl3, nullptr, (root / "64-true" / "ember_logs" / "version_0" / "checkpoints" / "epoch=2-step=24.ckpt").string());
   EXPECT_EQ(t3.global_step(), 32);
   for (const auto& [name, w] : back.named_parameters()) EXPECT_EQ(w.dtype(), DType::f32) << name;
+  // load_from_checkpoint loads a 64-true file's weights into the model's float32 (as PyTorch's
+  // load_state_dict copies), and validate() in 64-true takes a float32 file into its float64 model
+  const fs::path f64_file = root / "64-true" / "ember_logs" / "version_0" / "checkpoints" / "epoch=2-step=24.ckpt";
+  auto loaded = LightningModule::load_from_checkpoint<TinyAE>(f64_file.string());
+  const Value stored = checkpoint::load(f64_file.string()).at("state_dict");
+  for (const auto& [name, w] : loaded->named_parameters()) {
+    EXPECT_EQ(w.dtype(), DType::f32) << name;
+    EXPECT_TRUE(test::bit_equal(w, stored.at(name).as_tensor().to(DType::f32))) << name;
+  }
+  precision = "64-true";
+  TrainerOptions ov = opts(1);
+  ov.default_root_dir = (root / "validate").string();
+  TinyAE judged(hp());
+  auto vl = data.val_loader();
+  Trainer tv(ov);
+  const Metrics m = tv.validate(judged, *vl, ckpt.string());
+  EXPECT_TRUE(m.count("val_loss"));
+  for (const auto& [name, w] : judged.named_parameters()) EXPECT_EQ(w.dtype(), DType::f64) << name;
 }

@@ -57,6 +57,9 @@ GradReducer::GradReducer(std::vector<Tensor> params, GradReducerOptions options)
     const Tensor& first = params_[buckets_[b].front()];
     flat_.push_back(empty({n}, TensorOptions(first.dtype()).with_device(first.device())));
   }
+  for (const Tensor& flat : flat_)
+    overlapped_.push_back(options.overlap == Overlap::On ||
+                          (options.overlap == Overlap::Auto && flat.device().is_cuda()));
   missing_.assign(buckets_.size(), 0);
   ready_.assign(params_.size(), 0);
   work_.resize(buckets_.size());
@@ -91,14 +94,14 @@ void GradReducer::on_grad_ready(size_t param) {
   if (!armed_ || ready_[param]) return;
   ready_[param] = 1;
   --missing_[bucket_of_[param]];
-  while (next_bucket_ < buckets_.size() && missing_[next_bucket_] == 0) {
+  while (next_bucket_ < buckets_.size() && missing_[next_bucket_] == 0 && overlapped_[next_bucket_]) {
     start_bucket(next_bucket_++);
     ++last_started_in_backward_;
   }
   for (size_t b = 0; b < next_bucket_; ++b) work_[b].test();  // MPI moves collectives on inside its calls
 }
 
-void GradReducer::start_bucket(size_t b) {
+void GradReducer::fill_bucket(size_t b) {
   NoGradGuard ng;
   Tensor& flat = flat_[b];
   int64_t at = 0;
@@ -110,7 +113,11 @@ void GradReducer::start_bucket(size_t b) {
     else slot.zero_();
     at += p.numel();
   }
-  work_[b] = all_reduce_async(flat, ReduceOp::Mean);
+}
+
+void GradReducer::start_bucket(size_t b) {
+  fill_bucket(b);
+  work_[b] = all_reduce_async(flat_[b], ReduceOp::Mean);
 }
 
 void GradReducer::finish() {
@@ -124,9 +131,16 @@ void GradReducer::finish() {
   if (world_size() == 1) return;
   NoGradGuard ng;
   const auto t0 = std::chrono::steady_clock::now();
-  while (next_bucket_ < buckets_.size()) start_bucket(next_bucket_++);
+  // Buckets backward did not complete go as blocking all-reduces, in order after those under way:
+  // nothing is left to overlap them with, and MPI's blocking algorithms are the faster ones (a
+  // 3.8 MB all-reduce of 2 ranks here: 0.6 ms blocking, several times that non-blocking).
+  const size_t started = next_bucket_;
+  for (; next_bucket_ < buckets_.size(); ++next_bucket_) {
+    fill_bucket(next_bucket_);
+    all_reduce(flat_[next_bucket_], ReduceOp::Mean);
+  }
   for (size_t b = 0; b < buckets_.size(); ++b) {
-    work_[b].wait();
+    if (b < started) work_[b].wait();
     work_[b] = Work();
     const Tensor& flat = flat_[b];
     last_bytes_ += static_cast<int64_t>(flat.nbytes());

@@ -28,9 +28,18 @@ namespace ember::dist {
 // Makes every rank's parameters and buffers (in named order) those of `root`.
 void broadcast_module(const nn::Module& module, int root = 0);
 
+// When buckets start: during backward from the gradient hooks (On), after it (Off), or by device
+// (Auto): CUDA buckets during backward (NCCL queues them on the stream behind the backward
+// kernels), CPU buckets after it. On the CPU, MPI moves a non-blocking all-reduce forward only
+// inside its own calls, on the same cores backward keeps busy, and its non-blocking algorithms are
+// slower than the blocking ones: measured on 2 vCPUs (docs/distributed.md), mlp's 2 ranks train at
+// 1.71x one process with the buckets after backward and 1.65x with them during it.
+enum class Overlap { Auto, On, Off };
+
 struct GradReducerOptions {
   size_t bucket_bytes = size_t{25} << 20;       // PyTorch's bucket_cap_mb default
   size_t first_bucket_bytes = size_t{1} << 20;  // PyTorch's first bucket (starts early)
+  Overlap overlap = Overlap::Auto;
 };
 
 class GradReducer {
@@ -42,13 +51,13 @@ class GradReducer {
   GradReducer(const GradReducer&) = delete;
   GradReducer& operator=(const GradReducer&) = delete;
 
-  // Arms the hooks for the next backward pass: each bucket's all-reduce starts once backward has
-  // produced all its gradients (buckets start in order, so every rank starts the same collectives
-  // in the same order).
+  // Arms the hooks for the next backward pass: each overlapped bucket's all-reduce starts once
+  // backward has produced all its gradients (buckets start in order, so every rank starts the
+  // same collectives in the same order; the first bucket that does not overlap stops the rest).
   void prepare_for_backward();
-  // After that backward: starts the buckets not started yet (a parameter backward did not reach
-  // takes part as zeros), waits for all and writes the averages into the gradients. A world of
-  // one changes nothing.
+  // After that backward: reduces the buckets not started yet (blocking; a parameter backward did
+  // not reach takes part as zeros), waits for the others and writes the averages into the
+  // gradients. A world of one changes nothing.
   void finish();
   // Averages every parameter's gradient across ranks after a backward pass that ran without
   // prepare_for_backward(), in place: finish() by its other name.
@@ -63,13 +72,15 @@ class GradReducer {
 
  private:
   void on_grad_ready(size_t param);
-  void start_bucket(size_t b);
+  void fill_bucket(size_t b);   // the gradients into the bucket's flat buffer
+  void start_bucket(size_t b);  // fill_bucket and its non-blocking all-reduce
 
   std::vector<Tensor> params_;
   std::vector<std::vector<size_t>> buckets_;
   std::vector<size_t> bucket_of_;            // parameter -> bucket
   std::vector<Tensor> flat_;                 // one buffer per bucket, reused
   std::vector<autograd::GradHookHandle> hooks_;
+  std::vector<uint8_t> overlapped_;          // per bucket: starts during backward
   // this backward pass
   bool armed_ = false;
   std::vector<size_t> missing_;              // per bucket: gradients not produced yet
