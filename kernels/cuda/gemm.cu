@@ -89,10 +89,13 @@ bool layout(const Tensor& t, Operand& op) {
   return false;
 }
 
-// A contiguous copy of t on its device (for operands cuBLAS cannot take as they are).
-Tensor contiguous_copy(const Tensor& t) {
+// t as cuBLAS takes it, described by op: t itself where its layout allows, else a contiguous copy
+// on its device.
+Tensor as_operand(const Tensor& t, Operand& op) {
+  if (layout(t, op)) return t;
   Tensor c = empty(t.shape(), TensorOptions(t.dtype()).with_device(t.device()));
   copy_cuda(t, c);
+  layout(c, op);
   return c;
 }
 
@@ -112,16 +115,8 @@ void bmm_half(const Tensor& a_in, const Tensor& w_in, const Tensor& out, double 
     if (beta == 0.0) EMBER_CUDA_CHECK(cudaMemsetAsync(out.data_ptr(), 0, out.nbytes(), s));
     return;
   }
-  Tensor a = a_in, w = w_in;
   Operand la{}, lw{};
-  if (!layout(a, la)) {
-    a = contiguous_copy(a_in);
-    layout(a, la);
-  }
-  if (!layout(w, lw)) {
-    w = contiguous_copy(w_in);
-    layout(w, lw);
-  }
+  const Tensor a = as_operand(a_in, la), w = as_operand(w_in, lw);
   const cudaDataType_t dt = out.dtype() == DType::bf16 ? CUDA_R_16BF : CUDA_R_16F;
   const float alpha = 1.0f, b = static_cast<float>(beta);
   const cublasOperation_t opw = lw.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -168,16 +163,8 @@ void bmm_cuda(const Tensor& a_in, const Tensor& w_in, const Tensor& out, double 
       }
       return;
     }
-    Tensor a = a_in, w = w_in;
     Operand la{}, lw{};
-    if (!layout(a, la)) {
-      a = contiguous_copy(a_in);
-      layout(a, la);
-    }
-    if (!layout(w, lw)) {
-      w = contiguous_copy(w_in);
-      layout(w, lw);
-    }
+    const Tensor a = as_operand(a_in, la), w = as_operand(w_in, lw);
     const T alpha = T(1), b = static_cast<T>(beta);
     const T* ap = static_cast<const T*>(a.data_ptr());
     const T* wp = static_cast<const T*>(w.data_ptr());
