@@ -553,6 +553,51 @@ class DtypeProbe : public TinyAE {
 
 }  // namespace
 
+// 16-mixed with gradient clipping, and a first batch whose loss overflows once scaled: that step
+// is skipped (weights, moments and the step-interval scheduler untouched, the scale backs off),
+// and every later step clips the unscaled gradients and steps.
+class OverflowFirstBatch : public TinyAE {
+ public:
+  OverflowFirstBatch() : TinyAE(hp()) {}
+  Tensor training_step(const Batch& b, int64_t batch_idx) override {
+    Tensor loss = mse_loss(forward(b[0]), b[0]);
+    return batch_idx == 0 && trainer()->current_epoch() == 0 ? mul(loss, 1e35) : loss;  // * 65536: inf
+  }
+};
+
+TEST_F(TrainerTest, SixteenMixedSkipsAnOverflowingStepAndItsScheduler) {
+  precision = "16-mixed";
+  TrainerOptions o = opts(2);
+  o.enable_checkpointing = false;
+  o.gradient_clip_val = 1.0;
+  manual_seed(1);
+  OverflowFirstBatch m;
+  const std::vector<Tensor> before = [&] {
+    std::vector<Tensor> v;
+    for (const auto& [name, p] : m.named_parameters()) v.push_back(p.clone());
+    return v;
+  }();
+  auto tl = data.train_loader();
+  Trainer t(o);
+  t.fit(m, *tl);
+  EXPECT_EQ(t.global_step(), 16);  // skipped steps still count, as in Lightning
+  ASSERT_NE(t.grad_scaler(), nullptr);
+  const double scale = t.grad_scaler()->get_scale();
+  const int64_t skipped = std::lround(std::log2(65536.0 / scale));
+  EXPECT_GE(skipped, 1);
+  EXPECT_EQ(std::ldexp(65536.0, -static_cast<int>(skipped)), scale);
+  // the step-interval ExponentialLR stepped once per step taken
+  const auto& sched = t.optimizer_config().schedulers;
+  ASSERT_EQ(sched.size(), 2u);
+  EXPECT_EQ(sched[1].scheduler->state_dict().at("last_epoch").as_int(), 16 - skipped);
+  // trained: finite weights, changed from the start
+  size_t i = 0;
+  for (const auto& [name, p] : m.named_parameters()) {
+    EXPECT_TRUE(std::isfinite(sum(p.to(DType::f64)).item_double())) << name;
+    EXPECT_FALSE(test::bit_equal(p, before[i++])) << name;
+  }
+}
+
 TEST_F(TrainerTest, PrecisionSetsTheStepsDtypes) {
   struct Case {
     const char* precision;
