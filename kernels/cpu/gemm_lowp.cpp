@@ -79,9 +79,50 @@ bool cpu_has_avx512_bf16() {
   return has;
 }
 
-// c (mr x nr valid of an 8 x 32 tile, row stride ldc) = sum over kp k-pairs of a (x) b.
-EMBER_BF16_TARGET void micro_kernel(int64_t kp, const uint32_t* __restrict a, const uint32_t* __restrict b, float* c,
-                                    int64_t ldc, int64_t mr, int64_t nr) {
+// GCC 12's intrinsics headers start some conversions and extracts from an undefined register,
+// which -Wmaybe-uninitialized reports (a false positive).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+// Where a GEMM's result goes: float32 rows (f32), or bfloat16 rows (bf16) rounded once from the
+// float32 sum, plus the old bfloat16 value of C first when accumulate (bmm's beta = 1).
+struct Dest {
+  float* f32 = nullptr;
+  uint16_t* bf16 = nullptr;
+  bool accumulate = false;
+  int64_t ldc = 0;
+};
+
+// bfloat16 bits of v rounded to nearest even, a NaN made quiet with its top bits kept: the same
+// bits as bf16_from_float and half_from_f32_row.
+EMBER_BF16_TARGET inline __m256i round_to_bf16(__m512 f) {
+  const __m512i v = _mm512_castps_si512(f);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(v, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(v, _mm512_set1_epi32(0x7fff)), odd), 16);
+  const __mmask16 nan =
+      _mm512_cmpgt_epu32_mask(_mm512_and_si512(v, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(v, 16), _mm512_set1_epi32(0x40)));
+  return _mm512_cvtepi32_epi16(r);
+}
+
+// The 16 columns of one accumulator row (mask m of them valid) into dst row at column offset j.
+EMBER_BF16_TARGET inline void store_row(const Dest& d, int64_t off, __mmask16 m, __m512 acc) {
+  if (d.f32) {
+    _mm512_mask_storeu_ps(d.f32 + off, m, acc);
+    return;
+  }
+  uint16_t* c = d.bf16 + off;
+  if (d.accumulate) {
+    const __m256i old = _mm256_maskz_loadu_epi16(m, c);
+    acc = _mm512_add_ps(acc, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(old), 16)));
+  }
+  _mm256_mask_storeu_epi16(c, m, round_to_bf16(acc));
+}
+
+// C tile at (i0, j0) (mr x nr valid of an 8 x 32 tile) = sum over kp k-pairs of a (x) b, written
+// as d says: the epilogue of the float32 accumulators happens here, while the tile is in registers.
+EMBER_BF16_TARGET void micro_kernel(int64_t kp, const uint32_t* __restrict a, const uint32_t* __restrict b,
+                                    const Dest& d, int64_t i0, int64_t j0, int64_t mr, int64_t nr) {
   __m512 acc[kMR][2];
 #pragma GCC unroll 8
   for (int64_t r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -96,19 +137,21 @@ EMBER_BF16_TARGET void micro_kernel(int64_t kp, const uint32_t* __restrict a, co
     a += kMR;
     b += kNR;
   }
-  if (mr == kMR && nr == kNR) {
+  if (d.f32 && mr == kMR && nr == kNR) {
+    float* c = d.f32 + i0 * d.ldc + j0;
 #pragma GCC unroll 8
     for (int64_t r = 0; r < kMR; ++r) {
-      _mm512_storeu_ps(c + r * ldc, acc[r][0]);
-      _mm512_storeu_ps(c + r * ldc + 16, acc[r][1]);
+      _mm512_storeu_ps(c + r * d.ldc, acc[r][0]);
+      _mm512_storeu_ps(c + r * d.ldc + 16, acc[r][1]);
     }
     return;
   }
   const __mmask16 m0 = static_cast<__mmask16>(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
   const __mmask16 m1 = static_cast<__mmask16>(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
   for (int64_t r = 0; r < mr; ++r) {
-    _mm512_mask_storeu_ps(c + r * ldc, m0, acc[r][0]);
-    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc[r][1]);
+    const int64_t off = (i0 + r) * d.ldc + j0;
+    store_row(d, off, m0, acc[r][0]);
+    if (m1) store_row(d, off + 16, m1, acc[r][1]);
   }
 }
 
@@ -119,30 +162,80 @@ inline uint32_t load_pair(const uint16_t* x) {
   return w;
 }
 
+// 16 words (the pairs of 16 columns) from two rows of bfloat16 values: word j = (r0[j], r1[j]).
+EMBER_BF16_TARGET inline __m512i interleave_rows(const uint16_t* r0, const uint16_t* r1, __mmask16 m) {
+  const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, r0));
+  const __m512i hi = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, r1));
+  return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+
+// dst[c * ldd + r] = word c of source row r, for a 16 x 16 block of 32-bit words: source row r
+// starts at src + r * lds (in bfloat16 values, so any row stride works).
+EMBER_BF16_TARGET void transpose_16x16(const uint16_t* src, int64_t lds, uint32_t* dst, int64_t ldd) {
+  __m512i r[16], t[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(src + i * lds);
+  // t: pairs of rows interleaved by words, then by word pairs: u[4g + s] lane l holds column
+  // 4l + s of rows 4g .. 4g + 3.
+#pragma GCC unroll 8
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {
+    const __m512i* q = t + 4 * g;
+    r[4 * g + 0] = _mm512_unpacklo_epi64(q[0], q[2]);
+    r[4 * g + 1] = _mm512_unpackhi_epi64(q[0], q[2]);
+    r[4 * g + 2] = _mm512_unpacklo_epi64(q[1], q[3]);
+    r[4 * g + 3] = _mm512_unpackhi_epi64(q[1], q[3]);
+  }
+  // Column 4l + s gathers lane l of r[s], r[4 + s], r[8 + s], r[12 + s].
+#pragma GCC unroll 4
+  for (int s = 0; s < 4; ++s) {
+    const __m512i v0 = _mm512_shuffle_i32x4(r[s], r[4 + s], 0x88), w0 = _mm512_shuffle_i32x4(r[s], r[4 + s], 0xDD);
+    const __m512i v1 = _mm512_shuffle_i32x4(r[8 + s], r[12 + s], 0x88);
+    const __m512i w1 = _mm512_shuffle_i32x4(r[8 + s], r[12 + s], 0xDD);
+    _mm512_storeu_si512(dst + (0 + s) * ldd, _mm512_shuffle_i32x4(v0, v1, 0x88));
+    _mm512_storeu_si512(dst + (8 + s) * ldd, _mm512_shuffle_i32x4(v0, v1, 0xDD));
+    _mm512_storeu_si512(dst + (4 + s) * ldd, _mm512_shuffle_i32x4(w0, w1, 0x88));
+    _mm512_storeu_si512(dst + (12 + s) * ldd, _mm512_shuffle_i32x4(w0, w1, 0xDD));
+  }
+}
+
 // Packs k-pairs [p0, p1) of op(B) (K x N) into panels of kNR columns: word (q * kp + p) * kNR + j
-// holds (B[2p][q * kNR + j], B[2p + 1][...]), zero past N and past K. The full pairs take loops
-// without element-wise branches (k adjacent in memory when tb, else two rows interleaved).
+// holds (B[2p][q * kNR + j], B[2p + 1][...]), zero past N and past K. When B is stored transposed
+// the pairs of a column are adjacent words, and blocks of 16 x 16 words are transposed in
+// registers; otherwise two rows are interleaved 16 columns at a time.
 EMBER_BF16_TARGET void pack_b(bool tb, int64_t N, int64_t K, const uint16_t* __restrict B, int64_t ldb, int64_t kp,
                               int64_t p0, int64_t p1, uint32_t* __restrict bp) {
-  const int64_t full = std::min(p1, K / 2);  // pairs [p0, full) have both k
+  const int64_t full = std::max(p0, std::min(p1, K / 2));  // pairs [p0, full) have both k
   const int64_t panels = (N + kNR - 1) / kNR;
   for (int64_t q = 0; q < panels; ++q) {
     const int64_t j0 = q * kNR, nr = std::min(kNR, N - j0);
+    uint32_t* panel = bp + q * kp * kNR;
     if (tb) {
+      int64_t p = p0;
+      for (; p + 16 <= full; p += 16)
+        for (int64_t j = 0; j + 16 <= nr; j += 16)
+          transpose_16x16(B + (j0 + j) * ldb + 2 * p, ldb, panel + p * kNR + j, kNR);
+      const int64_t jv = nr / 16 * 16;  // columns done above for pairs [p0, p)
       for (int64_t j = 0; j < nr; ++j) {
         const uint16_t* col = B + (j0 + j) * ldb;
-        for (int64_t p = p0; p < full; ++p) bp[(q * kp + p) * kNR + j] = load_pair(col + 2 * p);
+        for (int64_t pp = j < jv ? p : p0; pp < full; ++pp) panel[pp * kNR + j] = load_pair(col + 2 * pp);
       }
     } else {
+      const __mmask16 m0 = static_cast<__mmask16>(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+      const __mmask16 m1 = static_cast<__mmask16>(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
       for (int64_t p = p0; p < full; ++p) {
         const uint16_t* r0 = B + 2 * p * ldb + j0;
-        const uint16_t* r1 = r0 + ldb;
-        uint32_t* dst = bp + (q * kp + p) * kNR;
-        for (int64_t j = 0; j < nr; ++j) dst[j] = pair(r0[j], r1[j]);
+        uint32_t* dst = panel + p * kNR;
+        _mm512_store_si512(dst, interleave_rows(r0, r0 + ldb, m0));
+        _mm512_store_si512(dst + 16, interleave_rows(r0 + 16, r0 + 16 + ldb, m1));
       }
     }
     for (int64_t p = p0; p < p1; ++p) {
-      uint32_t* dst = bp + (q * kp + p) * kNR;
+      uint32_t* dst = panel + p * kNR;
       if (p >= full)  // the last pair of an odd K: k + 1 is zero
         for (int64_t j = 0; j < nr; ++j) dst[j] = pair(at_b(B, ldb, tb, 2 * p, j0 + j), 0);
       for (int64_t j = nr; j < kNR; ++j) dst[j] = 0;
@@ -151,20 +244,58 @@ EMBER_BF16_TARGET void pack_b(bool tb, int64_t N, int64_t K, const uint16_t* __r
 }
 
 // Packs rows [i0, i0 + kMR) of op(A) (M x K) by k-pairs: word p * kMR + r holds
-// (A[i0 + r][2p], A[i0 + r][2p + 1]), zero past M and past K.
+// (A[i0 + r][2p], A[i0 + r][2p + 1]), zero past M and past K. Stored transposed, two rows of A
+// give the 8 words of a pair at once; stored as is, 8 x 16 blocks of words are transposed.
 EMBER_BF16_TARGET void pack_a(bool ta, int64_t M, int64_t K, const uint16_t* __restrict A, int64_t lda, int64_t i0,
                               int64_t kp, uint32_t* __restrict abuf) {
   const int64_t mr = std::min(kMR, M - i0), full = K / 2;
   if (ta) {
+    const __mmask8 m = static_cast<__mmask8>((1u << mr) - 1);
     for (int64_t p = 0; p < full; ++p) {
       const uint16_t* r0 = A + 2 * p * lda + i0;
-      const uint16_t* r1 = r0 + lda;
-      for (int64_t r = 0; r < mr; ++r) abuf[p * kMR + r] = pair(r0[r], r1[r]);
+      const __m256i lo = _mm256_cvtepu16_epi32(_mm_maskz_loadu_epi16(m, r0));
+      const __m256i hi = _mm256_cvtepu16_epi32(_mm_maskz_loadu_epi16(m, r0 + lda));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(abuf + p * kMR), _mm256_or_si256(lo, _mm256_slli_epi32(hi, 16)));
     }
   } else {
+    int64_t p = 0;
+    if (mr == kMR) {
+      for (; p + 16 <= full; p += 16) {
+        // Rows r (16 words each) -> u[4h + s] lane l = word 4l + s of rows 4h .. 4h + 3.
+        __m512i x[8], t[8], u[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; ++r) x[r] = _mm512_loadu_si512(A + (i0 + r) * lda + 2 * p);
+#pragma GCC unroll 4
+        for (int r = 0; r < 8; r += 2) {
+          t[r] = _mm512_unpacklo_epi32(x[r], x[r + 1]);
+          t[r + 1] = _mm512_unpackhi_epi32(x[r], x[r + 1]);
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+          const __m512i* q = t + 4 * h;
+          u[4 * h + 0] = _mm512_unpacklo_epi64(q[0], q[2]);
+          u[4 * h + 1] = _mm512_unpackhi_epi64(q[0], q[2]);
+          u[4 * h + 2] = _mm512_unpacklo_epi64(q[1], q[3]);
+          u[4 * h + 3] = _mm512_unpackhi_epi64(q[1], q[3]);
+        }
+        uint32_t* dst = abuf + p * kMR;
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; ++s) {
+          // Pair 4l + s: rows 0-3 from lane l of u[s], rows 4-7 from lane l of u[4 + s].
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (0 + s) * kMR), _mm512_extracti32x4_epi32(u[s], 0));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (0 + s) * kMR + 4), _mm512_extracti32x4_epi32(u[4 + s], 0));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (4 + s) * kMR), _mm512_extracti32x4_epi32(u[s], 1));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (4 + s) * kMR + 4), _mm512_extracti32x4_epi32(u[4 + s], 1));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (8 + s) * kMR), _mm512_extracti32x4_epi32(u[s], 2));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (8 + s) * kMR + 4), _mm512_extracti32x4_epi32(u[4 + s], 2));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (12 + s) * kMR), _mm512_extracti32x4_epi32(u[s], 3));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (12 + s) * kMR + 4), _mm512_extracti32x4_epi32(u[4 + s], 3));
+        }
+      }
+    }
     for (int64_t r = 0; r < mr; ++r) {
       const uint16_t* row = A + (i0 + r) * lda;
-      for (int64_t p = 0; p < full; ++p) abuf[p * kMR + r] = load_pair(row + 2 * p);
+      for (int64_t pp = p; pp < full; ++pp) abuf[pp * kMR + r] = load_pair(row + 2 * pp);
     }
   }
   for (int64_t p = 0; p < kp; ++p) {
@@ -175,7 +306,7 @@ EMBER_BF16_TARGET void pack_a(bool ta, int64_t M, int64_t K, const uint16_t* __r
 }
 
 void gemm_bf16_dpbf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
-                      const uint16_t* B, int64_t ldb, float* C, int64_t ldc) {
+                      const uint16_t* B, int64_t ldb, const Dest& d) {
   const int64_t kp = (K + 1) / 2, panels = (N + kNR - 1) / kNR;
   // Packed B: [panel][k-pair][32 columns], 64-byte aligned rows of 16 words.
   static thread_local std::vector<uint32_t> bbuf;
@@ -195,13 +326,12 @@ void gemm_bf16_dpbf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const u
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t i0 = blk * kMR, mr = std::min(kMR, M - i0);
       pack_a(ta, M, K, A, lda, i0, kp, abuf.data());
-      for (int64_t q = 0; q < panels; ++q) {
-        const int64_t j0 = q * kNR;
-        micro_kernel(kp, abuf.data(), bp + q * kp * kNR, C + i0 * ldc + j0, ldc, mr, std::min(kNR, N - j0));
-      }
+      for (int64_t q = 0; q < panels; ++q)
+        micro_kernel(kp, abuf.data(), bp + q * kp * kNR, d, i0, q * kNR, mr, std::min(kNR, N - q * kNR));
     }
   });
 }
+#pragma GCC diagnostic pop
 #endif
 
 }  // namespace
@@ -222,7 +352,7 @@ void gemm_bf16_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
     return;
   }
 #if EMBER_LOWP_X86
-  if (gemm_bf16_native()) return gemm_bf16_dpbf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+  if (gemm_bf16_native()) return gemm_bf16_dpbf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, Dest{C, nullptr, false, ldc});
 #endif
   gemm_widened(true, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
 }
@@ -230,6 +360,10 @@ void gemm_bf16_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 void gemm_half_cpu(bool bf16, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const uint16_t* A,
                    int64_t lda, const uint16_t* B, int64_t ldb, float beta, uint16_t* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
+#if EMBER_LOWP_X86
+  if (bf16 && K > 0 && gemm_bf16_native())  // rounded to bf16 in the micro-kernel's epilogue
+    return gemm_bf16_dpbf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, Dest{nullptr, C, beta != 0.0f, ldc});
+#endif
   float* acc = scratch(2, M * N);
   if (bf16) gemm_bf16_cpu(trans_a, trans_b, M, N, K, A, lda, B, ldb, acc, N);
   else if (K <= 0) std::fill(acc, acc + M * N, 0.0f);

@@ -71,7 +71,11 @@ void expect_close(const Result& r, const char* what) {
 const std::vector<Case> kCases = {{1, 1, 1, 0, 0},          {13, 45, 37, 3, 5},        {8, 32, 64, 0, 0},
                                   {1, 300, 129, 0, 0},      {65, 33, 2, 1, 0},         {128, 256, 512, 0, 0},
                                   {31, 7, 1001, 2, 2},      {13, 45, 37, 3, 5, false, true},
-                                  {17, 40, 33, 0, 2, true, false}, {9, 70, 65, 1, 1, true, true}};
+                                  {17, 40, 33, 0, 2, true, false}, {9, 70, 65, 1, 1, true, true},
+                                  // 16 x 16 word blocks of the packing and their leftovers, each layout
+                                  {37, 70, 101, 1, 3, false, false}, {37, 70, 101, 0, 1, false, true},
+                                  {37, 70, 101, 2, 0, true, false},  {37, 70, 101, 1, 1, true, true},
+                                  {64, 96, 128, 0, 0, false, true},  {16, 48, 66, 0, 0, true, true}};
 
 TEST(GemmBf16, NativePathMatchesExactProductSums) {
   if (!kernels::gemm_bf16_native()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
@@ -90,6 +94,46 @@ TEST(GemmBf16, WidenedPathMatchesExactProductSumsAndTheNativePath) {
     if (native) {
       // Same products, other addition order: within the accumulation bound of each other.
       for (size_t e = 0; e < w.c.size(); ++e) ASSERT_LE(std::fabs(w.c[e] - n.c[e]), 2e-6 * 64 * w.bound[e] + 1e-30);
+    }
+  }
+}
+
+// gemm_half_cpu in bf16 rounds in the GEMM's epilogue: the same bits as rounding the float32
+// result of gemm_bf16_cpu (plus the old C when accumulating), on either path, C's padding untouched.
+TEST(GemmBf16, HalfOutputIsTheRoundedFloatResult) {
+  for (size_t i = 0; i < kCases.size(); ++i) {
+    const Case& t = kCases[i];
+    std::mt19937 rng(static_cast<uint32_t>(i + 11));
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    const int64_t lda = (t.ta ? t.M : t.K) + t.lda_pad, ldb = (t.tb ? t.K : t.N) + t.ldb_pad, ldc = t.N + 2;
+    std::vector<uint16_t> a(static_cast<size_t>((t.ta ? t.K : t.M) * lda)), b(static_cast<size_t>((t.tb ? t.N : t.K) * ldb));
+    for (auto& v : a) v = kernels::bf16_from_float(nd(rng));
+    for (auto& v : b) v = kernels::bf16_from_float(nd(rng));
+    std::vector<uint16_t> c0(static_cast<size_t>(t.M * ldc));
+    for (auto& v : c0) v = kernels::bf16_from_float(nd(rng));
+    for (bool accumulate : {false, true}) {
+      for (bool native : {true, false}) {
+        if (native && !kernels::gemm_bf16_native()) continue;
+        if (!native) kernels::set_cpu_isa_cap(kernels::CpuIsa::Avx2);
+        std::vector<float> f(static_cast<size_t>(t.M * t.N));
+        kernels::gemm_bf16_cpu(t.ta, t.tb, t.M, t.N, t.K, a.data(), lda, b.data(), ldb, f.data(), t.N);
+        std::vector<uint16_t> c = c0;
+        kernels::gemm_half_cpu(true, t.ta, t.tb, t.M, t.N, t.K, a.data(), lda, b.data(), ldb, accumulate ? 1.0f : 0.0f,
+                               c.data(), ldc);
+        kernels::set_cpu_isa_cap(kernels::CpuIsa::Avx512);
+        for (int64_t r = 0; r < t.M; ++r)
+          for (int64_t j = 0; j < ldc; ++j) {
+            const size_t e = static_cast<size_t>(r * ldc + j);
+            uint16_t want = c0[e];
+            if (j < t.N) {
+              float v = f[static_cast<size_t>(r * t.N + j)];
+              if (accumulate) v += kernels::bf16_to_float(c0[e]);
+              want = kernels::bf16_from_float(v);
+            }
+            ASSERT_EQ(c[e], want) << "case " << i << (native ? " native" : " widened") << " accumulate " << accumulate
+                                  << " at (" << r << ", " << j << ")";
+          }
+      }
     }
   }
 }
