@@ -114,6 +114,44 @@ void binary_loop(const Tensor& x, const Tensor& y, const Tensor& out) {
   });
 }
 
+// f16/bf16 tensors, contiguous: chunks that stay in L1 are widened exactly to float32, run through
+// the float32 loop and rounded back once, in one pass over the half-size data; the same bits as
+// widening the whole tensor, the float32 op and one rounding, without the two float32 tensors.
+constexpr int64_t kHalfChunk = 512;
+
+template <UnaryOp OP>
+void unary_half_rows(bool bf16, const uint16_t* x, uint16_t* o, int64_t n, float a, float b) {
+  parallel_for(0, (n + kHalfChunk - 1) / kHalfChunk, 32, [&](int64_t c0, int64_t c1) {
+    alignas(64) float buf[kHalfChunk];
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t i0 = c * kHalfChunk, m = std::min(kHalfChunk, n - i0);
+      half_to_f32_row(bf16, x + i0, buf, m);
+      if constexpr (OP == UnaryOp::Exp || OP == UnaryOp::Sigmoid) {
+        exp_like_row_any<OP>(buf, buf, m);
+      } else {
+        for (int64_t k = 0; k < m; ++k) buf[k] = unary_cpu<OP, float>(buf[k], a, b);
+      }
+      half_from_f32_row(bf16, buf, o + i0, m);
+    }
+  });
+}
+
+template <BinaryOp OP>
+void binary_half_rows(bool bf16, const uint16_t* x, const uint16_t* y, uint16_t* o, int64_t n) {
+  parallel_for(0, (n + kHalfChunk - 1) / kHalfChunk, 32, [&](int64_t c0, int64_t c1) {
+    alignas(64) float bx[kHalfChunk], by[kHalfChunk];
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t i0 = c * kHalfChunk, m = std::min(kHalfChunk, n - i0);
+      half_to_f32_row(bf16, x + i0, bx, m);
+      half_to_f32_row(bf16, y + i0, by, m);
+      for (int64_t k = 0; k < m; ++k) bx[k] = binary_apply<float>(OP, bx[k], by[k]);
+      half_from_f32_row(bf16, bx, o + i0, m);
+    }
+  });
+}
+
+bool is_half_dtype(DType t) { return t == DType::f16 || t == DType::bf16; }
+
 template <typename T>
 void unary_typed(UnaryOp op, const Tensor& x, const Tensor& out, T a, T b) {
   dispatch_unary_op(op, [&](auto k) { unary_loop<decltype(k)::value, T>(x, out, a, b); });
@@ -168,6 +206,17 @@ bool through_f32(DType s, DType d) {
 }  // namespace
 
 void unary_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) {
+  if (is_half_dtype(out.dtype())) {
+    EMBER_CHECK(x.dtype() == out.dtype() && x.is_contiguous() && out.is_contiguous() && x.numel() == out.numel(),
+                "[unary] f16/bf16 tensors must be contiguous, of one dtype and size");
+    const bool bf16 = out.dtype() == DType::bf16;
+    dispatch_unary_op(op, [&](auto k) {
+      unary_half_rows<decltype(k)::value>(bf16, static_cast<const uint16_t*>(x.data_ptr()),
+                                          static_cast<uint16_t*>(out.data_ptr()), out.numel(), static_cast<float>(a),
+                                          static_cast<float>(b));
+    });
+    return;
+  }
   if (out.dtype() == DType::i64 || out.dtype() == DType::i32) {
     // integer tensors (counters, indices): the exact integer ops only
     EMBER_CHECK(is_integer_unary_op(op), "[unary] this op is not supported for integer dtype ",
@@ -183,6 +232,18 @@ void unary_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double 
 }
 
 void binary_cpu(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
+  if (is_half_dtype(out.dtype())) {
+    EMBER_CHECK(x.dtype() == out.dtype() && y.dtype() == out.dtype() && x.is_contiguous() && y.is_contiguous() &&
+                    out.is_contiguous() && x.numel() == out.numel() && y.numel() == out.numel(),
+                "[binary] f16/bf16 tensors must be contiguous, of one dtype and size");
+    const bool bf16 = out.dtype() == DType::bf16;
+    dispatch_binary_op(op, [&](auto k) {
+      binary_half_rows<decltype(k)::value>(bf16, static_cast<const uint16_t*>(x.data_ptr()),
+                                           static_cast<const uint16_t*>(y.data_ptr()),
+                                           static_cast<uint16_t*>(out.data_ptr()), out.numel());
+    });
+    return;
+  }
   dispatch_arith(x.dtype(), "binary", [&](auto tag) {
     using T = decltype(tag);
     if (out.dtype() == DType::b8) binary_typed<T, bool>(op, x, y, out);

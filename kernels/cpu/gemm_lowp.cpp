@@ -2,10 +2,12 @@
 //
 // The AVX512-BF16 path: B is packed once per call into panels of 32 columns, each k-pair of a
 // column as one 32-bit word (B[k][j], B[k+1][j]), so that one 512-bit load holds 16 columns of a
-// k-pair; A is packed per block of 8 rows into k-pairs likewise. The micro-kernel keeps an 8 x 32
-// float32 tile in 16 registers and, per k-pair, broadcasts each row's pair and issues vdpbf16ps
-// against the two column vectors. An odd K is padded with a zero k. Threads split the packing of
-// B by k-pairs and the row blocks.
+// k-pair; A is packed per block of 8 rows into k-pairs likewise, unless it is stored row-major with
+// an even K (its pairs are adjacent words already: the kernel reads them from the rows). The
+// micro-kernel keeps an 8 x 32 float32 tile in 16 registers and, per k-pair, broadcasts each row's
+// pair and issues vdpbf16ps against the two column vectors; it writes the tile in float32 or
+// rounds it to bfloat16 itself. An odd K is padded with a zero k. Threads split the packing of B
+// by k-pairs and the row blocks.
 #include "kernels/cpu/gemm_lowp.h"
 
 #include <algorithm>
@@ -119,22 +121,43 @@ EMBER_BF16_TARGET inline void store_row(const Dest& d, int64_t off, __mmask16 m,
   _mm256_mask_storeu_epi16(c, m, round_to_bf16(acc));
 }
 
+// Loads the pair (x[0], x[1]) of adjacent bfloat16 values as one word.
+inline uint32_t load_pair(const uint16_t* x) {
+  uint32_t w;
+  std::memcpy(&w, x, 4);
+  return w;
+}
+
+// Where the micro-kernel reads A's k-pairs: packed (word p * kMR + r), or, for A stored row-major
+// with an even K, straight from the 8 rows (pair p of row r at rows[r] + 2p), which saves packing
+// A: the pairs of a row are adjacent already.
+struct APanel {
+  const uint32_t* packed = nullptr;
+  const uint16_t* rows[kMR] = {};
+};
+
 // C tile at (i0, j0) (mr x nr valid of an 8 x 32 tile) = sum over kp k-pairs of a (x) b, written
 // as d says: the epilogue of the float32 accumulators happens here, while the tile is in registers.
-EMBER_BF16_TARGET void micro_kernel(int64_t kp, const uint32_t* __restrict a, const uint32_t* __restrict b,
-                                    const Dest& d, int64_t i0, int64_t j0, int64_t mr, int64_t nr) {
+template <bool kPacked>
+EMBER_BF16_TARGET void micro_kernel(int64_t kp, const APanel& ap, const uint32_t* __restrict b, const Dest& d,
+                                    int64_t i0, int64_t j0, int64_t mr, int64_t nr) {
   __m512 acc[kMR][2];
 #pragma GCC unroll 8
   for (int64_t r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  const uint32_t* a = ap.packed;
+  const uint16_t* rows[kMR];
+#pragma GCC unroll 8
+  for (int64_t r = 0; r < kMR; ++r) rows[r] = ap.rows[r];
   for (int64_t p = 0; p < kp; ++p) {
     __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 16);
 #pragma GCC unroll 8
     for (int64_t r = 0; r < kMR; ++r) {
-      __m512bh ar = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[r]));
+      const uint32_t w = kPacked ? a[r] : load_pair(rows[r] + 2 * p);
+      __m512bh ar = (__m512bh)_mm512_set1_epi32(static_cast<int>(w));
       acc[r][0] = _mm512_dpbf16_ps(acc[r][0], ar, b0);
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], ar, b1);
     }
-    a += kMR;
+    if (kPacked) a += kMR;
     b += kNR;
   }
   if (d.f32 && mr == kMR && nr == kNR) {
@@ -153,13 +176,6 @@ EMBER_BF16_TARGET void micro_kernel(int64_t kp, const uint32_t* __restrict a, co
     store_row(d, off, m0, acc[r][0]);
     if (m1) store_row(d, off + 16, m1, acc[r][1]);
   }
-}
-
-// Loads the pair (x[0], x[1]) of adjacent bfloat16 values as one word.
-inline uint32_t load_pair(const uint16_t* x) {
-  uint32_t w;
-  std::memcpy(&w, x, 4);
-  return w;
 }
 
 // 16 words (the pairs of 16 columns) from two rows of bfloat16 values: word j = (r0[j], r1[j]).
@@ -319,15 +335,26 @@ void gemm_bf16_dpbf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const u
   parallel_for(0, kp, pack_grain, [&](int64_t p0, int64_t p1) { pack_b(tb, N, K, B, ldb, kp, p0, p1, bp); });
   const int64_t blocks = (M + kMR - 1) / kMR;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, N * K * kMR));
+  const bool direct_a = !ta && K % 2 == 0;
   parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
     // Grow-only per thread: a steady training step packs A without allocating.
     static thread_local std::vector<uint32_t> abuf;
-    if (abuf.size() < static_cast<size_t>(kp * kMR)) abuf.resize(static_cast<size_t>(kp * kMR));
+    if (!direct_a && abuf.size() < static_cast<size_t>(kp * kMR)) abuf.resize(static_cast<size_t>(kp * kMR));
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t i0 = blk * kMR, mr = std::min(kMR, M - i0);
-      pack_a(ta, M, K, A, lda, i0, kp, abuf.data());
-      for (int64_t q = 0; q < panels; ++q)
-        micro_kernel(kp, abuf.data(), bp + q * kp * kNR, d, i0, q * kNR, mr, std::min(kNR, N - q * kNR));
+      APanel ap;
+      if (direct_a) {
+        // Rows past M read row i0 again; their sums are not stored.
+        for (int64_t r = 0; r < kMR; ++r) ap.rows[r] = A + (i0 + (r < mr ? r : 0)) * lda;
+      } else {
+        pack_a(ta, M, K, A, lda, i0, kp, abuf.data());
+        ap.packed = abuf.data();
+      }
+      for (int64_t q = 0; q < panels; ++q) {
+        const int64_t j0 = q * kNR, nr = std::min(kNR, N - j0);
+        if (direct_a) micro_kernel<false>(kp, ap, bp + q * kp * kNR, d, i0, j0, mr, nr);
+        else micro_kernel<true>(kp, ap, bp + q * kp * kNR, d, i0, j0, mr, nr);
+      }
     }
   });
 }
