@@ -41,7 +41,7 @@ flops=""
 for m in lit mlp conv; do
   read -ra layers <<<"${macs[$m]}"
   total=$(( ${macs[$m]// /+} ))
-  flops+="$m=$(( 6 * total - 2 * ${layers[0]} )) "
+  flops+="$m=$(( 6 * total - 2 * layers[0] )) "
 done
 
 if [ -z "$table" ]; then
