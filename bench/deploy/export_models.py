@@ -8,6 +8,7 @@ For each model M in lit, mlp, conv, into OUT/:
   M.ckpt              only with --ember-ckpt
   M.input.npy         one Fashion-MNIST test image, f32 pixels / 255: (1, 784), or (1, 1, 28, 28) for conv
   M.torch.npy         PyTorch's output for that image (the reference both runtimes are checked against)
+  M.pt                the state_dict (torch.save), for PyTorch runs of the same weights (bench/inference)
 
 Usage: python bench/deploy/export_models.py OUT [--ember-ckpt build/bin/ember-ckpt] [--data DIR]
        [--index 0] [--seed 0]
@@ -15,6 +16,7 @@ Needs PyTorch (>= 1.13; torch.onnx.export does not need the `onnx` package) and 
 """
 import argparse
 import gzip
+import inspect
 import os
 import subprocess
 import sys
@@ -28,6 +30,10 @@ import torch_export  # noqa: E402
 
 MODELS = ("lit", "mlp", "conv")
 OPSET = 17
+# PyTorch 2.9 and later export through torch.export (which needs the onnxscript package) unless
+# dynamo=False; the TorchScript exporter needs nothing more, and for these models writes the
+# nodes PyTorch 1.13 writes (Gemm for Linear, Conv, ConvTranspose, Relu, Sigmoid).
+EXPORT_ARGS = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
 
 
 def build(name):
@@ -90,7 +96,8 @@ def main():
             np.save(path(".torch.npy"), y)
             torch.onnx.export(model, torch.from_numpy(x), path(".onnx"), opset_version=OPSET,
                               input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, **EXPORT_ARGS)
+        torch.save(model.state_dict(), path(".pt"))
         # use_safetensors=False: the script's own writer, so the bytes depend on nothing installed
         torch_export.export(model, path(".arch.json"), path(".safetensors"), use_safetensors=False)
         if args.ember_ckpt:
