@@ -91,6 +91,12 @@ EMBER_CUDA_ENTRY_OR(void, cuda_host_free, (void* p), {})
 // --- elementwise -----------------------------------------------------------------------------
 // out = op(x; a, b); x has out's shape (maybe strided).
 void unary_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b);
+// f16/bf16 x and out of one dtype, contiguous: out = op(x) computed in float32 chunk by chunk and
+// rounded once (the bits of widening x, the float32 op and rounding), in one pass. False (nothing
+// written) for other dtypes or layouts and for the ops without this path. binary_half_cpu likewise
+// for x, y and out of one shape.
+bool unary_half_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b);
+bool binary_half_cpu(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out);
 EMBER_CUDA_ENTRY(void, unary_cuda, (UnaryOp op, const Tensor& x, const Tensor& out, double a, double b))
 // out = op(x, y); x, y expanded to out's shape. Comparison ops write 0/1 in out's dtype.
 void binary_cpu(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out);
@@ -128,6 +134,9 @@ EMBER_CUDA_ENTRY(void, softmax_cuda, (const Tensor& x, int dim, bool log, const 
 // stride 0. beta=1 accumulates into out. f16/bf16 operands (all three of one dtype) accumulate in
 // float32 and round once (beta 0 or 1): autocast's matrix products.
 void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta);
+// out = a @ w + bias, bias (N values of out's dtype) added to every row of every batch: the bits
+// of copying the bias into out and bmm_cpu with beta = 1, in one pass (the GEMM's epilogue).
+void bmm_bias_cpu(const Tensor& a, const Tensor& w, const Tensor& bias, const Tensor& out);
 EMBER_CUDA_ENTRY(void, bmm_cuda, (const Tensor& a, const Tensor& w, const Tensor& out, double beta))
 
 // --- convolution and pooling (NCHW, contiguous) ----------------------------------------------

@@ -1,8 +1,8 @@
 // Front ends of the elementwise ops (binary with broadcasting, scalar, unary, comparisons,
 // where) and their backward formulas. f16/bf16 inputs are computed in float32 and rounded back to
 // their dtype: the CPU kernels do that chunk by chunk for contiguous tensors of one shape (the
-// activations of mixed precision and their gradients); other cases, and CUDA, widen the inputs to
-// float32 tensors first. Inside an autocast scope exp, log and pow return f32.
+// activations of mixed precision, their gradients, scalar arithmetic); other ops and layouts, and
+// CUDA, widen the inputs to float32 tensors first. Inside an autocast scope exp, log and pow return f32.
 #include <cmath>
 #include <limits>
 
@@ -20,8 +20,13 @@ namespace {
 
 // out = op(x; a, b) without autograd; x must be floating.
 Tensor unary_raw(UnaryOp op, const Tensor& x, double a = 0.0, double b = 0.0) {
-  if (detail::is_half(x.dtype()) && !(x.device().is_cpu() && x.is_contiguous()))
+  if (detail::is_half(x.dtype())) {
+    if (x.device().is_cpu() && x.is_contiguous()) {
+      Tensor out = empty(x.shape(), TensorOptions(x.dtype()));
+      if (kernels::unary_half_cpu(op, x, out, a, b)) return out;
+    }
     return unary_raw(op, x.detach().to(DType::f32), a, b).to(x.dtype());
+  }
   Tensor out = empty(x.shape(), TensorOptions(x.dtype()).with_device(x.device()));
   EMBER_DISPATCH(x.device(), unary, op, x, out, a, b);
   return out;
@@ -37,9 +42,8 @@ Tensor binary_raw(BinaryOp op, const char* name, const Tensor& a, const Tensor& 
               dtype_name(b.dtype()), " are not supported (expected f32, f64, f16, bf16, i32 or i64)");
   if (detail::is_half(t) && !compare && a.dtype() == t && b.dtype() == t && a.device().is_cpu() &&
       a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous()) {
-    Tensor out = empty(a.shape(), TensorOptions(t).with_device(a.device()));
-    EMBER_DISPATCH(a.device(), binary, op, a.detach(), b.detach(), out);
-    return out;
+    Tensor out = empty(a.shape(), TensorOptions(t));
+    if (kernels::binary_half_cpu(op, a, b, out)) return out;
   }
   if (detail::is_half(t)) {
     Tensor out = binary_raw(op, name, a.detach().to(DType::f32), b.detach().to(DType::f32), compare);

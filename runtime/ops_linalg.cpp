@@ -114,7 +114,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   int64_t M = x2.size(0);
   Tensor out = empty({1, M, out_f}, TensorOptions(x.dtype()).with_device(x.device()));
   Tensor wt = weight.detach().t().unsqueeze(0);  // (1, in, out), column-major
-  if (bias.defined()) {
+  if (bias.defined() && x.device().is_cpu() && bias.is_contiguous()) {
+    // out = x2 @ W^T + bias, the bias added in the GEMM's epilogue
+    kernels::bmm_bias_cpu(gemm_operand(x2.unsqueeze(0)), wt, bias.detach(), out);
+  } else if (bias.defined()) {
     // out = bias (broadcast over rows), then out += x2 @ W^T
     EMBER_DISPATCH(x.device(), copy, bias.detach().expand({1, M, out_f}), out);
     EMBER_DISPATCH(x.device(), bmm, gemm_operand(x2.unsqueeze(0)), wt, out, 1.0);

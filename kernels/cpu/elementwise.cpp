@@ -152,6 +152,19 @@ void binary_half_rows(bool bf16, const uint16_t* x, const uint16_t* y, uint16_t*
 
 bool is_half_dtype(DType t) { return t == DType::f16 || t == DType::bf16; }
 
+// Integer tensors take only the exact ops (is_integer_unary_op): one loop each, not one per op.
+template <typename T>
+void unary_integer(UnaryOp op, const Tensor& x, const Tensor& out, T a, T b) {
+  switch (op) {
+    case UnaryOp::AddScalar: return unary_loop<UnaryOp::AddScalar, T>(x, out, a, b);
+    case UnaryOp::MulScalar: return unary_loop<UnaryOp::MulScalar, T>(x, out, a, b);
+    case UnaryOp::Neg: return unary_loop<UnaryOp::Neg, T>(x, out, a, b);
+    case UnaryOp::Abs: return unary_loop<UnaryOp::Abs, T>(x, out, a, b);
+    case UnaryOp::Sign: return unary_loop<UnaryOp::Sign, T>(x, out, a, b);
+    default: EMBER_THROW("[unary] this op is not supported for integer dtypes");
+  }
+}
+
 template <typename T>
 void unary_typed(UnaryOp op, const Tensor& x, const Tensor& out, T a, T b) {
   dispatch_unary_op(op, [&](auto k) { unary_loop<decltype(k)::value, T>(x, out, a, b); });
@@ -205,24 +218,57 @@ bool through_f32(DType s, DType d) {
 
 }  // namespace
 
-void unary_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) {
-  if (is_half_dtype(out.dtype())) {
-    EMBER_CHECK(x.dtype() == out.dtype() && x.is_contiguous() && out.is_contiguous() && x.numel() == out.numel(),
-                "[unary] f16/bf16 tensors must be contiguous, of one dtype and size");
-    const bool bf16 = out.dtype() == DType::bf16;
-    dispatch_unary_op(op, [&](auto k) {
-      unary_half_rows<decltype(k)::value>(bf16, static_cast<const uint16_t*>(x.data_ptr()),
-                                          static_cast<uint16_t*>(out.data_ptr()), out.numel(), static_cast<float>(a),
-                                          static_cast<float>(b));
-    });
-    return;
+bool unary_half_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) {
+  if (!is_half_dtype(out.dtype()) || x.dtype() != out.dtype() || !x.is_contiguous() || !out.is_contiguous() ||
+      x.numel() != out.numel())
+    return false;
+  const bool bf16 = out.dtype() == DType::bf16;
+  const auto* xp = static_cast<const uint16_t*>(x.data_ptr());
+  auto* op_ = static_cast<uint16_t*>(out.data_ptr());
+  const int64_t n = out.numel();
+  const float fa = static_cast<float>(a), fb = static_cast<float>(b);
+  // The activations and scalar arithmetic of mixed-precision models; other ops go through float32
+  // tensors (fewer instantiations: the deploy tool's size).
+  switch (op) {
+    case UnaryOp::Relu: unary_half_rows<UnaryOp::Relu>(bf16, xp, op_, n, fa, fb); return true;
+    case UnaryOp::LeakyRelu: unary_half_rows<UnaryOp::LeakyRelu>(bf16, xp, op_, n, fa, fb); return true;
+    case UnaryOp::Sigmoid: unary_half_rows<UnaryOp::Sigmoid>(bf16, xp, op_, n, fa, fb); return true;
+    case UnaryOp::Tanh: unary_half_rows<UnaryOp::Tanh>(bf16, xp, op_, n, fa, fb); return true;
+    case UnaryOp::Gelu: unary_half_rows<UnaryOp::Gelu>(bf16, xp, op_, n, fa, fb); return true;
+    case UnaryOp::Neg: unary_half_rows<UnaryOp::Neg>(bf16, xp, op_, n, fa, fb); return true;
+    case UnaryOp::AddScalar: unary_half_rows<UnaryOp::AddScalar>(bf16, xp, op_, n, fa, fb); return true;
+    case UnaryOp::MulScalar: unary_half_rows<UnaryOp::MulScalar>(bf16, xp, op_, n, fa, fb); return true;
+    default: return false;
   }
+}
+
+bool binary_half_cpu(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
+  if (!is_half_dtype(out.dtype()) || x.dtype() != out.dtype() || y.dtype() != out.dtype() || !x.is_contiguous() ||
+      !y.is_contiguous() || !out.is_contiguous() || x.numel() != out.numel() || y.numel() != out.numel())
+    return false;
+  const bool bf16 = out.dtype() == DType::bf16;
+  const auto* xp = static_cast<const uint16_t*>(x.data_ptr());
+  const auto* yp = static_cast<const uint16_t*>(y.data_ptr());
+  auto* op_ = static_cast<uint16_t*>(out.data_ptr());
+  const int64_t n = out.numel();
+  switch (op) {
+    case BinaryOp::Add: binary_half_rows<BinaryOp::Add>(bf16, xp, yp, op_, n); return true;
+    case BinaryOp::Sub: binary_half_rows<BinaryOp::Sub>(bf16, xp, yp, op_, n); return true;
+    case BinaryOp::Mul: binary_half_rows<BinaryOp::Mul>(bf16, xp, yp, op_, n); return true;
+    case BinaryOp::ReluBackward: binary_half_rows<BinaryOp::ReluBackward>(bf16, xp, yp, op_, n); return true;
+    case BinaryOp::SigmoidBackward: binary_half_rows<BinaryOp::SigmoidBackward>(bf16, xp, yp, op_, n); return true;
+    case BinaryOp::TanhBackward: binary_half_rows<BinaryOp::TanhBackward>(bf16, xp, yp, op_, n); return true;
+    default: return false;
+  }
+}
+
+void unary_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) {
   if (out.dtype() == DType::i64 || out.dtype() == DType::i32) {
     // integer tensors (counters, indices): the exact integer ops only
     EMBER_CHECK(is_integer_unary_op(op), "[unary] this op is not supported for integer dtype ",
                 dtype_name(out.dtype()));
-    if (out.dtype() == DType::i64) unary_typed<int64_t>(op, x, out, static_cast<int64_t>(a), static_cast<int64_t>(b));
-    else unary_typed<int32_t>(op, x, out, static_cast<int32_t>(a), static_cast<int32_t>(b));
+    if (out.dtype() == DType::i64) unary_integer<int64_t>(op, x, out, static_cast<int64_t>(a), static_cast<int64_t>(b));
+    else unary_integer<int32_t>(op, x, out, static_cast<int32_t>(a), static_cast<int32_t>(b));
     return;
   }
   dispatch_floating(out.dtype(), "unary", [&](auto tag) {
@@ -232,18 +278,6 @@ void unary_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double 
 }
 
 void binary_cpu(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
-  if (is_half_dtype(out.dtype())) {
-    EMBER_CHECK(x.dtype() == out.dtype() && y.dtype() == out.dtype() && x.is_contiguous() && y.is_contiguous() &&
-                    out.is_contiguous() && x.numel() == out.numel() && y.numel() == out.numel(),
-                "[binary] f16/bf16 tensors must be contiguous, of one dtype and size");
-    const bool bf16 = out.dtype() == DType::bf16;
-    dispatch_binary_op(op, [&](auto k) {
-      binary_half_rows<decltype(k)::value>(bf16, static_cast<const uint16_t*>(x.data_ptr()),
-                                           static_cast<const uint16_t*>(y.data_ptr()),
-                                           static_cast<uint16_t*>(out.data_ptr()), out.numel());
-    });
-    return;
-  }
   dispatch_arith(x.dtype(), "binary", [&](auto tag) {
     using T = decltype(tag);
     if (out.dtype() == DType::b8) binary_typed<T, bool>(op, x, y, out);

@@ -294,11 +294,18 @@ std::vector<T> densify(const GemmOperand<T>& o, int64_t rows, int64_t cols) {
   return d;
 }
 
+// bias (N values, or null): added to every row of C in the first K block in place of beta * C.
 template <typename T>
 void gemm_impl(int64_t M, int64_t N, int64_t K, T alpha, const GemmOperand<T>& A, const GemmOperand<T>& B, T beta,
-               T* C, int64_t ldc) {
+               T* C, int64_t ldc, const T* bias = nullptr) {
   EMBER_CHECK(M >= 0 && N >= 0 && K >= 0, "[gemm] sizes must be non-negative, got M=", M, " N=", N, " K=", K);
   if (M == 0 || N == 0) return;
+  if (bias && (K == 0 || alpha == T(0) || resolve_backend() == GemmBackend::Eigen)) {
+    // The bias copied into C, then C += alpha * op(A) @ op(B).
+    for (int64_t i = 0; i < M; ++i) std::copy(bias, bias + N, C + i * ldc);
+    beta = T(1);
+    bias = nullptr;
+  }
   if (K == 0 || alpha == T(0)) {  // C = beta * C; A and B are not read
     for (int64_t i = 0; i < M; ++i) {
       T* c = C + i * ldc;
@@ -310,11 +317,11 @@ void gemm_impl(int64_t M, int64_t N, int64_t K, T alpha, const GemmOperand<T>& A
 #if EMBER_GEMM_X86
     case GemmBackend::Avx512:
       using S512 = std::conditional_t<std::is_same_v<T, float>, Avx512F32, Avx512F64>;
-      avx512::gemm<S512>(M, N, K, alpha, Operand<T>(A), Operand<T>(B), beta, C, ldc);
+      avx512::gemm<S512>(M, N, K, alpha, Operand<T>(A), Operand<T>(B), beta, C, ldc, bias);
       return;
     case GemmBackend::Avx2:
       using S2 = std::conditional_t<std::is_same_v<T, float>, Avx2F32, Avx2F64>;
-      avx2::gemm<S2>(M, N, K, alpha, Operand<T>(A), Operand<T>(B), beta, C, ldc);
+      avx2::gemm<S2>(M, N, K, alpha, Operand<T>(A), Operand<T>(B), beta, C, ldc, bias);
       return;
 #endif
     default: {
@@ -375,6 +382,16 @@ void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, doubl
                     GemmOperand<double>::strided(B, ldb, trans_b), beta, C, ldc);
 }
 
+void gemm_bias_cpu(int64_t M, int64_t N, int64_t K, float alpha, const GemmOperand<float>& A,
+                   const GemmOperand<float>& B, const float* bias, float* C, int64_t ldc) {
+  gemm_impl<float>(M, N, K, alpha, A, B, 1.0f, C, ldc, bias);
+}
+
+void gemm_bias_cpu(int64_t M, int64_t N, int64_t K, double alpha, const GemmOperand<double>& A,
+                   const GemmOperand<double>& B, const double* bias, double* C, int64_t ldc) {
+  gemm_impl<double>(M, N, K, alpha, A, B, 1.0, C, ldc, bias);
+}
+
 void gemm_cpu(int64_t M, int64_t N, int64_t K, float alpha, const GemmOperand<float>& A, const GemmOperand<float>& B,
               float beta, float* C, int64_t ldc) {
   gemm_impl<float>(M, N, K, alpha, A, B, beta, C, ldc);
@@ -385,8 +402,11 @@ void gemm_cpu(int64_t M, int64_t N, int64_t K, double alpha, const GemmOperand<d
   gemm_impl<double>(M, N, K, alpha, A, B, beta, C, ldc);
 }
 
-// a: (B, M, K), w: (B, K, N) -> out: (B, M, N) contiguous
-void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta) {
+namespace {
+
+// a: (B, M, K), w: (B, K, N) -> out: (B, M, N) contiguous; bias: undefined, or N values added to
+// every row (in place of beta * out).
+void bmm_impl(const Tensor& a, const Tensor& w, const Tensor& out, double beta, const Tensor& bias) {
   EMBER_CHECK(a.dim() == 3 && w.dim() == 3 && out.dim() == 3, "[bmm] expects 3-D tensors, got ranks ", a.dim(),
               ", ", w.dim(), " and ", out.dim());
   const int64_t batch = out.size(0), M = out.size(1), N = out.size(2), K = a.size(2);
@@ -396,6 +416,10 @@ void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta) {
   EMBER_CHECK(out.is_contiguous(), "[bmm] out must be contiguous");
   EMBER_CHECK(a.dtype() == out.dtype() && w.dtype() == out.dtype(), "[bmm] dtypes differ: ", dtype_name(a.dtype()),
               ", ", dtype_name(w.dtype()), " and ", dtype_name(out.dtype()));
+  if (bias.defined())
+    EMBER_CHECK(bias.dtype() == out.dtype() && bias.numel() == N && bias.is_contiguous(), "[bmm] bias must be ", N,
+                " contiguous values of dtype ", dtype_name(out.dtype()), ", got shape ", bias.shape().str(), " of dtype ",
+                dtype_name(bias.dtype()));
   if (batch == 0 || M == 0 || N == 0) return;
   const MatLayout la = matrix_layout(a, "a"), lw = matrix_layout(w, "w");
   const int64_t sa = a.stride(0), sw = w.stride(0);
@@ -407,9 +431,10 @@ void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta) {
     const uint16_t* ap = static_cast<const uint16_t*>(a.data_ptr());
     const uint16_t* wp = static_cast<const uint16_t*>(w.data_ptr());
     uint16_t* op = static_cast<uint16_t*>(out.data_ptr());
+    const uint16_t* bp = bias.defined() ? static_cast<const uint16_t*>(bias.data_ptr()) : nullptr;
     for (int64_t b = 0; b < batch; ++b)
       gemm_half_cpu(bf16, la.trans, lw.trans, M, N, K, ap + b * sa, la.ld, wp + b * sw, lw.ld,
-                    static_cast<float>(beta), op + b * M * N, N);
+                    static_cast<float>(beta), op + b * M * N, N, bp);
     return;
   }
   dispatch_floating(out.dtype(), "bmm", [&](auto tag) {
@@ -417,9 +442,15 @@ void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta) {
     const T* ap = a.data_ptr<T>();
     const T* wp = w.data_ptr<T>();
     T* op = out.data_ptr<T>();
+    const T* bp = bias.defined() ? bias.data_ptr<T>() : nullptr;
     auto one = [&](int64_t b) {
-      gemm_cpu(la.trans, lw.trans, M, N, K, T(1), ap + b * sa, la.ld, wp + b * sw, lw.ld, static_cast<T>(beta),
-               op + b * M * N, N);
+      if (bp) {
+        gemm_bias_cpu(M, N, K, T(1), GemmOperand<T>::strided(ap + b * sa, la.ld, la.trans),
+                      GemmOperand<T>::strided(wp + b * sw, lw.ld, lw.trans), bp, op + b * M * N, N);
+      } else {
+        gemm_cpu(la.trans, lw.trans, M, N, K, T(1), ap + b * sa, la.ld, wp + b * sw, lw.ld, static_cast<T>(beta),
+                 op + b * M * N, N);
+      }
     };
     const int64_t work = std::max<int64_t>(1, M * N * std::max<int64_t>(K, 1));
     if (batch > 1 && work < 8 * kMinChunkWork) {
@@ -431,6 +462,14 @@ void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta) {
       for (int64_t b = 0; b < batch; ++b) one(b);
     }
   });
+}
+
+}  // namespace
+
+void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta) { bmm_impl(a, w, out, beta, Tensor()); }
+
+void bmm_bias_cpu(const Tensor& a, const Tensor& w, const Tensor& bias, const Tensor& out) {
+  bmm_impl(a, w, out, 0.0, bias);
 }
 
 }  // namespace ember::kernels

@@ -87,12 +87,14 @@ bool cpu_has_avx512_bf16() {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 // Where a GEMM's result goes: float32 rows (f32), or bfloat16 rows (bf16) rounded once from the
-// float32 sum, plus the old bfloat16 value of C first when accumulate (bmm's beta = 1).
+// float32 sum, plus the old bfloat16 value of C first when accumulate (bmm's beta = 1), or plus
+// bias[j] (bfloat16, the same bits as copying it into C and accumulating).
 struct Dest {
   float* f32 = nullptr;
   uint16_t* bf16 = nullptr;
   bool accumulate = false;
   int64_t ldc = 0;
+  const uint16_t* bias = nullptr;
 };
 
 // bfloat16 bits of v rounded to nearest even, a NaN made quiet with its top bits kept: the same
@@ -107,15 +109,17 @@ EMBER_BF16_TARGET inline __m256i round_to_bf16(__m512 f) {
   return _mm512_cvtepi32_epi16(r);
 }
 
-// The 16 columns of one accumulator row (mask m of them valid) into dst row at column offset j.
-EMBER_BF16_TARGET inline void store_row(const Dest& d, int64_t off, __mmask16 m, __m512 acc) {
+// The 16 columns of one accumulator row (mask m of them valid) into C at offset off (row * ldc +
+// column j).
+EMBER_BF16_TARGET inline void store_row(const Dest& d, int64_t off, int64_t j, __mmask16 m, __m512 acc) {
   if (d.f32) {
     _mm512_mask_storeu_ps(d.f32 + off, m, acc);
     return;
   }
   uint16_t* c = d.bf16 + off;
-  if (d.accumulate) {
-    const __m256i old = _mm256_maskz_loadu_epi16(m, c);
+  const uint16_t* add = d.bias ? d.bias + j : d.accumulate ? c : nullptr;
+  if (add) {
+    const __m256i old = _mm256_maskz_loadu_epi16(m, add);
     acc = _mm512_add_ps(acc, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(old), 16)));
   }
   _mm256_mask_storeu_epi16(c, m, round_to_bf16(acc));
@@ -173,8 +177,8 @@ EMBER_BF16_TARGET void micro_kernel(int64_t kp, const APanel& ap, const uint32_t
   const __mmask16 m1 = static_cast<__mmask16>(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
   for (int64_t r = 0; r < mr; ++r) {
     const int64_t off = (i0 + r) * d.ldc + j0;
-    store_row(d, off, m0, acc[r][0]);
-    if (m1) store_row(d, off + 16, m1, acc[r][1]);
+    store_row(d, off, j0, m0, acc[r][0]);
+    if (m1) store_row(d, off + 16, j0 + 16, m1, acc[r][1]);
   }
 }
 
@@ -385,11 +389,13 @@ void gemm_bf16_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 }
 
 void gemm_half_cpu(bool bf16, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const uint16_t* A,
-                   int64_t lda, const uint16_t* B, int64_t ldb, float beta, uint16_t* C, int64_t ldc) {
+                   int64_t lda, const uint16_t* B, int64_t ldb, float beta, uint16_t* C, int64_t ldc,
+                   const uint16_t* bias) {
   if (M <= 0 || N <= 0) return;
 #if EMBER_LOWP_X86
   if (bf16 && K > 0 && gemm_bf16_native())  // rounded to bf16 in the micro-kernel's epilogue
-    return gemm_bf16_dpbf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, Dest{nullptr, C, beta != 0.0f, ldc});
+    return gemm_bf16_dpbf16(trans_a, trans_b, M, N, K, A, lda, B, ldb,
+                            Dest{nullptr, C, !bias && beta != 0.0f, ldc, bias});
 #endif
   float* acc = scratch(2, M * N);
   if (bf16) gemm_bf16_cpu(trans_a, trans_b, M, N, K, A, lda, B, ldb, acc, N);
@@ -400,12 +406,13 @@ void gemm_half_cpu(bool bf16, bool trans_a, bool trans_b, int64_t M, int64_t N, 
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / N);
   parallel_for(0, M, grain, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<float> old;
-    if (beta != 0.0f && old.size() < static_cast<size_t>(N)) old.resize(static_cast<size_t>(N));
+    const bool add = bias || beta != 0.0f;
+    if (add && old.size() < static_cast<size_t>(N)) old.resize(static_cast<size_t>(N));
     for (int64_t i = i0; i < i1; ++i) {
       float* a = acc + i * N;
       uint16_t* c = C + i * ldc;
-      if (beta != 0.0f) {
-        half_to_f32_row(bf16, c, old.data(), N);
+      if (add) {
+        half_to_f32_row(bf16, bias ? bias : c, old.data(), N);
         for (int64_t j = 0; j < N; ++j) a[j] += old[static_cast<size_t>(j)];
       }
       half_from_f32_row(bf16, a, c, N);

@@ -23,8 +23,10 @@ bool gemm_bf16_native();
 // C (M x N half values, row stride ldc) = round(op(A) @ op(B) + beta * C) for A, B and C of one
 // half format (bf16 or f16 bits): float32 accumulation of exact products, one rounding at the
 // end (what cuBLAS gives with CUBLAS_COMPUTE_32F). bf16 goes through gemm_bf16_cpu; f16 widens
-// to float32 (exactly) and runs the float32 GEMM. beta is 0 or 1 (bmm's accumulate flag).
+// to float32 (exactly) and runs the float32 GEMM. beta is 0 or 1 (bmm's accumulate flag). A bias
+// (N half values) takes the place of beta * C: added to every row before the rounding.
 void gemm_half_cpu(bool bf16, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const uint16_t* A,
-                   int64_t lda, const uint16_t* B, int64_t ldb, float beta, uint16_t* C, int64_t ldc);
+                   int64_t lda, const uint16_t* B, int64_t ldb, float beta, uint16_t* C, int64_t ldc,
+                   const uint16_t* bias = nullptr);
 
 }  // namespace ember::kernels

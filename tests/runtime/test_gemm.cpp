@@ -386,6 +386,36 @@ TEST(Bmm, ManySmallBatchesThreadInvariant) {
   expect_close(two.to_vector<double>(), bmm_reference(a, w, std::vector<double>(B * M * N, 0.0), 0.0), 1e-4);
 }
 
+// bmm_bias_cpu adds the bias in the GEMM's epilogue: the same bits as copying the bias into every
+// row and bmm_cpu with beta = 1, for every backend and dtype (half included), small and partial
+// tiles, K past one cache block, and both operand layouts.
+TEST(Bmm, BiasInTheEpilogueHasTheBitsOfCopyThenAccumulate) {
+  GemmSettingsGuard guard;
+  const std::vector<std::array<int64_t, 3>> shapes = {{1, 5, 3},   {3, 40, 17}, {7, 33, 300}, {13, 70, 64},
+                                                      {64, 96, 8}, {29, 17, 600}, {256, 784, 64}};
+  for (GemmBackend backend : backends()) {
+    set_gemm_backend(backend);
+    for (DType dt : {DType::f32, DType::f64, DType::bf16, DType::f16}) {
+      for (const auto& [M, N, K] : shapes) {
+        for (bool trans_w : {false, true}) {
+          SCOPED_TRACE(std::string(gemm_backend_name(backend)) + " " + dtype_name(dt) + " M=" + std::to_string(M) +
+                       " N=" + std::to_string(N) + " K=" + std::to_string(K) + (trans_w ? " w^T" : ""));
+          Tensor a = from_vector(iota_values(M * K, 1.0, 0.0), {1, M, K}).to(dt);
+          Tensor w = from_vector(iota_values(K * N, 0.5, 0.1), {1, K, N}).to(dt);
+          if (trans_w) w = w.transpose(1, 2).contiguous().transpose(1, 2);
+          Tensor bias = from_vector(iota_values(N, 2.0, -0.5), {N}).to(dt);
+          Tensor fused = empty({1, M, N}, TensorOptions(dt));
+          bmm_bias_cpu(a, w, bias, fused);
+          Tensor composed = empty({1, M, N}, TensorOptions(dt));
+          copy_cpu(bias.expand({1, M, N}), composed);
+          bmm_cpu(a, w, composed, 1.0);
+          ASSERT_EQ(std::memcmp(fused.data_ptr(), composed.data_ptr(), static_cast<size_t>(fused.nbytes())), 0);
+        }
+      }
+    }
+  }
+}
+
 TEST(Bmm, RejectsOperandWithoutUnitStride) {
   Tensor base = zeros({2, 6, 8});
   Tensor a = base.slice(2, 0, 8, 2).slice(1, 0, 6, 2);  // (2, 3, 4), strides (48, 16, 2)
