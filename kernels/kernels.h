@@ -118,6 +118,9 @@ enum class ReduceOp { Sum, Max };
 // out has x's rank with reduced dims of size 1 (out is contiguous). For Max, indices (i64,
 // same shape as out) receives the position along the single reduced dim when defined.
 void reduce_cpu(ReduceOp op, const Tensor& x, const DimList& dims, const Tensor& out, const Tensor& indices);
+// out (columns, float32) = the column sums of x, a contiguous (rows, columns) f16/bf16 matrix: the
+// bits of reduce_cpu's sum over dim 0 of x widened to float32, without the float32 copy of x.
+void sum_rows_half_cpu(const Tensor& x, const Tensor& out);
 EMBER_CUDA_ENTRY(void, reduce_cuda, (ReduceOp op, const Tensor& x, const DimList& dims, const Tensor& out,
                  const Tensor& indices))
 // out (0-d) = sum((a - b)^2) of contiguous a, b of one floating dtype, in the order of

@@ -74,6 +74,14 @@ Tensor sum(const Tensor& x) {
 }
 
 Tensor sum(const Tensor& x, IntList dims, bool keepdim) {
+  if (x.defined() && detail::is_half(x.dtype()) && x.device().is_cpu() && x.dim() == 2 && dims.size() == 1 &&
+      (dims[0] == 0 || dims[0] == -2) && x.is_contiguous() && !x.requires_grad()) {
+    // Column sums (a linear layer's bias gradient): widened row by row, not as a float32 copy.
+    Tensor f = empty({x.size(1)}, TensorOptions(DType::f32));
+    kernels::sum_rows_half_cpu(x, f);
+    if (keepdim) f = f.unsqueeze(0);
+    return detail::from_f32(f, x.dtype(), true);
+  }
   if (x.defined() && detail::is_half(x.dtype()))
     return detail::via_f32(x, true, [&](const Tensor& f) { return sum(f, dims, keepdim); });
   return sum_impl(x, reduce_dims(x, dims, "sum"), keepdim, "sum");

@@ -9,6 +9,7 @@
 #include "kernels/common/softmax.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/loops.h"
+#include "kernels/cpu/half_rows.h"
 #include "kernels/kernels.h"
 
 namespace ember::kernels {
@@ -144,6 +145,33 @@ void sum_outer_inner(const T* xp, T* op, int64_t A, int64_t K, int64_t B) {
 }
 
 }  // namespace
+
+void sum_rows_half_cpu(const Tensor& x, const Tensor& out) {
+  EMBER_CHECK(x.dim() == 2 && x.is_contiguous() && (x.dtype() == DType::bf16 || x.dtype() == DType::f16) &&
+                  out.dtype() == DType::f32 && out.numel() == x.size(1),
+              "[sum] sum_rows_half_cpu takes a contiguous (rows, columns) f16/bf16 matrix and columns float32 outputs");
+  const bool bf16 = x.dtype() == DType::bf16;
+  const int64_t A = x.size(0), K = x.size(1);
+  const uint16_t* xp = static_cast<const uint16_t*>(x.data_ptr());
+  float* op = static_cast<float*>(out.data_ptr());
+  // sum_outer_inner's row path (double accumulators per column, rows in order), each row's block
+  // widened exactly on the way: the bits of widening x first.
+  constexpr int64_t kBlock = 256;
+  const int64_t grain = std::max<int64_t>(kBlock / 4, 16384 / std::max<int64_t>(A, 1));
+  parallel_for(0, K, grain, [&](int64_t ob, int64_t oe) {
+    double acc[kBlock];
+    float row[kBlock];
+    for (int64_t cb = ob; cb < oe; cb += kBlock) {
+      const int64_t w = std::min(kBlock, oe - cb);
+      for (int64_t j = 0; j < w; ++j) acc[j] = 0;
+      for (int64_t k = 0; k < A; ++k) {
+        half_to_f32_row(bf16, xp + k * K + cb, row, w);
+        for (int64_t j = 0; j < w; ++j) acc[j] += static_cast<double>(row[j]);
+      }
+      for (int64_t j = 0; j < w; ++j) op[cb + j] = static_cast<float>(acc[j]);
+    }
+  });
+}
 
 void reduce_cpu(ReduceOp op, const Tensor& x, const DimList& dims, const Tensor& out, const Tensor& indices) {
   // Split x's dims into kept (outer) and reduced (inner) groups.

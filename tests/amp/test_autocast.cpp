@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -203,6 +204,55 @@ TEST(Autocast, HalfElementwiseOpsMatchPyTorch) {
   // Exactly Ember's f32 op, rounded once.
   EXPECT_TRUE(test::bit_equal(sigmoid(x), sigmoid(x.to(DType::f32)).to(DType::bf16)));
   EXPECT_TRUE(test::bit_equal(relu(add(x, bias)), relu(add(x.to(DType::f32), bias.to(DType::f32))).to(DType::bf16)));
+}
+
+// The CPU's one-pass f16/bf16 paths (chunks widened, the float32 op, one rounding; column sums
+// widened row by row) give the bits of the float32 route for tensors of several chunks, odd sizes,
+// NaN, infinities, signed zeros and subnormals included.
+TEST(Autocast, HalfFastPathsHaveTheBitsOfTheF32Route) {
+  for (DType dt : {DType::bf16, DType::f16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    Generator g(11);
+    Tensor xf = randn({37, 301}, {}, &g).mul_(3.0), yf = randn({37, 301}, {}, &g);
+    float* p = xf.data_ptr<float>();
+    p[0] = std::numeric_limits<float>::quiet_NaN();
+    p[1] = std::numeric_limits<float>::infinity();
+    p[2] = -std::numeric_limits<float>::infinity();
+    p[3] = -0.0f;
+    p[4] = 0.0f;
+    p[5] = -1e-39f;
+    Tensor x = xf.to(dt), y = yf.to(dt);
+    auto f32 = [](const Tensor& t) { return t.to(DType::f32); };
+    EXPECT_TRUE(test::bit_equal(relu(x), relu(f32(x)).to(dt)));
+    EXPECT_TRUE(test::bit_equal(sigmoid(x), sigmoid(f32(x)).to(dt)));
+    EXPECT_TRUE(test::bit_equal(tanh(x), tanh(f32(x)).to(dt)));
+    EXPECT_TRUE(test::bit_equal(leaky_relu(x, 0.1), leaky_relu(f32(x), 0.1).to(dt)));
+    EXPECT_TRUE(test::bit_equal(mul(x, 0.3), mul(f32(x), 0.3).to(dt)));
+    EXPECT_TRUE(test::bit_equal(add(x, y), add(f32(x), f32(y)).to(dt)));
+    EXPECT_TRUE(test::bit_equal(sub(x, y), sub(f32(x), f32(y)).to(dt)));
+    EXPECT_TRUE(test::bit_equal(mul(x, y), mul(f32(x), f32(y)).to(dt)));
+    EXPECT_TRUE(test::bit_equal(sum(y, {0}), sum(f32(y), {0}).to(dt)));
+    EXPECT_TRUE(test::bit_equal(sum(x, {0}, true), sum(f32(x), {0}, true).to(dt)));
+    // The activations' backward from their (half) outputs, torch's formulas in float32.
+    const Tensor gx = f32(x);
+    struct Act {
+      Tensor (*fn)(const Tensor&);
+      Tensor (*grad)(const Tensor& g, const Tensor& out);
+    };
+    const Act acts[] = {
+        {[](const Tensor& t) { return relu(t); },
+         [](const Tensor& g, const Tensor& o) { return where(gt(o, zeros_like(o)), g, zeros_like(g)); }},
+        {[](const Tensor& t) { return sigmoid(t); },
+         [](const Tensor& g, const Tensor& o) { return mul(mul(g, sub(ones_like(o), o)), o); }},
+        {[](const Tensor& t) { return tanh(t); },
+         [](const Tensor& g, const Tensor& o) { return mul(g, sub(ones_like(o), mul(o, o))); }}};
+    for (const Act& act : acts) {
+      Tensor a = y.detach().requires_grad_();
+      Tensor out = act.fn(a);
+      out.backward(x);
+      EXPECT_TRUE(test::bit_equal(a.grad(), act.grad(gx, f32(out.detach())).to(dt)));
+    }
+  }
 }
 
 TEST(Autocast, HalfInputGradientsFlowInTheirDtype) {
