@@ -13,7 +13,9 @@
 // transform point, each on one thread) accumulate chunk after chunk in order, so results do not
 // depend on the thread count. Transforms work on a band at a time with its tiles side by side as
 // vector lanes (the input deinterleaved by tile column first), compiled for the widest ISA.
-// Rounding differs from the direct kernel: see docs/performance.md for the error measured.
+// Rounding differs from the direct kernel (the transforms scale values by up to 8 and 1/24): the
+// error measured against float64, max |error| / max |value|, is 2e-6 to 7e-6 at 16-48 channels and
+// 1e-5 to 1.5e-5 at 64-256 channels for y, dx and dw, where the direct float32 kernel gives ~3e-7.
 #include "kernels/cpu/conv_winograd.h"
 
 #include <algorithm>
@@ -345,10 +347,6 @@ void conv_weight_grad(const ConvGeom& g, const float* x, const float* dy, float*
   using Wn = Wino<M>;
   constexpr int64_t A = Wn::A, A2 = A * A;
   const Shape s{g.N, g.C, g.H, g.W, g.K, g.OH, g.OW, g.ph, g.pw};
-  if (g.N == 0) {
-    std::fill(dw, dw + g.K * g.C * 9, 0.0f);
-    return;
-  }
   // Larger chunks than the forward's: they are the GEMMs' inner dimension, and shared by all
   // threads. About 4 MiB of transformed x and dy.
   const Tiling<M> tl(s, std::max<int64_t>(64, (int64_t{1} << 20) / (A2 * (s.C + s.K))));
@@ -405,7 +403,7 @@ bool winograd_conv_applies(const ConvGeom& g, ConvPass pass) {
   (void)pass;
   if (!conv_winograd_enabled().load(std::memory_order_relaxed)) return false;
   if (g.kh != 3 || g.kw != 3 || g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1 || g.groups != 1) return false;
-  if (g.ph < 0 || g.ph > 2 || g.pw < 0 || g.pw > 2 || g.OH < 1 || g.OW < 1) return false;
+  if (g.ph < 0 || g.ph > 2 || g.pw < 0 || g.pw > 2 || g.OH < 1 || g.OW < 1 || g.N < 1) return false;
   // Few channels: the transforms cost more than the GEMMs save (measured: even at 8 channels,
   // ahead from 16).
   return std::min(g.C, g.K) >= 16;

@@ -71,6 +71,7 @@ const std::vector<Case> kCases = {
 
 // The bound seen: relative errors (max |error| / max |float64 value|) up to ~1e-5 at 256 channels
 // (the direct float32 kernel: ~3e-7), growing slowly with the channel count; 1e-4 leaves room.
+// The sizes here give 2e-6 to 7e-6.
 constexpr double kTol = 1e-4;
 
 TEST(Conv2dWinograd, MatchesFloat64DirectKernel) {
@@ -120,6 +121,16 @@ TEST(Conv2dWinograd, ResultsDoNotDependOnThreadCount) {
     for (size_t k = 0; k < 3; ++k) EXPECT_TRUE(test::bit_equal(results[r][k], results[0][k]));
 }
 
+TEST(Conv2dWinograd, EmptyBatchGivesZeroWeightGradient) {
+  Tensor x = zeros({0, 16, 5, 5}).requires_grad_(true), w = ones({16, 16, 3, 3}).requires_grad_(true);
+  Conv2dOptions o;
+  o.padding = {1, 1};
+  Tensor y = conv2d(x, w, Tensor(), o);
+  EXPECT_EQ(y.shape(), Shape({0, 16, 5, 5}));
+  y.backward(zeros({0, 16, 5, 5}));
+  EXPECT_TRUE(test::bit_equal(w.grad(), zeros({16, 16, 3, 3})));
+}
+
 // Batches with many chunks (a batch of small images, and wide images of one band per chunk).
 TEST(Conv2dWinograd, ManyChunksMatchFloat64) {
   for (const Case& c : {Case{70, 16, 16, 6, 6, 1}, Case{2, 16, 16, 40, 75, 1}}) {
@@ -154,6 +165,9 @@ TEST(Conv2dWinograd, AppliesOnlyWhereItShould) {
   g = base;
   g.ph = 3;  // the input gradient's padding 2 - p would be negative
   EXPECT_FALSE(kernels::winograd_conv_applies(g, ConvPass::Input));
+  g = base;
+  g.N = 0;  // an empty batch: the direct kernels (a zero weight gradient)
+  EXPECT_FALSE(kernels::winograd_conv_applies(g, ConvPass::Weight));
   WinogradSwitch off(false);
   EXPECT_FALSE(kernels::winograd_conv_applies(base, ConvPass::Forward));
 }
