@@ -143,6 +143,27 @@ TEST(Conv2dWinograd, ManyChunksMatchFloat64) {
   }
 }
 
+// conv_transpose2d with stride 1 runs the same kernels with the roles swapped (its forward is the
+// input-gradient kernel, its input gradient the forward kernel).
+TEST(Conv2dWinograd, ConvTransposeStride1MatchesFloat64) {
+  for (int64_t pad : {0, 1, 2}) {
+    Generator gen(35);
+    const Tensor x0 = randn({3, 24, 7, 10}, {}, &gen), w0 = mul(randn({24, 20, 3, 3}, {}, &gen), 0.1);
+    const int64_t OH = 7 + 2 - 2 * pad, OW = 10 + 2 - 2 * pad;
+    const Tensor gy = randn({3, 20, OH, OW}, {}, &gen);
+    std::vector<std::vector<Tensor>> out;
+    for (DType dt : {DType::f64, DType::f32}) {
+      Tensor x = x0.to(dt).detach().requires_grad_(true), w = w0.to(dt).detach().requires_grad_(true);
+      Conv2dOptions o;
+      o.padding = {pad, pad};
+      Tensor y = conv_transpose2d(x, w, Tensor(), o);
+      y.backward(gy.to(dt));
+      out.push_back({y.to(DType::f64), x.grad().to(DType::f64), w.grad().to(DType::f64)});
+    }
+    for (size_t k = 0; k < 3; ++k) EXPECT_LT(rel_error(out[1][k], out[0][k]), kTol) << "pad " << pad << " output " << k;
+  }
+}
+
 TEST(Conv2dWinograd, AppliesOnlyWhereItShould) {
   using kernels::ConvPass;
   const kernels::ConvGeom base = geom({2, 32, 32, 8, 8, 1});
