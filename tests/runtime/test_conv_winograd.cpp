@@ -1,7 +1,8 @@
 // Tests for the Winograd path of float32 3x3 stride-1 conv2d (kernels/cpu/conv_winograd.cpp):
 // forward, input gradient and weight gradient against the float64 direct kernel over odd sizes,
 // paddings 0-2, several channel and batch counts; the same against the float32 direct kernel;
-// independence from the thread count; and the shapes it must leave to the direct kernel.
+// conv_transpose2d with stride 1; independence from the thread count and the ISA variant; and the
+// shapes it must leave to the direct kernel.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/conv_winograd.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/kernels.h"
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/ops.h"
@@ -129,6 +131,30 @@ TEST(Conv2dWinograd, EmptyBatchGivesZeroWeightGradient) {
   EXPECT_EQ(y.shape(), Shape({0, 16, 5, 5}));
   y.backward(zeros({0, 16, 5, 5}));
   EXPECT_TRUE(test::bit_equal(w.grad(), zeros({16, 16, 3, 3})));
+}
+
+// The transforms run compiled for the widest ISA; every variant rounds alike (no contraction into
+// FMA), so the results are bit-identical under each ISA cap.
+TEST(Conv2dWinograd, EveryIsaVariantGivesTheSameBits) {
+  Generator gen(36);
+  const Tensor x0 = randn({3, 20, 9, 7}, {}, &gen), w0 = randn({24, 20, 3, 3}, {}, &gen);
+  const Tensor gy = randn({3, 24, 9, 7}, {}, &gen);
+  auto run = [&] {
+    Tensor x = x0.detach().requires_grad_(true), w = w0.detach().requires_grad_(true);
+    Conv2dOptions o;
+    o.padding = {1, 1};
+    Tensor y = conv2d(x, w, Tensor(), o);
+    y.backward(gy);
+    return std::vector<Tensor>{y, x.grad(), w.grad()};
+  };
+  const std::vector<Tensor> ref = run();
+  for (kernels::CpuIsa isa : {kernels::CpuIsa::Baseline, kernels::CpuIsa::Avx2}) {
+    if (kernels::detected_cpu_isa() < isa) continue;
+    kernels::set_cpu_isa_cap(isa);
+    const std::vector<Tensor> got = run();
+    kernels::set_cpu_isa_cap(kernels::CpuIsa::Avx512);
+    for (size_t k = 0; k < 3; ++k) EXPECT_TRUE(test::bit_equal(got[k], ref[k])) << "isa " << static_cast<int>(isa);
+  }
 }
 
 // Batches with many chunks (a batch of small images, and wide images of one band per chunk).
