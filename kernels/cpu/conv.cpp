@@ -11,8 +11,10 @@
 // disjoint outputs and the weight gradient sums fixed slices of the batch in slice order, so
 // results do not depend on the thread count. Scratch buffers are per thread and kept between calls.
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
 #include "ember/runtime/parallel.h"
@@ -147,6 +149,10 @@ struct InputPlanes {
 // y (N, K, OH, OW) = conv(x (N, C, H, W), w (K, Cg, kh, kw))
 template <typename T>
 void conv2d_impl(const ConvGeom& g, const Tensor& xt, const Tensor& wt, const Tensor& yt) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (winograd_conv_applies(g, ConvPass::Forward))
+      return conv2d_winograd(g, xt.data_ptr<float>(), wt.data_ptr<float>(), yt.data_ptr<float>());
+  }
   const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, R = Cg * g.kh * g.kw;
   const T* x = xt.data_ptr<T>();
   const T* w = wt.data_ptr<T>();
@@ -183,6 +189,10 @@ void conv2d_impl(const ConvGeom& g, const Tensor& xt, const Tensor& wt, const Te
 // runs.
 template <typename T>
 void conv2d_backward_input_impl(const ConvGeom& g, const Tensor& dyt, const Tensor& wt, const Tensor& dxt) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (winograd_conv_applies(g, ConvPass::Input))
+      return conv2d_backward_input_winograd(g, dyt.data_ptr<float>(), wt.data_ptr<float>(), dxt.data_ptr<float>());
+  }
   const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G;
   const T* dy = dyt.data_ptr<T>();
   const T* w = wt.data_ptr<T>();
@@ -286,6 +296,10 @@ constexpr int64_t kMaxSlices = 16;
 // (zeros in the discarded ones).
 template <typename T>
 void conv2d_backward_weight_impl(const ConvGeom& g, const Tensor& xt, const Tensor& dyt, const Tensor& dwt) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (winograd_conv_applies(g, ConvPass::Weight))
+      return conv2d_backward_weight_winograd(g, xt.data_ptr<float>(), dyt.data_ptr<float>(), dwt.data_ptr<float>());
+  }
   const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, R = Cg * g.kh * g.kw;
   const int64_t wsize = g.K * R;
   const T* x = xt.data_ptr<T>();
