@@ -157,8 +157,10 @@ class ThreadPool {
   static constexpr uint64_t kClaimBit = uint64_t{1} << 31;
   static int64_t chunk_count(uint64_t word) { return static_cast<int64_t>((word >> kChunkBits) & kCountMask); }
 
+  // Read chunks_ before the increment: the last one lets the caller return and reuse it.
   void chunk_done() {
-    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks_) {
+    const int64_t chunks = chunks_;
+    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks) {
       std::lock_guard<std::mutex> lk(mu_);
       if (caller_sleeping_) done_cv_.notify_one();
     }
