@@ -91,17 +91,22 @@ Tensor Linear::forward(const Tensor& x) {
     return linear(x, weight, bias);
   // The (out, in) view of the transposed copy: linear's weight.t() is then row-major. Each output
   // gets the same sums in the same order, so the result is bitwise the grad-mode one.
-  return linear(x, inference_weight().t(), bias);
+  const Tensor wt = inference_weight();
+  return wt.defined() ? linear(x, wt.t(), bias) : linear(x, weight, bias);
 }
 
+// The copy is made on the second no-grad call with the same weight: making it costs about what
+// one call's packing of the weight costs, so a single forward (ember-run on one image) skips it.
 Tensor Linear::inference_weight() {
   std::lock_guard<std::mutex> lock(weight_t_mu_);
-  if (!weight_t_.defined() || weight_t_src_.impl_ptr() != weight.impl_ptr() ||
-      weight_t_version_ != weight.version() || weight_t_.dtype() != weight.dtype() ||
-      weight_t_.device() != weight.device()) {
-    weight_t_version_ = weight.version();
-    weight_t_ = weight.detach().t().contiguous();
+  const bool same = weight_t_src_.impl_ptr() == weight.impl_ptr() && weight_t_version_ == weight.version() &&
+                    weight_t_src_.dtype() == weight.dtype() && weight_t_src_.device() == weight.device();
+  if (!same) {
     weight_t_src_ = weight;
+    weight_t_version_ = weight.version();
+    weight_t_ = Tensor();
+  } else if (!weight_t_.defined()) {
+    weight_t_ = weight.detach().t().contiguous();
   }
   return weight_t_;
 }

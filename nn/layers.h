@@ -49,8 +49,9 @@ class EMBER_API Linear : public Module {
  private:
   // Without grad mode: weight transposed into a contiguous (in_features, out_features) copy, so
   // that the GEMM reads op(B) as a row-major matrix; products of a few rows (batch 1) then stream
-  // it as it is instead of packing the whole weight on every call. Rebuilt when `weight` is
-  // replaced or written by an in-place op (its version counter).
+  // it as it is instead of packing the whole weight on every call. Made on the second call with
+  // the same weight (undefined before), dropped when `weight` is replaced or written by an
+  // in-place op (its version counter).
   Tensor inference_weight();
   std::mutex weight_t_mu_;
   Tensor weight_t_, weight_t_src_;
