@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "ember/nn/init.h"
+#include "ember/runtime/autocast.h"
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/error.h"
 
@@ -84,7 +85,31 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias)
 
 void Linear::reset_parameters() { reset_weight_and_bias(weight, bias); }
 
-Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias); }
+Tensor Linear::forward(const Tensor& x) {
+  // Autocast casts the weight on every call anyway (it caches casts in grad mode only).
+  if (grad_enabled() || autocast_enabled() || !weight.defined() || weight.dim() != 2 || weight.numel() == 0)
+    return linear(x, weight, bias);
+  // The (out, in) view of the transposed copy: linear's weight.t() is then row-major. Each output
+  // gets the same sums in the same order, so the result is bitwise the grad-mode one.
+  const Tensor wt = inference_weight();
+  return wt.defined() ? linear(x, wt.t(), bias) : linear(x, weight, bias);
+}
+
+// The copy is made on the second no-grad call with the same weight: making it costs about what
+// one call's packing of the weight costs, so a single forward (ember-run on one image) skips it.
+Tensor Linear::inference_weight() {
+  std::lock_guard<std::mutex> lock(weight_t_mu_);
+  const bool same = weight_t_src_.impl_ptr() == weight.impl_ptr() && weight_t_version_ == weight.version() &&
+                    weight_t_src_.dtype() == weight.dtype() && weight_t_src_.device() == weight.device();
+  if (!same) {
+    weight_t_src_ = weight;
+    weight_t_version_ = weight.version();
+    weight_t_ = Tensor();
+  } else if (!weight_t_.defined()) {
+    weight_t_ = weight.detach().t().contiguous();
+  }
+  return weight_t_;
+}
 
 std::string Linear::extra_repr() const {
   return str_cat("in_features=", in_features, ", out_features=", out_features, ", bias=", py_bool(bias.defined()));

@@ -3,6 +3,7 @@
 // parameters are public members (as LibTorch's), and default initialisation follows torch's rules.
 #pragma once
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -44,6 +45,17 @@ class EMBER_API Linear : public Module {
   int64_t in_features, out_features;
   Tensor weight;  // (out_features, in_features)
   Tensor bias;    // (out_features), undefined without bias
+
+ private:
+  // Without grad mode: weight transposed into a contiguous (in_features, out_features) copy, so
+  // that the GEMM reads op(B) as a row-major matrix; products of a few rows (batch 1) then stream
+  // it as it is instead of packing the whole weight on every call. Made on the second call with
+  // the same weight (undefined before), dropped when `weight` is replaced or written by an
+  // in-place op (its version counter).
+  Tensor inference_weight();
+  std::mutex weight_t_mu_;
+  Tensor weight_t_, weight_t_src_;
+  uint32_t weight_t_version_ = 0;
 };
 
 // 1-D convolution. x: (N, C_in, L) or (C_in, L) -> (N, C_out, L'), computed as a 2-D convolution

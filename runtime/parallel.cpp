@@ -1,10 +1,15 @@
-// The CPU thread pool behind parallel_for: persistent workers, the caller runs chunk 0 and waits
-// for the rest. A step of a small model issues thousands of short parallel_for calls, each a few
-// microseconds of work, so a futex sleep + wake per call would cost as much as the work itself:
-// workers and the caller first spin (briefly, with `pause`) on an atomic generation / pending
-// counter and only then sleep on a condition variable. Every worker takes part in every call
-// (workers without a chunk just check in), so no worker can lag behind into the next call.
-// A call from inside a parallel region runs serially.
+// The CPU thread pool behind parallel_for: persistent workers; the caller runs chunk 0 and waits
+// until every chunk has run. A step of a small model issues thousands of short parallel_for calls,
+// each a few microseconds of work, so a futex sleep + wake per call would cost as much as the work
+// itself: workers and the caller first spin (briefly, with `pause`) on an atomic and only then
+// sleep on a condition variable. Who runs which chunk:
+// - grad mode (training): chunk i on worker i, every call, so the thread-local scratch buffers and
+//   free lists each thread grows in the first steps fit every later step (no allocation per step);
+// - no-grad mode (inference): the caller and the workers claim chunks from one atomic counter, so
+//   a worker that is late, asleep or descheduled on a busy machine does not hold the call up: the
+//   caller runs the chunks nobody took.
+// The chunk bounds depend only on the chunk count, never on who runs them. A call from inside a
+// parallel region runs serially.
 #include "ember/runtime/parallel.h"
 
 #include <algorithm>
@@ -19,6 +24,7 @@
 
 #include <pthread.h>
 
+#include "ember/runtime/autograd.h"
 #include "ember/runtime/error.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -82,7 +88,7 @@ class ThreadPool {
     n_ = n;
     shutdown_.store(false);
     for (int i = 1; i < n; ++i) {
-      workers_.emplace_back([this, i, g = generation_.load()] { worker_loop(i, g); });
+      workers_.emplace_back([this, i, g = call_.load() >> kNumberShift] { worker_loop(i, g); });
     }
   }
 
@@ -90,7 +96,7 @@ class ThreadPool {
     std::lock_guard<std::mutex> call_lock(call_mu_);
     int64_t range = end - begin;
     int64_t chunks = std::min<int64_t>(n_, (range + grain - 1) / std::max<int64_t>(grain, 1));
-    chunks = std::max<int64_t>(chunks, 1);
+    chunks = std::clamp<int64_t>(chunks, 1, kCountMask);  // the chunk count must fit its bits in call_
     if (chunks == 1) {  // not worth waking anyone
       run_serial(begin, end, fn);
       return;
@@ -100,18 +106,28 @@ class ThreadPool {
     end_ = end;
     chunks_ = chunks;
     error_ = nullptr;
-    pending_.store(n_ - 1, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
     {
       // Under mu_, so that a worker between its last check and its sleep cannot miss the call.
+      // The release publishes fn_, begin_, end_, chunks_ and done_ to whoever claims a chunk.
       std::lock_guard<std::mutex> lk(mu_);
-      generation_.fetch_add(1, std::memory_order_release);
+      const uint64_t number = (call_.load(std::memory_order_relaxed) >> kNumberShift) + 1;
+      const uint64_t mode = grad_enabled() ? 0 : kClaimBit;
+      call_.store(number << kNumberShift | mode | static_cast<uint64_t>(chunks) << kChunkBits,
+                  std::memory_order_release);
       if (sleepers_ > 0) cv_.notify_all();
     }
-    run_chunk(0);
-    if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+    const uint64_t word = call_.load(std::memory_order_relaxed);
+    if (word & kClaimBit) {
+      run_claimed_chunks(word >> kNumberShift);
+    } else {
+      run_chunk(0);
+      chunk_done();
+    }
+    if (!spin_until([this] { return done_.load(std::memory_order_acquire) == chunks_; })) {
       std::unique_lock<std::mutex> lk(mu_);
       caller_sleeping_ = true;
-      done_cv_.wait(lk, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+      done_cv_.wait(lk, [this] { return done_.load(std::memory_order_acquire) == chunks_; });
       caller_sleeping_ = false;
     }
     fn_ = nullptr;
@@ -128,6 +144,39 @@ class ThreadPool {
       throw;
     }
     t_in_parallel = false;
+  }
+
+  // call_ packs the call's number (bits 32..63), whether its chunks are claimed (bit 31), its chunk
+  // count (16..30) and the next unclaimed chunk (0..15). A claim is a compare-exchange on the whole
+  // word, so it only succeeds while the call is still `call` with chunks left, and a worker decides
+  // from the word alone: it reads fn_, begin_, end_ and chunks_ only for a chunk it holds (claimed
+  // or its own), and the caller rewrites them only once every chunk has run.
+  static constexpr int kChunkBits = 16, kNumberShift = 32;
+  static constexpr uint64_t kChunkMask = (uint64_t{1} << kChunkBits) - 1;
+  static constexpr uint64_t kCountMask = (uint64_t{1} << 15) - 1;
+  static constexpr uint64_t kClaimBit = uint64_t{1} << 31;
+  static int64_t chunk_count(uint64_t word) { return static_cast<int64_t>((word >> kChunkBits) & kCountMask); }
+
+  // Read chunks_ before the increment: the last one lets the caller return and reuse it.
+  void chunk_done() {
+    const int64_t chunks = chunks_;
+    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks) {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (caller_sleeping_) done_cv_.notify_one();
+    }
+  }
+
+  // Runs chunks of call number `call` until none is left to claim.
+  void run_claimed_chunks(uint64_t call) {
+    uint64_t word = call_.load(std::memory_order_acquire);
+    for (;;) {
+      const int64_t c = static_cast<int64_t>(word & kChunkMask);
+      if ((word >> kNumberShift) != call || c >= chunk_count(word)) return;
+      if (!call_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      run_chunk(c);
+      chunk_done();
+      word = call_.load(std::memory_order_acquire);
+    }
   }
 
   void run_chunk(int64_t c) {
@@ -147,7 +196,7 @@ class ThreadPool {
   void worker_loop(int index, uint64_t seen) {
     for (;;) {
       auto called = [&] {
-        return shutdown_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
+        return shutdown_.load(std::memory_order_acquire) || (call_.load(std::memory_order_acquire) >> kNumberShift) != seen;
       };
       if (!spin_until(called)) {
         std::unique_lock<std::mutex> lk(mu_);
@@ -156,11 +205,13 @@ class ThreadPool {
         --sleepers_;
       }
       if (shutdown_.load(std::memory_order_acquire)) return;
-      seen = generation_.load(std::memory_order_acquire);
-      if (index < chunks_) run_chunk(index);
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lk(mu_);
-        if (caller_sleeping_) done_cv_.notify_one();
+      const uint64_t word = call_.load(std::memory_order_acquire);
+      seen = word >> kNumberShift;
+      if (word & kClaimBit) {
+        run_claimed_chunks(seen);
+      } else if (index < chunk_count(word)) {
+        run_chunk(index);
+        chunk_done();
       }
     }
   }
@@ -179,12 +230,12 @@ class ThreadPool {
   std::mutex mu_;       // guards sleeping and waking (sleepers_, caller_sleeping_, error_)
   std::condition_variable cv_, done_cv_;
   std::vector<std::thread> workers_;
-  // The current call, written by the caller before it bumps generation_ (release) and read by
-  // workers after they see the new generation (acquire).
+  // The current call, written by the caller before it bumps the call number in call_ (release)
+  // and read by whoever claims one of its chunks (acquire).
   const ChunkFnRef* fn_ = nullptr;
   int64_t begin_ = 0, end_ = 0, chunks_ = 0;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};  // workers that have not checked in for the current call
+  std::atomic<uint64_t> call_{0};   // call number, chunk count, next chunk to claim (see kChunkBits)
+  std::atomic<int64_t> done_{0};    // chunks of the current call that have run
   std::atomic<bool> shutdown_{false};
   int sleepers_ = 0;
   bool caller_sleeping_ = false;

@@ -47,11 +47,15 @@ std::shared_ptr<TensorImpl> make_impl(std::shared_ptr<Storage> storage, const Sh
   return impl;
 }
 
-// A view of t's storage with new geometry, recorded for autograd with the given backward.
+// A view of t's storage with new geometry, recorded for autograd with the given backward. The
+// closure becomes a BackwardFn (a pooled allocation) only when a node is recorded, so views
+// without grad (inference, no-grad mode) cost no autograd bookkeeping.
+template <typename Backward>
 Tensor make_view(const Tensor& t, const Shape& shape, const Strides& strides, int64_t offset, const char* op,
-                 autograd::BackwardFn backward) {
+                 Backward&& backward) {
   Tensor out(make_impl(t.storage(), shape, strides, offset, t.dtype()));
-  if (autograd::any_requires_grad({&t})) autograd::record(op, {t}, out, std::move(backward));
+  if (autograd::any_requires_grad({&t}))
+    autograd::record(op, {t}, out, autograd::BackwardFn(std::forward<Backward>(backward)));
   return out;
 }
 

@@ -5,7 +5,8 @@
 // pixels / 255 (the conversion is not timed; ember-run reads its input from a .npy file instead).
 // Prints one "RESULT key=value ..." line per measurement (scripts/bench-infer.sh reads them):
 //   batch=B: samples/s of passes over the 10k images in batches of B (the last one smaller),
-//            median of --passes timed passes after one untimed pass
+//            median of --passes timed passes after one untimed pass (--passes 0: none, so that a
+//            profiler sees the batch-1 forward alone)
 //   batch=1: latency of one image's forward pass, median and 90th percentile in microseconds over
 //            --latency-images single images (after 20 untimed ones)
 // --write-output FILE.npy writes the outputs of the first B images, for the comparison with ONNX
@@ -80,7 +81,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "CPU threads")->check(CLI::Range(1, 4096));
   app.add_option("--data", dir, "Fashion-MNIST folder (default: EMBER_DATA or Debian's dataset-fashion-mnist)");
   app.add_option("--batch", batch, "batch size of the throughput passes (default 256)")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  app.add_option("--passes", passes, "timed passes over the test images (default 5)")->check(CLI::Range(1, 1000));
+  app.add_option("--passes", passes, "timed passes over the test images (default 5; 0: none, for profiling the latency)")
+      ->check(CLI::Range(0, 1000));
   app.add_option("--latency-images", latency_images, "single images timed for the latency (default 1000; 0: none)")
       ->check(CLI::Range(0, 1000000));
   app.add_option("--write-output", write_output, ".npy file for the outputs of the first batch");
@@ -101,16 +103,20 @@ int main(int argc, char** argv) {
     shape[0] = n;
     out = empty(shape);
 
-    run_pass(*net, x, out, batch);  // untimed: first-touch of the buffers, the thread pool's start
-    if (!write_output.empty()) write_npy(write_output, out.narrow(0, 0, std::min(batch, n)));
-    std::vector<double> sps;
-    for (int p = 0; p < passes; ++p) {
-      const auto t0 = Clock::now();
-      run_pass(*net, x, out, batch);
-      sps.push_back(static_cast<double>(n) / seconds_since(t0));
+    if (passes > 0 || !write_output.empty()) {
+      run_pass(*net, x, out, batch);  // untimed: first-touch of the buffers, the thread pool's start
+      if (!write_output.empty()) write_npy(write_output, out.narrow(0, 0, std::min(batch, n)));
     }
-    std::printf("RESULT fw=ember model=%s threads=%d batch=%lld sps=%.1f\n", model.c_str(), threads,
-                static_cast<long long>(batch), quantile(sps, 0.5));
+    if (passes > 0) {
+      std::vector<double> sps;
+      for (int p = 0; p < passes; ++p) {
+        const auto t0 = Clock::now();
+        run_pass(*net, x, out, batch);
+        sps.push_back(static_cast<double>(n) / seconds_since(t0));
+      }
+      std::printf("RESULT fw=ember model=%s threads=%d batch=%lld sps=%.1f\n", model.c_str(), threads,
+                  static_cast<long long>(batch), quantile(sps, 0.5));
+    }
 
     if (latency_images > 0) {
       for (int64_t i = 0; i < 20; ++i) net->forward(x.narrow(0, i % n, 1));

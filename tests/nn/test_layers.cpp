@@ -80,6 +80,39 @@ TEST(Layers, Linear) {
   EXPECT_FALSE(c.bias.defined());
 }
 
+// Without grad mode Linear multiplies by a transposed copy of its weight, made on the second call:
+// the same bits as the grad-mode forward for one row (the GEMM's few-row path) and for many, and
+// the copy follows in-place updates of the weight and a replaced weight.
+TEST(Layers, LinearNoGradEqualsGradModeAndFollowsTheWeight) {
+  manual_seed(3);
+  nn::Linear lin(300, 70);
+  for (int64_t rows : {1, 3, 37}) {
+    const Tensor x = randn({rows, 300});
+    const Tensor want = lin.forward(x);
+    NoGradGuard no_grad;
+    for (int call = 0; call < 2; ++call)  // without the copy, then with it
+      EXPECT_TRUE(test::bit_equal(lin.forward(x), want)) << rows << " rows, call " << call;
+  }
+  const Tensor x = randn({2, 300});
+  {
+    NoGradGuard no_grad;
+    lin.forward(x);
+    lin.forward(x);  // makes the copy
+    lin.weight.mul_(0.5);
+  }
+  const Tensor halved = lin.forward(x);
+  {
+    NoGradGuard no_grad;
+    for (int call = 0; call < 2; ++call)
+      EXPECT_TRUE(test::bit_equal(lin.forward(x), halved)) << "after an in-place update, call " << call;
+  }
+  lin.weight = randn({70, 300});
+  const Tensor replaced = lin.forward(x);
+  NoGradGuard no_grad;
+  for (int call = 0; call < 2; ++call)
+    EXPECT_TRUE(test::bit_equal(lin.forward(x), replaced)) << "after replacing the weight, call " << call;
+}
+
 TEST(Layers, Conv2d) {
   nn::Conv2d a(3, 4, 3, 2, 1);
   check_layer("conv", a);
