@@ -60,14 +60,7 @@ fi
 
 # RESULT lines -> table: median (min-max) over the processes of (fw, case, threads, key); fw is
 # ember or pt (fw=torch2.x).
-awk '
-function stats(k,   n, i, j, a, tmp) {
-  n = cnt[k]; if (n == 0) return ""
-  for (i = 1; i <= n; i++) a[i] = val[k, i]
-  for (i = 2; i <= n; i++) { tmp = a[i]; for (j = i - 1; j >= 1 && a[j] > tmp; j--) a[j + 1] = a[j]; a[j + 1] = tmp }
-  med[k] = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2; lo[k] = a[1]; hi[k] = a[n]; return 1
-}
-function cell(k, fmt) { return stats(k) ? sprintf(fmt " (" fmt "-" fmt ")", med[k], lo[k], hi[k]) : "-" }
+awk "$(cat "$root/scripts/lib/stats.awk")"'
 function medcell(k, fmt) { return stats(k) ? sprintf(fmt, med[k]) : "-" }
 BEGIN {
   desc["linear1024"] = "Linear 1024->1024, batch 256"; desc["linear2048"] = "Linear 2048->2048, batch 256"
