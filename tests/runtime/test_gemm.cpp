@@ -137,6 +137,8 @@ template <typename T>
 const std::vector<std::array<int64_t, 3>> kShapes = {
     {1, 1, 1},   {7, 13, 5},  {97, 131, 67}, {6, 16, 8},  {12, 32, 256}, {5, 15, 255},
     {7, 17, 257}, {1, 40, 33}, {40, 1, 33},   {3, 2, 600}, {19, 8, 1},    {145, 9, 20},
+    // One or two rows over several column tiles per k step, plus a tail; K past one block.
+    {1, 300, 40}, {2, 200, 300},
 };
 
 template <typename T>
@@ -243,6 +245,8 @@ void check_thread_invariance() {
       {false, false, 64, 700, 100, 0, 0, 0, 1, 0},  {true, true, 700, 64, 100, 2, 1, 3, 0.5, 1},
       {false, true, 120, 150, 300, 0, 0, 0, 1, 1},   {true, false, 257, 333, 129, 1, 0, 0, -2, 0.25},
       {false, false, 13, 2000, 70, 0, 0, 0, 1, 0},
+      // The few-row path splits its column tiles across threads too.
+      {false, false, 1, 2000, 300, 0, 0, 0, 1, 0},   {false, false, 2, 1500, 100, 0, 0, 1, 1, 1},
   };
   for (GemmBackend backend : backends()) {
     set_gemm_backend(backend);
@@ -270,7 +274,9 @@ TEST(Gemm, Avx2AndAvx512KernelsAgreeBitwise) {
   GemmSettingsGuard guard;
   for (const Problem& p : std::vector<Problem>{{false, false, 37, 75, 300, 1, 2, 3, 1, 0},
                                                {true, true, 100, 19, 513, 0, 0, 0, -0.5, 1},
-                                               {false, true, 13, 50, 7, 0, 0, 0, 2, 0.25}}) {
+                                               {false, true, 13, 50, 7, 0, 0, 0, 2, 0.25},
+                                               {false, false, 1, 300, 40, 0, 0, 0, 1, 0},
+                                               {false, false, 2, 200, 300, 1, 0, 0, 1, 1}}) {
     Operands<float> f(p, 3);
     Operands<double> d(p, 3);
     set_gemm_backend(GemmBackend::Avx2);
@@ -392,7 +398,8 @@ TEST(Bmm, ManySmallBatchesThreadInvariant) {
 TEST(Bmm, BiasInTheEpilogueHasTheBitsOfCopyThenAccumulate) {
   GemmSettingsGuard guard;
   const std::vector<std::array<int64_t, 3>> shapes = {{1, 5, 3},   {3, 40, 17}, {7, 33, 300}, {13, 70, 64},
-                                                      {64, 96, 8}, {29, 17, 600}, {256, 784, 64}};
+                                                      {64, 96, 8}, {29, 17, 600}, {256, 784, 64},
+                                                      {1, 300, 40}, {2, 200, 300}};
   for (GemmBackend backend : backends()) {
     set_gemm_backend(backend);
     for (DType dt : {DType::f32, DType::f64, DType::bf16, DType::f16}) {
@@ -412,6 +419,19 @@ TEST(Bmm, BiasInTheEpilogueHasTheBitsOfCopyThenAccumulate) {
           ASSERT_EQ(std::memcmp(fused.data_ptr(), composed.data_ptr(), static_cast<size_t>(fused.nbytes())), 0);
         }
       }
+    }
+  }
+}
+
+TEST(Bmm, RejectsABiasOfTheWrongSizeOrDtype) {
+  Tensor a = zeros({1, 3, 4}), w = zeros({1, 4, 5}), out = zeros({1, 3, 5});
+  for (const Tensor& bias : {zeros({4}), zeros({5}, TensorOptions(DType::f64))}) {
+    try {
+      bmm_bias_cpu(a, w, bias, out);
+      FAIL() << "expected ember::Error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("[bmm] bias must be 5 contiguous values of dtype f32"), std::string::npos)
+          << e.what();
     }
   }
 }
