@@ -91,12 +91,12 @@ EMBER_CUDA_ENTRY_OR(void, cuda_host_free, (void* p), {})
 // --- elementwise -----------------------------------------------------------------------------
 // out = op(x; a, b); x has out's shape (maybe strided).
 void unary_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b);
-// f16/bf16 x and out of one dtype, contiguous: out = op(x) computed in float32 chunk by chunk and
-// rounded once (the bits of widening x, the float32 op and rounding), in one pass. False (nothing
-// written) for other dtypes or layouts and for the ops without this path. binary_half_cpu likewise
-// for x, y and out of one shape.
-bool unary_half_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b);
-bool binary_half_cpu(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out);
+// f16/bf16 x, contiguous: op(x) in x's dtype, computed in float32 chunk by chunk and rounded once
+// (the bits of widening x, the float32 op and rounding), in one pass. Undefined (nothing
+// allocated) for other dtypes or layouts and for the ops without this path. binary_half_cpu
+// likewise for x and y of one dtype and shape.
+Tensor unary_half_cpu(UnaryOp op, const Tensor& x, double a, double b);
+Tensor binary_half_cpu(BinaryOp op, const Tensor& x, const Tensor& y);
 EMBER_CUDA_ENTRY(void, unary_cuda, (UnaryOp op, const Tensor& x, const Tensor& out, double a, double b))
 // out = op(x, y); x, y expanded to out's shape. Comparison ops write 0/1 in out's dtype.
 void binary_cpu(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out);

@@ -21,9 +21,9 @@ namespace {
 // out = op(x; a, b) without autograd; x must be floating.
 Tensor unary_raw(UnaryOp op, const Tensor& x, double a = 0.0, double b = 0.0) {
   if (detail::is_half(x.dtype())) {
-    if (x.device().is_cpu() && x.is_contiguous()) {
-      Tensor out = empty(x.shape(), TensorOptions(x.dtype()));
-      if (kernels::unary_half_cpu(op, x, out, a, b)) return out;
+    if (x.device().is_cpu()) {
+      Tensor out = kernels::unary_half_cpu(op, x, a, b);
+      if (out.defined()) return out;
     }
     return unary_raw(op, x.detach().to(DType::f32), a, b).to(x.dtype());
   }
@@ -40,10 +40,9 @@ Tensor binary_raw(BinaryOp op, const char* name, const Tensor& a, const Tensor& 
   DType t = promote_types(a.dtype(), b.dtype());
   EMBER_CHECK(t != DType::b8 && t != DType::u8, "[", name, "] dtypes ", dtype_name(a.dtype()), " and ",
               dtype_name(b.dtype()), " are not supported (expected f32, f64, f16, bf16, i32 or i64)");
-  if (detail::is_half(t) && !compare && a.dtype() == t && b.dtype() == t && a.device().is_cpu() &&
-      a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous()) {
-    Tensor out = empty(a.shape(), TensorOptions(t));
-    if (kernels::binary_half_cpu(op, a, b, out)) return out;
+  if (detail::is_half(t) && !compare && a.device().is_cpu()) {
+    Tensor out = kernels::binary_half_cpu(op, a, b);
+    if (out.defined()) return out;
   }
   if (detail::is_half(t)) {
     Tensor out = binary_raw(op, name, a.detach().to(DType::f32), b.detach().to(DType::f32), compare);

@@ -218,48 +218,46 @@ bool through_f32(DType s, DType d) {
 
 }  // namespace
 
-bool unary_half_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) {
-  if (!is_half_dtype(out.dtype()) || x.dtype() != out.dtype() || !x.is_contiguous() || !out.is_contiguous() ||
-      x.numel() != out.numel())
-    return false;
-  const bool bf16 = out.dtype() == DType::bf16;
-  const auto* xp = static_cast<const uint16_t*>(x.data_ptr());
-  auto* op_ = static_cast<uint16_t*>(out.data_ptr());
-  const int64_t n = out.numel();
-  const float fa = static_cast<float>(a), fb = static_cast<float>(b);
-  // The activations and scalar arithmetic of mixed-precision models; other ops go through float32
-  // tensors (fewer instantiations: the deploy tool's size).
+// The activations and scalar arithmetic of mixed-precision models take this path; other ops go
+// through float32 tensors (fewer instantiations: the deploy tool's size).
+Tensor unary_half_cpu(UnaryOp op, const Tensor& x, double a, double b) {
+  if (!is_half_dtype(x.dtype()) || !x.is_contiguous()) return Tensor();
+  void (*rows)(bool, const uint16_t*, uint16_t*, int64_t, float, float) = nullptr;
   switch (op) {
-    case UnaryOp::Relu: unary_half_rows<UnaryOp::Relu>(bf16, xp, op_, n, fa, fb); return true;
-    case UnaryOp::LeakyRelu: unary_half_rows<UnaryOp::LeakyRelu>(bf16, xp, op_, n, fa, fb); return true;
-    case UnaryOp::Sigmoid: unary_half_rows<UnaryOp::Sigmoid>(bf16, xp, op_, n, fa, fb); return true;
-    case UnaryOp::Tanh: unary_half_rows<UnaryOp::Tanh>(bf16, xp, op_, n, fa, fb); return true;
-    case UnaryOp::Gelu: unary_half_rows<UnaryOp::Gelu>(bf16, xp, op_, n, fa, fb); return true;
-    case UnaryOp::Neg: unary_half_rows<UnaryOp::Neg>(bf16, xp, op_, n, fa, fb); return true;
-    case UnaryOp::AddScalar: unary_half_rows<UnaryOp::AddScalar>(bf16, xp, op_, n, fa, fb); return true;
-    case UnaryOp::MulScalar: unary_half_rows<UnaryOp::MulScalar>(bf16, xp, op_, n, fa, fb); return true;
-    default: return false;
+    case UnaryOp::Relu: rows = &unary_half_rows<UnaryOp::Relu>; break;
+    case UnaryOp::LeakyRelu: rows = &unary_half_rows<UnaryOp::LeakyRelu>; break;
+    case UnaryOp::Sigmoid: rows = &unary_half_rows<UnaryOp::Sigmoid>; break;
+    case UnaryOp::Tanh: rows = &unary_half_rows<UnaryOp::Tanh>; break;
+    case UnaryOp::Gelu: rows = &unary_half_rows<UnaryOp::Gelu>; break;
+    case UnaryOp::Neg: rows = &unary_half_rows<UnaryOp::Neg>; break;
+    case UnaryOp::AddScalar: rows = &unary_half_rows<UnaryOp::AddScalar>; break;
+    case UnaryOp::MulScalar: rows = &unary_half_rows<UnaryOp::MulScalar>; break;
+    default: return Tensor();
   }
+  Tensor out = empty(x.shape(), TensorOptions(x.dtype()));
+  rows(x.dtype() == DType::bf16, static_cast<const uint16_t*>(x.data_ptr()), static_cast<uint16_t*>(out.data_ptr()),
+       x.numel(), static_cast<float>(a), static_cast<float>(b));
+  return out;
 }
 
-bool binary_half_cpu(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
-  if (!is_half_dtype(out.dtype()) || x.dtype() != out.dtype() || y.dtype() != out.dtype() || !x.is_contiguous() ||
-      !y.is_contiguous() || !out.is_contiguous() || x.numel() != out.numel() || y.numel() != out.numel())
-    return false;
-  const bool bf16 = out.dtype() == DType::bf16;
-  const auto* xp = static_cast<const uint16_t*>(x.data_ptr());
-  const auto* yp = static_cast<const uint16_t*>(y.data_ptr());
-  auto* op_ = static_cast<uint16_t*>(out.data_ptr());
-  const int64_t n = out.numel();
+Tensor binary_half_cpu(BinaryOp op, const Tensor& x, const Tensor& y) {
+  if (!is_half_dtype(x.dtype()) || y.dtype() != x.dtype() || x.shape() != y.shape() || !x.is_contiguous() ||
+      !y.is_contiguous())
+    return Tensor();
+  void (*rows)(bool, const uint16_t*, const uint16_t*, uint16_t*, int64_t) = nullptr;
   switch (op) {
-    case BinaryOp::Add: binary_half_rows<BinaryOp::Add>(bf16, xp, yp, op_, n); return true;
-    case BinaryOp::Sub: binary_half_rows<BinaryOp::Sub>(bf16, xp, yp, op_, n); return true;
-    case BinaryOp::Mul: binary_half_rows<BinaryOp::Mul>(bf16, xp, yp, op_, n); return true;
-    case BinaryOp::ReluBackward: binary_half_rows<BinaryOp::ReluBackward>(bf16, xp, yp, op_, n); return true;
-    case BinaryOp::SigmoidBackward: binary_half_rows<BinaryOp::SigmoidBackward>(bf16, xp, yp, op_, n); return true;
-    case BinaryOp::TanhBackward: binary_half_rows<BinaryOp::TanhBackward>(bf16, xp, yp, op_, n); return true;
-    default: return false;
+    case BinaryOp::Add: rows = &binary_half_rows<BinaryOp::Add>; break;
+    case BinaryOp::Sub: rows = &binary_half_rows<BinaryOp::Sub>; break;
+    case BinaryOp::Mul: rows = &binary_half_rows<BinaryOp::Mul>; break;
+    case BinaryOp::ReluBackward: rows = &binary_half_rows<BinaryOp::ReluBackward>; break;
+    case BinaryOp::SigmoidBackward: rows = &binary_half_rows<BinaryOp::SigmoidBackward>; break;
+    case BinaryOp::TanhBackward: rows = &binary_half_rows<BinaryOp::TanhBackward>; break;
+    default: return Tensor();
   }
+  Tensor out = empty(x.shape(), TensorOptions(x.dtype()));
+  rows(x.dtype() == DType::bf16, static_cast<const uint16_t*>(x.data_ptr()), static_cast<const uint16_t*>(y.data_ptr()),
+       static_cast<uint16_t*>(out.data_ptr()), x.numel());
+  return out;
 }
 
 void unary_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double b) {
