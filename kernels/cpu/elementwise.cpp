@@ -170,6 +170,19 @@ void unary_typed(UnaryOp op, const Tensor& x, const Tensor& out, T a, T b) {
   dispatch_unary_op(op, [&](auto k) { unary_loop<decltype(k)::value, T>(x, out, a, b); });
 }
 
+// Boolean outputs come from the comparisons only: one loop each, not one per op.
+template <typename T>
+void binary_compare(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
+  switch (op) {
+    case BinaryOp::Eq: return binary_loop<BinaryOp::Eq, T, bool>(x, y, out);
+    case BinaryOp::Gt: return binary_loop<BinaryOp::Gt, T, bool>(x, y, out);
+    case BinaryOp::Lt: return binary_loop<BinaryOp::Lt, T, bool>(x, y, out);
+    case BinaryOp::Ge: return binary_loop<BinaryOp::Ge, T, bool>(x, y, out);
+    case BinaryOp::Le: return binary_loop<BinaryOp::Le, T, bool>(x, y, out);
+    default: EMBER_THROW("[binary] a bool output is for the comparisons (eq, gt, lt, ge, le) only");
+  }
+}
+
 template <typename T, typename O>
 void binary_typed(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
   dispatch_binary_op(op, [&](auto k) { binary_loop<decltype(k)::value, T, O>(x, y, out); });
@@ -278,7 +291,7 @@ void unary_cpu(UnaryOp op, const Tensor& x, const Tensor& out, double a, double 
 void binary_cpu(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
   dispatch_arith(x.dtype(), "binary", [&](auto tag) {
     using T = decltype(tag);
-    if (out.dtype() == DType::b8) binary_typed<T, bool>(op, x, y, out);
+    if (out.dtype() == DType::b8) binary_compare<T>(op, x, y, out);
     else binary_typed<T, T>(op, x, y, out);
   });
 }

@@ -13,6 +13,7 @@
 #include "ember/runtime/device.h"
 #include "ember/runtime/ops.h"
 #include "ember/runtime/value.h"
+#include "kernels/kernels.h"
 #include "tests/support/check.h"
 
 namespace ember {
@@ -165,6 +166,26 @@ TEST(TensorBroadcast, DtypePromotion) {
 }
 
 // --- reshape: view when possible, copy otherwise --------------------------------------------------
+
+// Comparisons give bool tensors for every arithmetic dtype; the CPU kernel writes bool outputs
+// for the comparisons only and names that otherwise.
+TEST(TensorCompare, EveryDtypeAndOnlyComparisonsWriteBool) {
+  for (DType dt : {DType::f32, DType::f64, DType::i32, DType::i64, DType::bf16, DType::f16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    const Tensor a = from_vector(std::vector<double>{-2, 0, 3, 1}, {4}).to(dt);
+    const Tensor b = from_vector(std::vector<double>{1, 0, 3, 2}, {4}).to(dt);
+    EXPECT_EQ(test::values_f64(eq(a, b)), (std::vector<double>{0, 1, 1, 0}));
+    EXPECT_EQ(test::values_f64(gt(a, b)), (std::vector<double>{0, 0, 0, 0}));
+    EXPECT_EQ(test::values_f64(lt(a, b)), (std::vector<double>{1, 0, 0, 1}));
+    EXPECT_EQ(test::values_f64(ge(a, b)), (std::vector<double>{0, 1, 1, 0}));
+    EXPECT_EQ(test::values_f64(le(a, b)), (std::vector<double>{1, 1, 1, 1}));
+    EXPECT_EQ(eq(a, b).dtype(), DType::b8);
+  }
+  const Tensor a = ones({3}), out = empty({3}, TensorOptions(DType::b8));
+  EXPECT_NE(test::error_of([&] { kernels::binary_cpu(kernels::BinaryOp::Add, a, a, out); })
+                .find("[binary] a bool output is for the comparisons"),
+            std::string::npos);
+}
 
 TEST(TensorReshape, ViewVersusCopy) {
   Tensor x = iota_tensor({2, 3, 4});
