@@ -140,6 +140,10 @@ void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta);
 // out = a @ w + bias, bias (N values of out's dtype) added to every row of every batch: the bits
 // of copying the bias into out and bmm_cpu with beta = 1, in one pass (the GEMM's epilogue).
 void bmm_bias_cpu(const Tensor& a, const Tensor& w, const Tensor& bias, const Tensor& out);
+// out (M, N, float32, contiguous) = a (1, M, K) @ w (1, K, N) for bf16 a and w (row- or
+// column-major): float32 sums of exact products, not rounded to bf16 (the weight gradient of a
+// float32 parameter under bf16 autocast).
+void bmm_bf16_f32_cpu(const Tensor& a, const Tensor& w, const Tensor& out);
 EMBER_CUDA_ENTRY(void, bmm_cuda, (const Tensor& a, const Tensor& w, const Tensor& out, double beta))
 
 // --- convolution and pooling (NCHW, contiguous) ----------------------------------------------

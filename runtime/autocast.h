@@ -6,7 +6,9 @@
 // dtype (mixed ones promote as in PyTorch). The state is per thread and applies to ops on every
 // device; casts of f32 leaves that require grad (parameters) are cached until the outermost scope
 // exits, so a weight used twice is cast once. The casts are differentiable: gradients reaching
-// f32 parameters are f32.
+// f32 parameters are f32. A CPU linear under bf16 autocast whose weight is an f32 tensor that
+// requires grad is one autograd node over the f32 weight and bias: their gradients are the GEMM's
+// float32 sums and float32 column sums, not rounded to bf16 first as torch's autocast rounds them.
 //
 // Mixed precision training (Lightning's "bf16-mixed" / "16-mixed"): run the forward pass and the
 // loss inside `AutocastGuard guard(DType::bf16)` (or DType::f16, with loss scaling), then call

@@ -47,6 +47,44 @@ Tensor matmul_nd_raw(const Tensor& a, const Tensor& b) {
   return out.reshape(os);
 }
 
+// linear under bf16 autocast on the CPU with float32 parameters: the forward pass of the bf16
+// linear (x, the weight and the bias cast to bf16, the weight and bias casts cached), recorded as
+// one node whose inputs are the float32 parameters themselves. The backward pass writes the
+// weight gradient in float32 straight from the GEMM's float32 sums and the bias gradient as
+// float32 column sums, instead of rounding both to bf16 and widening them again through the
+// casts' backward (torch's autocast does the latter): one rounding less, and two passes over
+// every weight less per step.
+Tensor linear_bf16_f32_params(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  Tensor xl = autocast_lowp(x);
+  Tensor wl = autocast_lowp(weight).detach(), bl = bias.defined() ? autocast_lowp(bias).detach() : Tensor();
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = linear(xl, wl, bl);
+  }
+  const int64_t in = weight.size(1), out_f = weight.size(0);
+  const bool need_x = xl.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
+  SavedTensor sx(need_w ? xl : Tensor()), sw(need_x ? wl : Tensor());
+  Shape xs = xl.shape();
+  autograd::record("linear", {xl, weight, bias}, out, [=](const Tensor& g) -> autograd::TensorList {
+    Tensor g2 = g.reshape({-1, out_f});
+    if (g2.dtype() != DType::bf16) g2 = g2.to(DType::bf16);
+    Tensor gx, gw, gb;
+    if (need_x) gx = bmm_raw(g2.unsqueeze(0), sw.get("linear").unsqueeze(0)).reshape(xs);
+    if (need_w) {
+      Tensor xv = sx.get("linear").reshape({-1, in});
+      gw = empty({out_f, in}, TensorOptions(DType::f32));
+      kernels::bmm_bf16_f32_cpu(gemm_operand(g2.t().unsqueeze(0)), gemm_operand(xv.unsqueeze(0)), gw);
+    }
+    if (need_b) {
+      gb = empty({out_f}, TensorOptions(DType::f32));
+      kernels::sum_rows_half_cpu(g2.contiguous(), gb);
+    }
+    return {gx, gw, gb};
+  });
+  return out;
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -90,6 +128,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   detail::check_defined(x, "linear", "input");
   detail::check_defined(weight, "linear", "weight");
   detail::check_same_device(x, weight, "linear");
+  if (autocast_enabled() && autocast_dtype() == DType::bf16 && grad_enabled() && x.device().is_cpu() &&
+      (x.dtype() == DType::f32 || x.dtype() == DType::bf16) && weight.dtype() == DType::f32 &&
+      weight.requires_grad() && (!bias.defined() || bias.dtype() == DType::f32))
+    return linear_bf16_f32_params(x, weight, bias);
   {
     const Tensor* in[3] = {&x, &weight, &bias};
     Tensor cast[3];

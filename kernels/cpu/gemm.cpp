@@ -472,4 +472,19 @@ void bmm_bias_cpu(const Tensor& a, const Tensor& w, const Tensor& bias, const Te
   bmm_impl(a, w, out, 0.0, bias);
 }
 
+void bmm_bf16_f32_cpu(const Tensor& a, const Tensor& w, const Tensor& out) {
+  EMBER_CHECK(a.dim() == 3 && w.dim() == 3 && a.size(0) == 1 && w.size(0) == 1 && a.dtype() == DType::bf16 &&
+                  w.dtype() == DType::bf16 && out.dtype() == DType::f32 && out.is_contiguous() &&
+                  a.size(2) == w.size(1) && out.numel() == a.size(1) * w.size(2),
+              "[bmm] bmm_bf16_f32_cpu takes bf16 (1, M, K) and (1, K, N) operands and M * N contiguous float32 "
+              "outputs, got shapes ",
+              a.shape().str(), " and ", w.shape().str(), " (", dtype_name(a.dtype()), ", ", dtype_name(w.dtype()),
+              ") into ", out.shape().str(), " (", dtype_name(out.dtype()), ")");
+  const int64_t M = a.size(1), K = a.size(2), N = w.size(2);
+  if (M == 0 || N == 0) return;
+  const MatLayout la = matrix_layout(a, "a"), lw = matrix_layout(w, "w");
+  gemm_bf16_cpu(la.trans, lw.trans, M, N, K, static_cast<const uint16_t*>(a.data_ptr()), la.ld,
+                static_cast<const uint16_t*>(w.data_ptr()), lw.ld, out.data_ptr<float>(), N);
+}
+
 }  // namespace ember::kernels

@@ -312,6 +312,43 @@ TEST(AutocastCache, AParameterIsCastOncePerOutermostScope) {
   }
 }
 
+// A CPU linear with f32 parameters under bf16 autocast: the weight and bias gradients are the
+// float32 sums of the bf16 products (x and the output gradient in bf16), not rounded to bf16.
+TEST(AutocastLinear, F32ParametersGetUnroundedFloat32Gradients) {
+  Generator gen(11);
+  Tensor x = randn({64, 48}, {}, &gen), gy = randn({64, 40}, {}, &gen);
+  Tensor w = randn({40, 48}, {}, &gen).requires_grad_(), b = randn({40}, {}, &gen).requires_grad_();
+  Tensor xin = x.detach().clone().requires_grad_();
+  Tensor y;
+  {
+    AutocastGuard g(DType::bf16);
+    y = linear(xin, w, b);
+  }
+  ASSERT_EQ(y.dtype(), DType::bf16);
+  y.backward(gy.to(DType::bf16));
+  // Exact products of the bf16 values, summed in double: float32 sums differ by their rounding.
+  const Tensor xb = x.to(DType::bf16).to(DType::f64), gb = gy.to(DType::bf16).to(DType::f64);
+  const Tensor want_w = matmul(gb.t(), xb), want_b = sum(gb, {0});
+  ASSERT_EQ(w.grad().dtype(), DType::f32);
+  ASSERT_EQ(b.grad().dtype(), DType::f32);
+  EXPECT_TRUE(test::allclose(w.grad().to(DType::f64), want_w, 1e-5, 1e-5 * max_abs(want_w)));
+  EXPECT_TRUE(test::allclose(b.grad().to(DType::f64), want_b, 1e-5, 1e-5 * max_abs(want_b)));
+  // Rounded to bf16 first, most values would move by far more than float32's rounding.
+  EXPECT_FALSE(test::bit_equal(w.grad(), w.grad().to(DType::bf16).to(DType::f32)));
+  // The input's gradient stays bf16-rounded, as the cast's backward gives it to f32 x.
+  ASSERT_TRUE(xin.grad().defined());
+  EXPECT_EQ(xin.grad().dtype(), DType::f32);
+  EXPECT_TRUE(test::bit_equal(xin.grad(), xin.grad().to(DType::bf16).to(DType::f32)));
+  // Under no-grad the same forward runs as plain bf16 linear (same bits).
+  Tensor y2;
+  {
+    NoGradGuard ng;
+    AutocastGuard g(DType::bf16);
+    y2 = linear(x, w, b);
+  }
+  EXPECT_TRUE(test::bit_equal(y.detach(), y2));
+}
+
 TEST(AutocastCache, ACachedCastKeepsGradientsFlowingToTheF32Parameter) {
   Generator gen(6);
   Tensor w = randn({3, 5}, {}, &gen).requires_grad_();
