@@ -222,9 +222,10 @@ namespace ember::kernels {
 // buf undefined unless momentum != 0.
 void sgd_update_cpu(const Tensor& p, const Tensor& g, const Tensor& buf, const SgdUpdate& u);
 EMBER_CUDA_ENTRY(void, sgd_update_cuda, (const Tensor& p, const Tensor& g, const Tensor& buf, const SgdUpdate& u))
-// vmax undefined unless amsgrad.
+// vmax undefined unless amsgrad. lowp, when defined (f32 p only: p.numel() contiguous bf16/f16
+// values), receives the updated p rounded to its dtype, each chunk right after its update.
 void adam_update_cpu(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const Tensor& vmax,
-                     const AdamUpdate& u);
+                     const AdamUpdate& u, const Tensor& lowp = Tensor());
 EMBER_CUDA_ENTRY(void, adam_update_cuda, (const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
                  const Tensor& vmax, const AdamUpdate& u))
 // buf undefined unless momentum > 0, grad_avg unless centered.

@@ -13,8 +13,9 @@ namespace {
 
 struct CacheEntry {
   Tensor source;  // keeps the source alive, so its address is not reused while cached
-  Tensor cast;
+  Tensor cast;    // undefined while a lowp copy waits for its first use
   uint32_t version;  // the source's version when cast: an in-place update invalidates the entry
+  Tensor lowp;    // autocast_use_lowp_copy's copy (source's values already rounded), or undefined
 };
 
 struct AutocastState {
@@ -72,18 +73,44 @@ Tensor autocast_lowp(const Tensor& t) {
       s.cache && t.dtype() == DType::f32 && t.is_leaf() && t.requires_grad() && grad_enabled();
   if (cacheable) {
     for (CacheEntry& e : s.entries) {
-      if (e.source.impl_ptr() != t.impl_ptr() || e.cast.dtype() != to) continue;
-      if (e.version == t.version()) return e.cast;
+      if (e.source.impl_ptr() != t.impl_ptr()) continue;
+      if (e.cast.defined() ? e.cast.dtype() != to : e.lowp.dtype() != to) continue;
+      if (e.version == t.version()) {
+        if (!e.cast.defined()) {
+          // The copy's values as a differentiable cast of t: a new handle on the copy's storage,
+          // recorded as to_dtype's node is.
+          e.cast = e.lowp.detach();
+          const DType src = t.dtype();
+          autograd::record("to_dtype", {t}, e.cast,
+                           [src](const Tensor& g) -> autograd::TensorList { return {g.to(src)}; });
+        }
+        return e.cast;
+      }
       e.cast = t.to(to);
       e.version = t.version();
+      e.lowp = Tensor();
       ++s.computed;
       return e.cast;
     }
   }
   Tensor cast = t.to(to);
   ++s.computed;
-  if (cacheable) s.entries.push_back({t, cast, t.version()});
+  if (cacheable) s.entries.push_back({t, cast, t.version(), Tensor()});
   return cast;
+}
+
+void autocast_use_lowp_copy(const Tensor& source, const Tensor& copy) {
+  AutocastState& s = state();
+  EMBER_CHECK(s.enabled, "[autocast] autocast_use_lowp_copy needs an enabled autocast scope");
+  EMBER_CHECK(source.defined() && copy.defined() && source.dtype() == DType::f32 && copy.dtype() == s.dtype &&
+                  copy.shape() == source.shape() && copy.device() == source.device(),
+              "[autocast] autocast_use_lowp_copy takes an f32 tensor and a copy of its shape and device in the scope's ",
+              dtype_name(s.dtype), ", got ", source.defined() ? dtype_name(source.dtype()) : "undefined", " and ",
+              copy.defined() ? dtype_name(copy.dtype()) : "undefined");
+  if (!s.cache || !source.is_leaf() || !source.requires_grad()) return;
+  for (const CacheEntry& e : s.entries)
+    if (e.source.impl_ptr() == source.impl_ptr()) return;  // already cast (or given) in this scope
+  s.entries.push_back({source, Tensor(), source.version(), copy});
 }
 
 Tensor autocast_f32(const Tensor& t) {

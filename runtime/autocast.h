@@ -53,6 +53,14 @@ EMBER_API Tensor autocast_lowp(const Tensor& t);
 // autocast_f32: an f16/bf16 tensor to f32.
 EMBER_API Tensor autocast_f32(const Tensor& t);
 
+// Inside an enabled scope: the next autocast_lowp(source) in this scope returns copy's values (a
+// tensor on copy's storage) as source's cast, recorded as a differentiable cast, instead of casting
+// again, provided source's version is still the one it had at this call. copy must hold source's
+// values rounded to the scope's dtype (the Trainer passes the optimizer's lowp copies, see
+// Optimizer::keep_lowp_copies). Ignored when the scope does not cache or source is not an f32 leaf
+// that requires grad, and when source was already cast in this scope.
+EMBER_API void autocast_use_lowp_copy(const Tensor& source, const Tensor& copy);
+
 // The number of casts now cached in the calling thread, and how many casts autocast_lowp has
 // computed in this thread since it started (cache hits excluded); for tests and profiling.
 EMBER_API size_t autocast_cache_size();

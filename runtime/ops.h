@@ -130,14 +130,19 @@ EMBER_API Tensor embedding(const Tensor& weight, const Tensor& indices);  // (V,
 EMBER_API void fused_sgd_(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, double lr,
                           double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
                           bool first_step);
-// Adam with L2 weight decay at step 1, 2, ...; max_exp_avg_sq is used with amsgrad.
+// Adam with L2 weight decay at step 1, 2, ...; max_exp_avg_sq is used with amsgrad. lowp_copy,
+// when defined (a bf16/f16 tensor of an f32 param's shape and device), receives the updated param
+// rounded to its dtype (the bits of param.to(dtype)): on the CPU in the same pass, while each
+// chunk is in the cache (mixed precision's weight copies, Optimizer::keep_lowp_copies).
 EMBER_API void fused_adam_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                            const Tensor& max_exp_avg_sq, double step, double lr, double beta1, double beta2,
-                           double eps, double weight_decay, bool amsgrad, bool maximize);
+                           double eps, double weight_decay, bool amsgrad, bool maximize,
+                           const Tensor& lowp_copy = Tensor());
 // AdamW: fused_adam_ with decoupled weight decay (param *= 1 - lr * weight_decay).
 EMBER_API void fused_adamw_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                             const Tensor& max_exp_avg_sq, double step, double lr, double beta1, double beta2,
-                            double eps, double weight_decay, bool amsgrad, bool maximize);
+                            double eps, double weight_decay, bool amsgrad, bool maximize,
+                            const Tensor& lowp_copy = Tensor());
 // RMSprop; momentum_buffer is used when momentum > 0, grad_avg when centered.
 EMBER_API void fused_rmsprop_(const Tensor& param, const Tensor& grad, const Tensor& square_avg,
                               const Tensor& momentum_buffer, const Tensor& grad_avg, double lr, double alpha,

@@ -81,7 +81,15 @@ class Operands {
 
 void adam_update(const char* who, bool decoupled, const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                  const Tensor& exp_avg_sq, const Tensor& max_exp_avg_sq, double step, double lr, double beta1,
-                 double beta2, double eps, double weight_decay, bool amsgrad, bool maximize) {
+                 double beta2, double eps, double weight_decay, bool amsgrad, bool maximize, const Tensor& lowp) {
+  if (lowp.defined()) {
+    EMBER_CHECK(param.defined() && param.dtype() == DType::f32 && detail::is_half(lowp.dtype()) &&
+                    lowp.shape() == param.shape() && lowp.device() == param.device(),
+                "[", who, "] lowp_copy must be a bf16/f16 tensor of a float32 param's shape and device, got ",
+                dtype_name(lowp.dtype()), lowp.shape().str(), " on ", lowp.device().str(), " for param ",
+                param.defined() ? dtype_name(param.dtype()) : "undefined",
+                param.defined() ? param.shape().str() : std::string());
+  }
   Operands<5> t(who, {written(param, "param"), read(grad, "grad"), written(exp_avg, "exp_avg"),
                       written(exp_avg_sq, "exp_avg_sq"), written(max_exp_avg_sq, "max_exp_avg_sq", amsgrad)});
   const double bias_correction1 = 1.0 - std::pow(beta1, step);
@@ -89,8 +97,14 @@ void adam_update(const char* who, bool decoupled, const Tensor& param, const Ten
   const double step_size = lr / bias_correction1, bias_correction2_sqrt = std::sqrt(bias_correction2);
   const kernels::AdamUpdate u{lr, beta1, beta2, eps, weight_decay, step_size, bias_correction2_sqrt,
                               amsgrad, maximize, decoupled};
-  EMBER_DISPATCH(param.device(), adam_update, t[0], t[1], t[2], t[3], t[4], u);
+  const bool fused_copy = lowp.defined() && param.device().is_cpu() && param.is_contiguous() && lowp.is_contiguous();
+  if (fused_copy) kernels::adam_update_cpu(t[0], t[1], t[2], t[3], t[4], u, lowp);
+  else EMBER_DISPATCH(param.device(), adam_update, t[0], t[1], t[2], t[3], t[4], u);
   t.finish();
+  if (lowp.defined()) {
+    if (!fused_copy) EMBER_DISPATCH(param.device(), copy, param, lowp);
+    lowp.bump_version();
+  }
 }
 
 }  // namespace
@@ -106,16 +120,16 @@ void fused_sgd_(const Tensor& param, const Tensor& grad, const Tensor& momentum_
 
 void fused_adam_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                  const Tensor& max_exp_avg_sq, double step, double lr, double beta1, double beta2, double eps,
-                 double weight_decay, bool amsgrad, bool maximize) {
+                 double weight_decay, bool amsgrad, bool maximize, const Tensor& lowp_copy) {
   adam_update("Adam", false, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1, beta2, eps,
-              weight_decay, amsgrad, maximize);
+              weight_decay, amsgrad, maximize, lowp_copy);
 }
 
 void fused_adamw_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                   const Tensor& max_exp_avg_sq, double step, double lr, double beta1, double beta2, double eps,
-                  double weight_decay, bool amsgrad, bool maximize) {
+                  double weight_decay, bool amsgrad, bool maximize, const Tensor& lowp_copy) {
   adam_update("AdamW", true, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1, beta2, eps,
-              weight_decay, amsgrad, maximize);
+              weight_decay, amsgrad, maximize, lowp_copy);
 }
 
 void fused_rmsprop_(const Tensor& param, const Tensor& grad, const Tensor& square_avg, const Tensor& momentum_buffer,

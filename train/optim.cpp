@@ -8,6 +8,7 @@
 #include <limits>
 #include <set>
 
+#include "ember/runtime/autocast.h"
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/ops.h"
 
@@ -157,7 +158,40 @@ void Optimizer::zero_grad(bool set_to_none) {
 
 void Optimizer::step() {
   NoGradGuard no_grad;
-  for (auto& g : groups_) step_group(g);
+  for (auto& g : groups_) {
+    step_group(g);
+    if (!lowp_dtype_) continue;
+    // The copies step_group did not write (optimizers without a fused copy): cast after the update.
+    for (auto& [name, p] : g.params) {
+      if (!p.grad().defined()) continue;
+      LowpCopy* c = lowp_copy_for(name, p);
+      if (c == nullptr || c->version == p.version()) continue;
+      c->copy.copy_(p);
+      c->version = p.version();
+    }
+  }
+}
+
+void Optimizer::keep_lowp_copies(std::optional<DType> dtype) {
+  EMBER_CHECK(!dtype || *dtype == DType::bf16 || *dtype == DType::f16, "[", type_name_,
+              "] keep_lowp_copies takes bf16 or f16 (or nullopt), got ", dtype_name(*dtype));
+  if (dtype != lowp_dtype_) lowp_.clear();
+  lowp_dtype_ = dtype;
+}
+
+void Optimizer::use_lowp_copies() const {
+  if (!autocast_enabled()) return;
+  for (const auto& [name, c] : lowp_)
+    if (c.version == c.param.version() && c.copy.dtype() == autocast_dtype()) autocast_use_lowp_copy(c.param, c.copy);
+}
+
+Optimizer::LowpCopy* Optimizer::lowp_copy_for(const std::string& name, const Tensor& p) {
+  if (!lowp_dtype_ || p.dtype() != DType::f32 || !p.device().is_cpu()) return nullptr;
+  auto it = lowp_.find(name);
+  if (it != lowp_.end() && it->second.param.impl_ptr() == p.impl_ptr()) return &it->second;
+  // A new parameter under this name: the version never matches p's, so the copy counts as stale.
+  LowpCopy c{p, empty(p.shape(), TensorOptions(*lowp_dtype_)), p.version() + 1};
+  return &(lowp_[name] = std::move(c));
 }
 
 Tensor Optimizer::step(const std::function<Tensor()>& closure) {
@@ -336,6 +370,7 @@ void Optimizer::load_state_dict(const Value& sd) {
   }
   for (size_t gi = 0; gi < groups_.size(); ++gi) groups_[gi].options = std::move(new_options[gi]);
   state_ = std::move(new_state);
+  lowp_.clear();
 }
 
 // --- option checks (torch 1.13's constructor checks, applied to every group) ------------------

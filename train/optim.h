@@ -92,6 +92,24 @@ class EMBER_API Optimizer {
   // the parameter's device); group options are replaced by the saved ones (as torch).
   void load_state_dict(const Value& state_dict);
 
+  // Low-precision copies of the parameters, for mixed precision: after keep_lowp_copies(bf16 or
+  // f16), every step() also leaves each float32 CPU parameter's values rounded to that dtype (the
+  // bits of param.to(dtype)) in a copy the optimizer keeps. Adam and AdamW write it in their
+  // update's own pass, while each chunk is in the cache; the others cast after the update. The
+  // Trainer hands the copies to autocast (autocast_use_lowp_copy) at each mixed-precision step,
+  // so the forward pass does not cast the weights again. std::nullopt (the default) keeps none.
+  // Copies are not part of state_dict(); load_state_dict() and a change of dtype drop them.
+  void keep_lowp_copies(std::optional<DType> dtype);
+  struct LowpCopy {
+    Tensor param, copy;
+    uint32_t version;  // param.version() when copy was written: the copy is valid while they are equal
+  };
+  // The copies by parameter name (parameters updated at least once since copies were turned on).
+  const std::map<std::string, LowpCopy>& lowp_copies() const { return lowp_; }
+  // Inside an enabled autocast scope: hands the valid copies to autocast (autocast_use_lowp_copy),
+  // so that the scope's casts of those parameters reuse them. Outside one, does nothing.
+  void use_lowp_copies() const;
+
  protected:
   Optimizer(std::string type_name, ValueMap defaults);
   // Adds the constructor's groups (call from the derived constructor, where virtuals dispatch).
@@ -114,11 +132,17 @@ class EMBER_API Optimizer {
 
   // Per-parameter state by parameter name.
   std::map<std::string, ValueMap> state_;
+  // For step_group: the low-precision copy of parameter `name` to write during its update, or
+  // nullptr when copies are off or p is not a float32 CPU tensor. After writing entry->copy, set
+  // entry->version = p.version(); step() casts the copies left stale after step_group.
+  LowpCopy* lowp_copy_for(const std::string& name, const Tensor& p);
 
  private:
   std::string type_name_;
   ValueMap defaults_;
   std::vector<ParamGroup> groups_;
+  std::optional<DType> lowp_dtype_;
+  std::map<std::string, LowpCopy> lowp_;
 };
 
 // --- SGD -------------------------------------------------------------------------------------

@@ -71,11 +71,14 @@ void Adam::step_group(ParamGroup& group) {
     Tensor vmax = amsgrad ? state_tensor(st, "max_exp_avg_sq", name, who) : Tensor();
     const double step = st.at("step").as_double() + 1.0;
     st["step"] = Value(step);
+    LowpCopy* copy = lowp_copy_for(name, p);
+    const Tensor lowp = copy ? copy->copy : Tensor();
     if (decoupled_) {
-      fused_adamw_(p, g, m, v, vmax, step, lr, beta1, beta2, eps, wd, amsgrad, maximize);
+      fused_adamw_(p, g, m, v, vmax, step, lr, beta1, beta2, eps, wd, amsgrad, maximize, lowp);
     } else {
-      fused_adam_(p, g, m, v, vmax, step, lr, beta1, beta2, eps, wd, amsgrad, maximize);
+      fused_adam_(p, g, m, v, vmax, step, lr, beta1, beta2, eps, wd, amsgrad, maximize, lowp);
     }
+    if (copy) copy->version = p.version();
   }
 }
 

@@ -907,6 +907,12 @@ void Trainer::fit(LightningModule& model, data::DataLoader& user_train_loader, d
     num_val_batches_ = val_loader ? opts_.limit_val_batches.resolve(val_loader->len(), "limit_val_batches") : 0;
     max_epochs_ = opts_.max_epochs ? *opts_.max_epochs : (opts_.max_steps == -1 ? 1000 : -1);
     scaler_ = opts_.precision == "16-mixed" ? std::make_unique<amp::GradScaler>() : nullptr;
+    // Under the mixed precisions the optimizers keep the weights' half copies up to date as they
+    // update them; each step's forward pass then uses them instead of casting every weight.
+    std::optional<DType> lowp;
+    if (opts_.precision == "bf16-mixed") lowp = DType::bf16;
+    else if (opts_.precision == "16-mixed") lowp = DType::f16;
+    for (auto& o : optim_.optimizers) o->keep_lowp_copies(lowp);
     step_skipped_ = false;
     if (!resolved.empty()) {
       restore(resolved, train_loader);
@@ -1163,6 +1169,7 @@ Tensor Trainer::eager_training_step(LightningModule& model, const Batch& batch, 
   Tensor loss;
   {
     PrecisionScope precision(opts_.precision);
+    for (auto& o : optim_.optimizers) o->use_lowp_copies();
     loss = model.training_step(batch, batch_idx);
   }
   check_loss(loss);

@@ -4,7 +4,8 @@
 // Usage: ember_bench_train --model lit|mlp|conv --threads N [--data DIR] [--trivial] [--gemm N]
 //                          [--precision 32-true|bf16-mixed]
 // (--gemm N: GFLOP/s of an N x N x N matmul instead of training; bf16-mixed: each step's forward
-// pass and loss under AutocastGuard(bf16), as the Trainer's precision="bf16-mixed" runs them)
+// pass and loss under AutocastGuard(bf16), with the optimizer's bf16 copies of the weights, as the
+// Trainer's precision="bf16-mixed" runs them)
 #define BENCH_DEFINE_MALLOC
 #include "bench/train_throughput/measure.h"
 
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
     auto test = data::load_mnist_dataset(dir, data::Split::Test, layout);
     examples::AutoEncoder net(model);
     optim::Adam opt(net.named_parameters(), optim::AdamOptions{.lr = 1e-3});
+    if (mixed) opt.keep_lowp_copies(DType::bf16);
     int64_t bs = examples::default_batch_size(model);
     data::DataLoader train_loader(train, {.batch_size = bs, .shuffle = true, .seed = 0});
     data::DataLoader test_loader(test, {.batch_size = bs});
@@ -82,6 +84,7 @@ int main(int argc, char** argv) {
       {
         std::optional<AutocastGuard> amp;
         if (mixed) amp.emplace(DType::bf16);
+        opt.use_lowp_copies();
         loss = mse_loss(net.forward(x), x);
       }
       loss.backward();

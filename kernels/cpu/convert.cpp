@@ -38,6 +38,7 @@ namespace {
 // GCC 12 reports the intrinsics' own _mm512_undefined_* placeholders as maybe-uninitialized.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 // 16 values per step; the tail goes through the scalar functions.
 EMBER_TARGET_AVX512 void f16_from_f32_avx512(const float* x, uint16_t* y, int64_t n) {
   int64_t i = 0;
@@ -95,6 +96,37 @@ EMBER_TARGET_AVX512 void bf16_from_f32_avx512(const float* x, uint16_t* y, int64
   for (; i < n; ++i) y[i] = bf16_from_float(x[i]);
 }
 
+// With AVX512-BF16: vcvtne2ps2bf16 rounds 32 values to nearest even and quiets NaNs keeping their
+// top bits, exactly as bf16_from_float, but flushes subnormal inputs to signed zero; a block of 32
+// holding a subnormal goes through the bit operations above instead.
+#define EMBER_BF16NI_TARGET __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
+bool cpu_has_avx512_bf16_ni() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+  }();
+  return has;
+}
+
+EMBER_BF16NI_TARGET void bf16_from_f32_avx512_bf16(const float* x, uint16_t* y, int64_t n) {
+  const __m512i exponent = _mm512_set1_epi32(0x7f800000), mantissa = _mm512_set1_epi32(0x007fffff);
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512i a = _mm512_loadu_si512(x + i), b = _mm512_loadu_si512(x + i + 16);
+    const __mmask16 sub_a = _mm512_testn_epi32_mask(a, exponent) & _mm512_test_epi32_mask(a, mantissa);
+    const __mmask16 sub_b = _mm512_testn_epi32_mask(b, exponent) & _mm512_test_epi32_mask(b, mantissa);
+    if (sub_a | sub_b) {
+      bf16_from_f32_avx512(x + i, y + i, 32);
+      continue;
+    }
+    // b's values go to the upper half of the result, a's to the lower.
+    const __m512bh r = _mm512_cvtne2ps_pbh(_mm512_castsi512_ps(b), _mm512_castsi512_ps(a));
+    _mm512_storeu_si512(y + i, reinterpret_cast<const __m512i&>(r));
+  }
+  bf16_from_f32_avx512(x + i, y + i, n - i);
+}
+
 EMBER_TARGET_AVX512 void bf16_to_f32_avx512(const uint16_t* x, float* y, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -110,7 +142,10 @@ EMBER_TARGET_AVX512 void bf16_to_f32_avx512(const uint16_t* x, float* y, int64_t
 
 void half_from_f32_row(bool bf16, const float* x, uint16_t* y, int64_t n) {
 #if EMBER_F16C_X86
-  if (cpu_isa() == CpuIsa::Avx512) return bf16 ? bf16_from_f32_avx512(x, y, n) : f16_from_f32_avx512(x, y, n);
+  if (cpu_isa() == CpuIsa::Avx512) {
+    if (!bf16) return f16_from_f32_avx512(x, y, n);
+    return cpu_has_avx512_bf16_ni() ? bf16_from_f32_avx512_bf16(x, y, n) : bf16_from_f32_avx512(x, y, n);
+  }
 #endif
   if (bf16) {
     for (int64_t i = 0; i < n; ++i) y[i] = bf16_from_float(x[i]);

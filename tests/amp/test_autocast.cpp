@@ -19,6 +19,7 @@
 #include "ember/runtime/device.h"
 #include "ember/runtime/ops.h"
 #include "ember/runtime/rng.h"
+#include "ember/train/optim.h"
 #include "tests/support/check.h"
 
 namespace ember {
@@ -347,6 +348,48 @@ TEST(AutocastLinear, F32ParametersGetUnroundedFloat32Gradients) {
     y2 = linear(x, w, b);
   }
   EXPECT_TRUE(test::bit_equal(y.detach(), y2));
+}
+
+// The optimizer's bf16 copies handed to autocast (Optimizer::use_lowp_copies): a training loop
+// with them gives the bits of one without, and from the second step on casts no parameter (only
+// the input and the activations the ops cast).
+TEST(AutocastLowpCopies, TrainingWithTheOptimizersCopiesGivesTheSameBits) {
+  auto train = [](bool copies, uint64_t* casts) {
+    manual_seed(3);
+    nn::Sequential net(std::make_shared<nn::Linear>(20, 16), std::make_shared<nn::ReLU>(),
+                       std::make_shared<nn::Linear>(16, 20));
+    optim::Adam opt(net.named_parameters(), optim::AdamOptions{.lr = 1e-2});
+    if (copies) opt.keep_lowp_copies(DType::bf16);
+    Generator gen(4);
+    const Tensor x = randn({8, 20}, {}, &gen);
+    std::vector<Tensor> losses;
+    for (int step = 0; step < 4; ++step) {
+      opt.zero_grad();
+      Tensor loss;
+      const uint64_t before = autocast_casts_computed();
+      {
+        AutocastGuard g(DType::bf16);
+        opt.use_lowp_copies();
+        loss = mse_loss(net.forward(x), x);
+      }
+      casts[step] = autocast_casts_computed() - before;
+      loss.backward();
+      opt.step();
+      losses.push_back(loss.detach());
+    }
+    std::vector<Tensor> out = losses;
+    for (const Tensor& p : net.parameters()) out.push_back(p.detach().clone());
+    return out;
+  };
+  uint64_t casts_plain[4], casts_copies[4];
+  const std::vector<Tensor> plain = train(false, casts_plain), with = train(true, casts_copies);
+  ASSERT_EQ(plain.size(), with.size());
+  for (size_t i = 0; i < plain.size(); ++i) EXPECT_TRUE(test::bit_equal(with[i], plain[i])) << "result " << i;
+  // 4 parameters and the input: 5 casts a step without copies; with them, 5 on the first step
+  // (no copy yet) and 1 (the input) after.
+  EXPECT_EQ(casts_plain[3], 5u);
+  EXPECT_EQ(casts_copies[0], 5u);
+  EXPECT_EQ(casts_copies[3], 1u);
 }
 
 TEST(AutocastCache, ACachedCastKeepsGradientsFlowingToTheF32Parameter) {

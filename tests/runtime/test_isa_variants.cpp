@@ -87,6 +87,15 @@ std::vector<Tensor> run_kernels() {
                         mul(x.reshape({-1}), 1e-3)});
   out.push_back(rounded.to(DType::f16));
   out.push_back(rounded.to(DType::bf16));
+  // The same specials in blocks of 32 without a subnormal (AVX512-BF16's instruction), then with one.
+  std::vector<uint32_t> no_subnormal;
+  for (uint32_t b : f32_bits)
+    if (b != 0x80000001u) no_subnormal.push_back(b);
+  Tensor specials = from_blob(no_subnormal.data(), {static_cast<int64_t>(no_subnormal.size())}, DType::f32);
+  static std::vector<uint32_t> subnormals = {0x00400000u, 0x807fffffu, 0x00018000u, 0x00008000u};
+  out.push_back(cat({specials, specials, mul(x.reshape({-1}), 1e-3), rounded,
+                     from_blob(subnormals.data(), {4}, DType::f32), specials, specials})
+                    .to(DType::bf16));
   std::vector<double> pixels(5 * 4 * 6);
   for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<double>((i * 37) % 256);
   data::MnistDataset ds(from_vector(pixels, {5, 4, 6}, DType::u8), from_vector(std::vector<int64_t>{1, 2, 3, 4, 5}, {5}),

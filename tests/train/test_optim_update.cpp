@@ -151,6 +151,80 @@ TEST(OptimUpdate, NonContiguousTensorsGiveTheContiguousBits) {
 }
 
 
+// Low-precision copies (Optimizer::keep_lowp_copies): after every step, each updated float32
+// parameter's copy holds exactly param.to(dtype) and is marked valid; the parameter and the state
+// keep the bits of a run without copies. Adam and AdamW write the copy in their own pass (chunk by
+// chunk on a parameter larger than one chunk, threads splitting the chunks), the others cast after
+// the update; a non-contiguous parameter takes the cast too.
+TEST(OptimUpdate, LowpCopiesHoldTheUpdatedWeightsRounded) {
+  for (const Case& c : cases()) {
+    for (DType lowp : {DType::bf16, DType::f16}) {
+      for (bool transposed : {false, true}) {
+        SCOPED_TRACE(str_cat(c.name, " ", dtype_name(lowp), transposed ? " transposed" : ""));
+        Generator gen(8);
+        const int64_t rows = 300, cols = 170;  // 51000 values: several chunks of the fused loops
+        Tensor init = randn({rows, cols}, {}, &gen);
+        Tensor p = transposed ? init.t().contiguous().t() : init.clone(), q = init.clone();
+        p.requires_grad_(true);
+        q.requires_grad_(true);
+        auto opt = c.make(NamedParams{{"p", p}});
+        auto plain = c.make(NamedParams{{"p", q}});
+        opt->keep_lowp_copies(lowp);
+        EXPECT_TRUE(opt->lowp_copies().empty());
+        for (int s = 0; s < 3; ++s) {
+          Tensor g = randn({rows, cols}, {}, &gen);
+          p.set_grad(g.clone());
+          q.set_grad(g.clone());
+          opt->step();
+          plain->step();
+          ASSERT_EQ(opt->lowp_copies().size(), 1u);
+          const Optimizer::LowpCopy& copy = opt->lowp_copies().at("p");
+          EXPECT_EQ(copy.version, p.version());
+          EXPECT_EQ(copy.copy.dtype(), lowp);
+          EXPECT_TRUE(test::bit_equal(copy.copy, p.detach().to(lowp)));
+          EXPECT_TRUE(test::bit_equal(p.detach(), q.detach()));
+        }
+        // A step without a gradient leaves the copy valid; an in-place change makes it stale.
+        p.set_grad(Tensor());
+        opt->step();
+        EXPECT_EQ(opt->lowp_copies().at("p").version, p.version());
+        {
+          NoGradGuard ng;
+          p.mul_(2.0);
+        }
+        EXPECT_NE(opt->lowp_copies().at("p").version, p.version());
+        // load_state_dict and turning copies off drop them.
+        opt->load_state_dict(opt->state_dict());
+        EXPECT_TRUE(opt->lowp_copies().empty());
+        p.set_grad(zeros({rows, cols}));
+        opt->step();
+        EXPECT_EQ(opt->lowp_copies().size(), 1u);
+        opt->keep_lowp_copies(std::nullopt);
+        EXPECT_TRUE(opt->lowp_copies().empty());
+      }
+    }
+  }
+}
+
+// Copies are kept only for float32 CPU parameters, in bf16 or f16.
+TEST(OptimUpdate, LowpCopiesOnlyForFloat32Parameters) {
+  Tensor p = ones({4, 3}, TensorOptions(DType::f64)).requires_grad_(true);
+  Adam opt(NamedParams{{"p", p}}, AdamOptions{.lr = 1e-2});
+  opt.keep_lowp_copies(DType::bf16);
+  p.set_grad(ones({4, 3}, TensorOptions(DType::f64)));
+  opt.step();
+  EXPECT_TRUE(opt.lowp_copies().empty());
+  EXPECT_NE(test::error_of([&] { opt.keep_lowp_copies(DType::f32); }).find("keep_lowp_copies takes bf16 or f16"),
+            std::string::npos);
+  Tensor q = ones({4, 3}), g = ones({4, 3}), m = zeros({4, 3}), v = zeros({4, 3});
+  const std::string e = test::error_of([&] {
+    fused_adam_(q, g, m, v, Tensor(), 1, 1e-3, 0.9, 0.999, 1e-8, 0, false, false, zeros({4, 3}));
+  });
+  EXPECT_NE(e.find("[Adam] lowp_copy must be a bf16/f16 tensor of a float32 param's shape and device, got f32(4, 3) on cpu for param f32(4, 3)"),
+            std::string::npos)
+      << e;
+}
+
 // Three steps of every update on one parameter and its state, laid out contiguously or as
 // transposed views; returns the parameter and the state tensors, contiguous.
 std::vector<Tensor> update_all(const Tensor& p0, const Tensor& g0, bool transposed) {
