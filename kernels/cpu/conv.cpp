@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/conv_stride2.h"
 #include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
@@ -152,6 +153,8 @@ void conv2d_impl(const ConvGeom& g, const Tensor& xt, const Tensor& wt, const Te
   if constexpr (std::is_same_v<T, float>) {
     if (winograd_conv_applies(g, ConvPass::Forward))
       return conv2d_winograd(g, xt.data_ptr<float>(), wt.data_ptr<float>(), yt.data_ptr<float>());
+    if (stride2_conv_applies(g, ConvPass::Forward))
+      return conv2d_stride2(g, xt.data_ptr<float>(), wt.data_ptr<float>(), yt.data_ptr<float>());
   }
   const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, R = Cg * g.kh * g.kw;
   const T* x = xt.data_ptr<T>();
@@ -192,6 +195,8 @@ void conv2d_backward_input_impl(const ConvGeom& g, const Tensor& dyt, const Tens
   if constexpr (std::is_same_v<T, float>) {
     if (winograd_conv_applies(g, ConvPass::Input))
       return conv2d_backward_input_winograd(g, dyt.data_ptr<float>(), wt.data_ptr<float>(), dxt.data_ptr<float>());
+    if (stride2_conv_applies(g, ConvPass::Input))
+      return conv2d_backward_input_stride2(g, dyt.data_ptr<float>(), wt.data_ptr<float>(), dxt.data_ptr<float>());
   }
   const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G;
   const T* dy = dyt.data_ptr<T>();
