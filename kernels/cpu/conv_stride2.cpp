@@ -49,7 +49,7 @@ int row_lanes(int64_t width) { return width <= 8 ? 8 : 16; }
 // (overlapping rows are computed twice, to the same bits).
 struct RowTiles {
   int64_t count, rows;
-  explicit RowTiles(int64_t n) : count((n + 7) / 8), rows((n + count - 1) / count) {}
+  explicit RowTiles(int64_t n) : count((n + 7) / 8), rows(count > 0 ? (n + count - 1) / count : 1) {}
   int64_t start(int64_t t, int64_t n) const { return std::min(t * rows, n - rows); }
 };
 
@@ -245,8 +245,10 @@ struct InputGradPlan {
   const int64_t* tap_start;
   const int64_t* off;
   const float* wp;
-  TileFn fn;
-  RowTiles rt;
+  // Phase rows a = 0, 1: the plane rows [u_lo, u_lo + u_count) that hold dx rows, in tiles.
+  int64_t u_lo[2], u_count[2];
+  RowTiles rt[2];
+  TileFn fn[2];
   int32_t ix[32];  // dx row lane q < 32 takes lane ix[q] of the pair (phase b = 0 row, b = 1 row)
 };
 
@@ -278,12 +280,13 @@ EMBER_TARGET_AVX512 void input_grad_image(const ConvGeom& g, const InputGradPlan
       }
       const float* wph = pl.wp + (gi * pl.taps + pl.tap_start[ph]) * Kg * pl.Cp;
       const int64_t* off = pl.off + pl.tap_start[ph] * Kg;
+      const int64_t a = ph >> 1;
       for (int64_t c0 = 0; c0 < Cg; c0 += pl.MR)
-        for (int64_t t = 0; t < pl.rt.count; ++t) {
-          const int64_t u0 = pl.rt.start(t, pl.Ux);
+        for (int64_t t = 0; t < pl.rt[a].count; ++t) {
+          const int64_t u0 = pl.u_lo[a] + pl.rt[a].start(t, pl.u_count[a]);
           float* out[2];
           for (int64_t m = 0; m < 2; ++m) out[m] = c0 + m < Cg ? sp + (c0 + m) * SP + u0 * L : nullptr;
-          pl.fn(planes + u0 * L, off, Rp, wph + c0, pl.Cp, out, L, all);
+          pl.fn[a](planes + u0 * L, off, Rp, wph + c0, pl.Cp, out, L, all);
         }
     }
     for (int64_t c = 0; c < Cg; ++c) {
@@ -338,9 +341,18 @@ void input_grad(const ConvGeom& g, const float* dy, const float* w, float* dx) {
         }
       }
   }
-  const RowTiles rt(Ux);
-  InputGradPlan pl{G, Cg, Kg, taps, mh, mw, Ux, Up, DP, Ux * L, MR, Cp, tap_start, off, wp,
-                   pick_tile(L, MR, rt.rows), rt, {}};
+  // dx row h = 2u + a - ph: phase row a's rows u in [u_lo, u_hi) are inside dx.
+  int64_t u_lo[2], u_count[2];
+  for (int64_t a = 0; a < 2; ++a) {
+    u_lo[a] = g.ph > a ? (g.ph - a + 1) / 2 : 0;
+    const int64_t last = g.H - 1 + g.ph - a;  // 2 * u_hi - 2 at most
+    const int64_t u_hi = last < 0 ? 0 : std::min(Ux, last / 2 + 1);
+    u_count[a] = std::max<int64_t>(0, u_hi - u_lo[a]);
+  }
+  const RowTiles rt0(u_count[0]), rt1(u_count[1]);
+  InputGradPlan pl{G,  Cg, Kg, taps, mh, mw, Ux, Up, DP, Ux * L, MR, Cp, tap_start, off, wp,
+                   {u_lo[0], u_lo[1]}, {u_count[0], u_count[1]}, {rt0, rt1},
+                   {pick_tile(L, MR, rt0.rows), pick_tile(L, MR, rt1.rows)}, {}};
   for (int64_t q = 0; q < 32; ++q) pl.ix[q] = static_cast<int32_t>((((q + g.pw) & 1) << 4) | (((q + g.pw) >> 1) & 15));
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, g.C * g.H * g.W * Kg * taps / 4));
   parallel_for(0, g.N, grain, [&](int64_t n0, int64_t n1) {
