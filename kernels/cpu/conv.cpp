@@ -23,9 +23,6 @@
 namespace ember::kernels {
 namespace {
 
-// Aim for about this many GEMM columns (images x plane size) per chunk.
-constexpr int64_t kChunkColumns = 512;
-
 // A grow-only per-thread buffer (no allocation once grown); `slot` tells apart the buffers one
 // kernel uses at the same time. Slots 0-2 are used inside parallel regions, slot 3 by the calling
 // thread around them.
@@ -292,10 +289,6 @@ void conv2d_backward_input_impl(const ConvGeom& g, const Tensor& dyt, const Tens
   });
 }
 
-// Upper bound on the elements of per-slice weight-gradient partials.
-constexpr int64_t kPartialBudget = int64_t(1) << 22;
-constexpr int64_t kMaxSlices = 16;
-
 // dw (K, Cg, kh, kw) = sum over the batch of dy (x) im2col(x). Computed transposed, as
 // (R, Kg) = im2col (R, cols) @ dy^T (cols, Kg) per group, with dy spread over the plane columns
 // (zeros in the discarded ones).
@@ -304,6 +297,8 @@ void conv2d_backward_weight_impl(const ConvGeom& g, const Tensor& xt, const Tens
   if constexpr (std::is_same_v<T, float>) {
     if (winograd_conv_applies(g, ConvPass::Weight))
       return conv2d_backward_weight_winograd(g, xt.data_ptr<float>(), dyt.data_ptr<float>(), dwt.data_ptr<float>());
+    if (stride2_conv_applies(g, ConvPass::Weight))
+      return conv2d_backward_weight_stride2(g, xt.data_ptr<float>(), dyt.data_ptr<float>(), dwt.data_ptr<float>());
   }
   const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, R = Cg * g.kh * g.kw;
   const int64_t wsize = g.K * R;

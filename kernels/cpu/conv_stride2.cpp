@@ -1,17 +1,22 @@
 // Direct float32 kernels for stride-2 convolutions of narrow images (an output row, or a phase row
-// of dx, at most 16 wide: the small layers of image autoencoders), forward and input gradient.
-// conv.cpp runs these as GEMMs over phase planes whose rows are padded to the widest shift, with
-// the padding columns computed and thrown away, B packed, and the results copied in and out a short
-// row at a time. Here each vector holds one row (8 or 16 lanes): the forward keeps the phase planes
-// (built with two permutes per input row) and stores output rows straight into y; the input
-// gradient reads rows of the zero-margined dy planes, computes dx's four phases of an image into a
-// scratch block and writes each dx row with one permute that interleaves its two phases.
+// of dx, at most 16 wide: the small layers of image autoencoders): forward, input gradient and
+// weight gradient. conv.cpp runs these as GEMMs over phase planes whose rows are padded to the
+// widest shift, with the padding columns computed and thrown away, the operands packed, and the
+// results copied in and out a short row at a time. Here the forward keeps the phase planes (built
+// with two permutes per input row) and each vector holds one output row, stored straight into y;
+// the input gradient reads rows of zero-margined dy planes, computes dx's four phases of an image
+// into a scratch block and writes each dx row with one permute that interleaves its two phases; the
+// weight gradient holds 16 or 32 output channels per vector against dy transposed in 16 x 16
+// blocks, and skips the padding columns.
 //
-// Each output is the FMA chain of conv.cpp's GEMM: the rows of its implicit im2col matrix in the
-// same order, from zero, restarted every kGemmKC rows and the blocks added in order, with the
-// padding's zeros included. So the results are the GEMM path's bits (on any CPU where that path
-// runs instead), and work is split over images, never over a sum: they do not depend on the
-// thread count. AVX-512 only (the lanes past a row's end are masked); other CPUs take the GEMM.
+// Each output is the FMA chain of conv.cpp's GEMM: the rows of its implicit im2col matrix (for the
+// weight gradient, its columns: the same slices and chunks of the batch) in the same order, from
+// zero, restarted every kGemmKC and the blocks added in order, with the padding's zeros included
+// (the weight gradient's skipped columns, where dy is zero, add +0 to sums that are never -0). So
+// the results are the GEMM path's bits (on any CPU where that path runs instead; for the weight
+// gradient, given finite x), and work is split over images or fixed slices, never over a sum: they
+// do not depend on the thread count. AVX-512 only (the lanes past a row's end are masked); other
+// CPUs take the GEMMs.
 #include "kernels/cpu/conv_stride2.h"
 
 #include <immintrin.h>
@@ -361,6 +366,154 @@ void input_grad(const ConvGeom& g, const float* dy, const float* w, float* dx) {
     for (int64_t n = n0; n < n1; ++n) input_grad_image<L>(g, pl, dy, dx, n, planes, scratch);
   });
 }
+
+// acc (R, Kg) (+)= the chunk's im2col rows @ its dy^T: element (r, k) sums planes[off[r] + pos[t]]
+// * dyT[t * Kp + k] over the chunk's columns t, one FMA chain per GEMM K block (columns
+// [bstart[b], bstart[b + 1])), the blocks added in order; block 0 overwrites acc when `overwrite`.
+// NV vectors of 16 output channels, MR rows r (the last tile repeats row R - 1, not stored).
+template <int NV>
+EMBER_TARGET_AVX512 void weight_chunk(const float* planes, const int64_t* off, int64_t R, const int64_t* pos,
+                                      const int64_t* bstart, int64_t nblocks, const float* dyT, int64_t Kp, int64_t Kg,
+                                      bool overwrite, float* acc) {
+  constexpr int MR = 6;
+  for (int64_t kv0 = 0; kv0 * 16 < Kp; kv0 += NV)
+    for (int64_t r0 = 0; r0 < R; r0 += MR) {
+      const float* rp[MR];
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; ++m) rp[m] = planes + off[std::min<int64_t>(r0 + m, R - 1)];
+      for (int64_t b = 0; b < nblocks; ++b) {
+        __m512 a[MR][NV];
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 2
+          for (int v = 0; v < NV; ++v) a[m][v] = _mm512_setzero_ps();
+        for (int64_t t = bstart[b]; t < bstart[b + 1]; ++t) {
+          const int64_t p = pos[t];
+          __m512 d[NV];
+#pragma GCC unroll 2
+          for (int v = 0; v < NV; ++v) d[v] = _mm512_loadu_ps(dyT + t * Kp + (kv0 + v) * 16);
+#pragma GCC unroll 8
+          for (int m = 0; m < MR; ++m) {
+            const __m512 xm = _mm512_set1_ps(rp[m][p]);
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v) a[m][v] = _mm512_fmadd_ps(xm, d[v], a[m][v]);
+          }
+        }
+        const bool first = overwrite && b == 0;
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; ++m) {
+          if (r0 + m >= R) break;
+#pragma GCC unroll 2
+          for (int v = 0; v < NV; ++v) {
+            const int64_t k = (kv0 + v) * 16;
+            if (k >= Kg) break;
+            const __mmask16 mask = static_cast<__mmask16>(bit_range(0, Kg - k));
+            float* c = acc + (r0 + m) * Kg + k;
+            _mm512_mask_storeu_ps(c, mask, first ? a[m][v] : _mm512_add_ps(a[m][v], _mm512_maskz_loadu_ps(mask, c)));
+          }
+        }
+      }
+    }
+}
+
+// dyT (OP, Kp) = the transpose of dy (Kg, OP), zero in columns [Kg, Kp): 16 x 16 blocks, each
+// transposed in registers (pairs, then quads, then 128-bit lanes twice).
+EMBER_TARGET_AVX512 void transpose_dy(const float* dy, int64_t Kg, int64_t OP, int64_t Kp, float* dyT) {
+  for (int64_t k0 = 0; k0 < Kp; k0 += 16)
+    for (int64_t q0 = 0; q0 < OP; q0 += 16) {
+      const int64_t qn = std::min<int64_t>(16, OP - q0);
+      const __mmask16 mq = static_cast<__mmask16>(bit_range(0, qn));
+      __m512 r[16], t[16];
+      for (int m = 0; m < 16; ++m)
+        r[m] = k0 + m < Kg ? _mm512_maskz_loadu_ps(mq, dy + (k0 + m) * OP + q0) : _mm512_setzero_ps();
+      for (int m = 0; m < 16; m += 2) {
+        t[m] = _mm512_unpacklo_ps(r[m], r[m + 1]);
+        t[m + 1] = _mm512_unpackhi_ps(r[m], r[m + 1]);
+      }
+      for (int m = 0; m < 16; m += 4) {
+        r[m] = _mm512_shuffle_ps(t[m], t[m + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[m + 1] = _mm512_shuffle_ps(t[m], t[m + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[m + 2] = _mm512_shuffle_ps(t[m + 1], t[m + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[m + 3] = _mm512_shuffle_ps(t[m + 1], t[m + 3], _MM_SHUFFLE(3, 2, 3, 2));
+      }
+      for (int m = 0; m < 4; ++m) {
+        t[m] = _mm512_shuffle_f32x4(r[m], r[m + 4], 0x88);
+        t[m + 4] = _mm512_shuffle_f32x4(r[m], r[m + 4], 0xdd);
+        t[m + 8] = _mm512_shuffle_f32x4(r[m + 8], r[m + 12], 0x88);
+        t[m + 12] = _mm512_shuffle_f32x4(r[m + 8], r[m + 12], 0xdd);
+      }
+      for (int m = 0; m < 8; ++m) {
+        r[m] = _mm512_shuffle_f32x4(t[m], t[m + 8], 0x88);
+        r[m + 8] = _mm512_shuffle_f32x4(t[m], t[m + 8], 0xdd);
+      }
+      for (int64_t j = 0; j < qn; ++j) _mm512_storeu_ps(dyT + (q0 + j) * Kp + k0, r[j]);
+    }
+}
+
+// dw = sum over the batch of dy (x) im2col(x), in the order of conv.cpp's GEMMs: the batch cut
+// into the same slices, each walked in the same chunks of images, whose columns (image i, row oh,
+// column ow at i*Pg + oh*V + ow, V = OW + the column shift, Pg = U*V) the GEMM takes in K blocks
+// of kGemmKC; the columns past OW, where dy is zero, add nothing and are skipped. The planes are
+// the forward's, one image after another.
+template <int L>
+void weight_grad(const ConvGeom& g, const float* x, const float* dy, float* dw) {
+  const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, taps = g.kh * g.kw, R = Cg * taps, wsize = g.K * R;
+  const int64_t U = g.OH + g.dh * (g.kh - 1) / 2, P = U * L, img = 4 * Cg * P + L;
+  const int64_t V = g.OW + g.dw * (g.kw - 1) / 2, Pg = U * V, nb = std::max<int64_t>(1, kChunkColumns / Pg);
+  const int64_t S = std::clamp<int64_t>(std::min(g.N, kPartialBudget / std::max<int64_t>(wsize, 1)), 1, kMaxSlices);
+  const int64_t OP = g.OH * g.OW;
+  const int NV = Kg > 16 ? 2 : 1;
+  const int64_t Kp = (Kg + 16 * NV - 1) / (16 * NV) * (16 * NV);
+  float* partials = thread_buffer<float>(2, S * wsize);  // (G, R, Kg) per slice
+  int64_t* off = thread_buffer<int64_t>(2, R);
+  for (int64_t c = 0; c < Cg; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t di = i * g.dh, dj = j * g.dw, phase = (di % 2) * 2 + dj % 2;
+        off[(c * g.kh + i) * g.kw + j] = (phase * Cg + c) * P + (di / 2) * L + dj / 2;
+      }
+  parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
+    float* planes = thread_buffer<float>(0, nb * img);
+    float* dyT = thread_buffer<float>(1, nb * OP * Kp);
+    int64_t* pos = thread_buffer<int64_t>(0, nb * OP + nb * Pg / kGemmKC + 2);
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t b0 = g.N * s / S, b1 = g.N * (s + 1) / S;
+      for (int64_t n0 = b0; n0 < b1; n0 += nb) {
+        const int64_t n = std::min(nb, b1 - n0), cols = n * OP;
+        // Column t = (i, oh, ow) of the chunk: its plane position and its GEMM K block.
+        int64_t* bstart = pos + cols;
+        int64_t nblocks = 0;
+        for (int64_t i = 0, t = 0; i < n; ++i)
+          for (int64_t oh = 0; oh < g.OH; ++oh)
+            for (int64_t ow = 0; ow < g.OW; ++ow, ++t) {
+              pos[t] = i * img + oh * L + ow;
+              const int64_t blk = (i * Pg + oh * V + ow) / kGemmKC;
+              while (nblocks <= blk) bstart[nblocks++] = t;  // empty blocks (never the first) add nothing
+            }
+        bstart[nblocks] = cols;
+        for (int64_t gi = 0; gi < G; ++gi) {
+          for (int64_t i = 0; i < n; ++i) fill_planes<L>(g, x, n0 + i, gi * Cg, Cg, U, planes + i * img);
+          for (int64_t i = 0; i < n; ++i)
+            transpose_dy(dy + ((n0 + i) * g.K + gi * Kg) * OP, Kg, OP, Kp, dyT + i * OP * Kp);
+          float* acc = partials + s * wsize + gi * R * Kg;
+          if (NV == 2) {
+            weight_chunk<2>(planes, off, R, pos, bstart, nblocks, dyT, Kp, Kg, n0 == b0, acc);
+          } else {
+            weight_chunk<1>(planes, off, R, pos, bstart, nblocks, dyT, Kp, Kg, n0 == b0, acc);
+          }
+        }
+      }
+    }
+  });
+  for (int64_t gi = 0; gi < G; ++gi)
+    for (int64_t k = 0; k < Kg; ++k)
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t src = gi * R * Kg + r * Kg + k;
+        float sum = partials[src];
+        for (int64_t s = 1; s < S; ++s) sum += partials[s * wsize + src];
+        dw[(gi * Kg + k) * R + r] = sum;
+      }
+}
 #endif
 
 }  // namespace
@@ -371,9 +524,8 @@ bool stride2_conv_applies(const ConvGeom& g, ConvPass pass) {
   if (g.sh != 2 || g.sw != 2 || g.N < 1 || g.OH < 1 || g.OW < 1 || g.H < 1 || g.W < 1) return false;
   if (g.ph < 0 || g.ph > 16 || g.pw < 0 || g.pw > 16) return false;
   const int64_t mw = g.dw * (g.kw - 1) / 2;
-  if (pass == ConvPass::Forward) return g.OW + mw <= 16;
-  if (pass == ConvPass::Input) return (g.W - 1 + g.pw) / 2 + 1 <= 16 && g.OW + mw <= 16;
-  return false;
+  if (pass == ConvPass::Forward || pass == ConvPass::Weight) return g.OW + mw <= 16;
+  return (g.W - 1 + g.pw) / 2 + 1 <= 16 && g.OW + mw <= 16;
 #else
   (void)g;
   (void)pass;
@@ -397,6 +549,15 @@ void conv2d_backward_input_stride2(const ConvGeom& g, const float* dy, const flo
   return input_grad<16>(g, dy, w, dx);
 #else
   (void)g, (void)dy, (void)w, (void)dx;
+#endif
+}
+
+void conv2d_backward_weight_stride2(const ConvGeom& g, const float* x, const float* dy, float* dw) {
+#if EMBER_HAVE_ISA_VARIANTS
+  if (row_lanes(g.OW + g.dw * (g.kw - 1) / 2) == 8) return weight_grad<8>(g, x, dy, dw);
+  return weight_grad<16>(g, x, dy, dw);
+#else
+  (void)g, (void)x, (void)dy, (void)dw;
 #endif
 }
 

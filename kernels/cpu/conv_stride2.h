@@ -10,20 +10,29 @@
 
 namespace ember::kernels {
 
+// How conv.cpp's phase-plane GEMMs batch their work, which decides the order of their sums: about
+// kChunkColumns GEMM columns (images x plane size) per chunk, and the weight gradient's batch cut
+// into at most kMaxSlices slices whose partials take at most kPartialBudget elements.
+constexpr int64_t kChunkColumns = 512;
+constexpr int64_t kPartialBudget = int64_t(1) << 22;
+constexpr int64_t kMaxSlices = 16;
+
 // On by default; tests switch it off to compare against the phase-plane GEMM kernels.
 inline std::atomic<bool>& conv_stride2_enabled() {
   static std::atomic<bool> on{true};
   return on;
 }
 
-// True where the direct kernel handles this pass of g: stride 2 both ways, an output row (forward)
-// or a phase row of dx (input gradient) that fits one 16-lane vector with its shifts, padding at
-// most 16, an AVX-512 CPU, and the path enabled. The weight gradient is never handled.
+// True where the direct kernel handles this pass of g: stride 2 both ways, an output row (forward,
+// weight gradient) or a phase row of dx (input gradient) that fits one 16-lane vector with its
+// shifts, padding at most 16, an AVX-512 CPU, and the path enabled.
 bool stride2_conv_applies(const ConvGeom& g, ConvPass pass);
 
 // y (N, K, OH, OW) = conv(x (N, C, H, W), w (K, C/groups, kh, kw))
 void conv2d_stride2(const ConvGeom& g, const float* x, const float* w, float* y);
 // dx (N, C, H, W) = conv2d's input gradient for dy (N, K, OH, OW)
 void conv2d_backward_input_stride2(const ConvGeom& g, const float* dy, const float* w, float* dx);
+// dw (K, C/groups, kh, kw) = conv2d's weight gradient (the GEMM path's bits for finite x)
+void conv2d_backward_weight_stride2(const ConvGeom& g, const float* x, const float* dy, float* dw);
 
 }  // namespace ember::kernels

@@ -1,9 +1,10 @@
 // Tests for the direct stride-2 kernels of float32 conv2d (kernels/cpu/conv_stride2.cpp): the
-// forward pass and the input gradient, which are also conv_transpose2d's input gradient and forward,
-// give the bits of the phase-plane GEMM path over odd sizes, paddings, dilation, groups, kernel
-// sizes 1-5, one and many channels, long reductions (several GEMM K blocks), batch 1, and rows at
-// the 8- and 16-lane limits; they match float64; they do not depend on the thread count; and they
-// apply only where they should.
+// forward pass, the input gradient and the weight gradient (the first two are also
+// conv_transpose2d's input gradient and forward) give the bits of the phase-plane GEMM path over odd
+// sizes, paddings, dilation, groups, kernel sizes 1-5, one and many channels, long reductions
+// (several GEMM K blocks), batch 1 and batches of several chunks and slices, and rows at the 8- and
+// 16-lane limits; they match float64; they do not depend on the thread count; and they apply only
+// where they should.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -76,14 +77,16 @@ kernels::ConvGeom geom(const Case& c) {
 // The autoencoder's layers, odd and even sizes, paddings 0-2 (and an output padding that leaves
 // the transpose's last row and column to the padding), dilation 2, groups, kernels 1-5, one output
 // or input channel, odd channel counts (a tile's second channel unused), reductions over more than
-// one GEMM K block (C * k * k > 256), batch 1, rows of 8 and 16 lanes, and tall images (several
-// row tiles, the last one overlapping).
+// one GEMM K block (C * k * k > 256), batch 1, rows of 8 and 16 lanes, tall images (several row
+// tiles, the last one overlapping), and batches of several weight-gradient slices and chunks, with
+// chunks of more than one K block (more than 256 plane columns).
 const std::vector<Case> kCases = {
     {3, 1, 16, 28, 28, 3, 1, 1, 1, 1},  {2, 16, 32, 14, 14, 3, 1, 1, 1, 1}, {2, 32, 16, 7, 7, 3, 1, 1, 1, 0},
     {4, 16, 1, 14, 14, 3, 1, 1, 1, 1},  {1, 3, 5, 13, 11, 3, 1, 1, 1, 0},   {2, 4, 6, 9, 15, 5, 2, 1, 2, 1},
     {1, 2, 3, 10, 10, 3, 0, 2, 1, 1},   {2, 3, 3, 8, 9, 1, 0, 1, 1, 1},     {2, 40, 3, 6, 6, 3, 1, 1, 1, 1},
     {1, 2, 40, 16, 16, 4, 1, 1, 1, 0},  {2, 5, 4, 30, 29, 3, 1, 1, 1, 1},   {1, 2, 2, 1, 1, 3, 1, 1, 1, 0},
     {1, 3, 7, 40, 9, 3, 2, 1, 1, 1},    {3, 6, 6, 17, 16, 2, 0, 1, 3, 1},   {1, 1, 1, 5, 3, 3, 1, 1, 1, 1},
+    {20, 16, 32, 14, 14, 3, 1, 1, 1, 1}, {9, 3, 40, 28, 28, 3, 1, 1, 1, 1},
 };
 
 TEST(Conv2dStride2, GivesTheGemmPathsBits) {
@@ -143,13 +146,14 @@ TEST(Conv2dStride2, AppliesOnlyWhereItShould) {
   const kernels::ConvGeom base = geom({2, 16, 32, 14, 14, 3, 1, 1, 1, 1});
   EXPECT_TRUE(kernels::stride2_conv_applies(base, ConvPass::Forward));
   EXPECT_TRUE(kernels::stride2_conv_applies(base, ConvPass::Input));
-  EXPECT_FALSE(kernels::stride2_conv_applies(base, ConvPass::Weight));
+  EXPECT_TRUE(kernels::stride2_conv_applies(base, ConvPass::Weight));
   kernels::ConvGeom g = base;
   g.sh = g.sw = 1;  // stride 1
   EXPECT_FALSE(kernels::stride2_conv_applies(g, ConvPass::Forward));
   g = geom({1, 2, 2, 40, 40, 3, 1, 1, 1, 1});  // output rows of 20 (and dx phase rows of 21)
   EXPECT_FALSE(kernels::stride2_conv_applies(g, ConvPass::Forward));
   EXPECT_FALSE(kernels::stride2_conv_applies(g, ConvPass::Input));
+  EXPECT_FALSE(kernels::stride2_conv_applies(g, ConvPass::Weight));
   g = geom({1, 2, 2, 29, 29, 3, 1, 1, 1, 1});  // rows of 16 with the shift: 15 + 1
   EXPECT_TRUE(kernels::stride2_conv_applies(g, ConvPass::Forward));
   kernels::set_cpu_isa_cap(kernels::CpuIsa::Avx2);
