@@ -95,11 +95,11 @@ struct Lanes<16> {
 
 // out[m] rows q < NR (row stride ldo, the lanes in mask) = sum over r < R of w[r*ldw + m] times
 // the L values at base + off[r] + q*L: per lane one FMA chain in r, restarted every kGemmKC rows
-// with the blocks added in order (the GEMM's sums). out[m] == nullptr: row m is computed, not
-// stored (the padding of an odd channel count).
+// with the blocks added in order (the GEMM's sums), then bias[m] added when bias is set. out[m] ==
+// nullptr: row m is computed, not stored (the padding of an odd channel count).
 template <int L, int MR, int NR>
 EMBER_TARGET_AVX512 void tile(const float* base, const int64_t* off, int64_t R, const float* w, int64_t ldw,
-                              float* const* out, int64_t ldo, uint32_t mask) {
+                              float* const* out, int64_t ldo, uint32_t mask, const float* bias) {
   using S = Lanes<L>;
   using V = typename S::V;
   for (int64_t r0 = 0; r0 < R; r0 += kGemmKC) {
@@ -122,19 +122,23 @@ EMBER_TARGET_AVX512 void tile(const float* base, const int64_t* off, int64_t R, 
         for (int q = 0; q < NR; ++q) acc[m][q] = S::fma(wv, xv[q], acc[m][q]);
       }
     }
+    const bool last = r1 == R;
 #pragma GCC unroll 8
     for (int m = 0; m < MR; ++m) {
       if (!out[m]) continue;
 #pragma GCC unroll 8
       for (int q = 0; q < NR; ++q) {
         float* o = out[m] + q * ldo;
-        S::store_masked(o, mask, r0 == 0 ? acc[m][q] : S::add(acc[m][q], S::load_masked(mask, o)));
+        V v = r0 == 0 ? acc[m][q] : S::add(acc[m][q], S::load_masked(mask, o));
+        if (bias && last) v = S::add(v, S::bcast(bias + m));
+        S::store_masked(o, mask, v);
       }
     }
   }
 }
 
-using TileFn = void (*)(const float*, const int64_t*, int64_t, const float*, int64_t, float* const*, int64_t, uint32_t);
+using TileFn = void (*)(const float*, const int64_t*, int64_t, const float*, int64_t, float* const*, int64_t, uint32_t,
+                        const float*);
 
 template <int L, int MR>
 TileFn pick_rows(int64_t nr) {
@@ -201,7 +205,7 @@ EMBER_TARGET_AVX512 void fill_planes(const ConvGeom& g, const float* x, int64_t 
 }
 
 template <int L>
-void forward(const ConvGeom& g, const float* x, const float* w, float* y) {
+void forward(const ConvGeom& g, const float* x, const float* w, const float* bias, float* y) {
   const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, taps = g.kh * g.kw, R = Cg * taps;
   const int64_t U = g.OH + g.dh * (g.kh - 1) / 2, P = U * L;
   const int MR = Kg >= 2 ? 2 : 1;
@@ -235,7 +239,8 @@ void forward(const ConvGeom& g, const float* x, const float* w, float* y) {
             float* out[2];
             for (int m = 0; m < 2; ++m)
               out[m] = k0 + m < Kg ? y + (n * g.K + gi * Kg + k0 + m) * OP + oh0 * g.OW : nullptr;
-            fn(planes + oh0 * L, off, R, wp + gi * R * Kp + k0, Kp, out, g.OW, mask);
+            fn(planes + oh0 * L, off, R, wp + gi * R * Kp + k0, Kp, out, g.OW, mask,
+               bias ? bias + gi * Kg + k0 : nullptr);
           }
       }
   });
@@ -260,8 +265,8 @@ struct InputGradPlan {
 // dx of image n: dy into the zero-margined planes, the four phase blocks into scratch, then the dx
 // rows, each one permute of its two phase rows.
 template <int L>
-EMBER_TARGET_AVX512 void input_grad_image(const ConvGeom& g, const InputGradPlan& pl, const float* dy, float* dx,
-                                          int64_t n, float* planes, float* scratch) {
+EMBER_TARGET_AVX512 void input_grad_image(const ConvGeom& g, const InputGradPlan& pl, const float* dy,
+                                          const float* bias, float* dx, int64_t n, float* planes, float* scratch) {
   using S = Lanes<L>;
   const int64_t Cg = pl.Cg, Kg = pl.Kg, DP = pl.DP, SP = pl.SP, OP = g.OH * g.OW, XP = g.H * g.W;
   const uint32_t all = bit_range(0, L), dy_cols = bit_range(0, g.OW);
@@ -291,18 +296,24 @@ EMBER_TARGET_AVX512 void input_grad_image(const ConvGeom& g, const InputGradPlan
           const int64_t u0 = pl.u_lo[a] + pl.rt[a].start(t, pl.u_count[a]);
           float* out[2];
           for (int64_t m = 0; m < 2; ++m) out[m] = c0 + m < Cg ? sp + (c0 + m) * SP + u0 * L : nullptr;
-          pl.fn[a](planes + u0 * L, off, Rp, wph + c0, pl.Cp, out, L, all);
+          pl.fn[a](planes + u0 * L, off, Rp, wph + c0, pl.Cp, out, L, all, nullptr);
         }
     }
     for (int64_t c = 0; c < Cg; ++c) {
       float* dxc = dx + (n * g.C + gi * Cg + c) * XP;
+      const __m512 b = _mm512_set1_ps(bias ? bias[gi * Cg + c] : 0.0f);
       for (int64_t h = 0; h < g.H; ++h) {
         const int64_t a = (h + g.ph) & 1, u = (h + g.ph) >> 1;
         const __m512 r0 = S::widen(scratch + (a * 2 * Cg + c) * SP + u * L);
         const __m512 r1 = S::widen(scratch + ((a * 2 + 1) * Cg + c) * SP + u * L);
         float* xr = dxc + h * g.W;
-        _mm512_mask_storeu_ps(xr, st_lo, _mm512_permutex2var_ps(r0, idx_lo, r1));
-        if (st_hi) _mm512_mask_storeu_ps(xr + 16, st_hi, _mm512_permutex2var_ps(r0, idx_hi, r1));
+        __m512 lo = _mm512_permutex2var_ps(r0, idx_lo, r1), hi = _mm512_permutex2var_ps(r0, idx_hi, r1);
+        if (bias) {
+          lo = _mm512_add_ps(lo, b);
+          hi = _mm512_add_ps(hi, b);
+        }
+        _mm512_mask_storeu_ps(xr, st_lo, lo);
+        if (st_hi) _mm512_mask_storeu_ps(xr + 16, st_hi, hi);
       }
     }
   }
@@ -314,7 +325,7 @@ EMBER_TARGET_AVX512 void input_grad_image(const ConvGeom& g, const InputGradPlan
 // and mw zero columns on the left of each L-wide row, so a tap reads a row of them at a fixed shift;
 // a row read past its end lands in the next row's zero margin (Vx <= L), where dy is zero too.
 template <int L>
-void input_grad(const ConvGeom& g, const float* dy, const float* w, float* dx) {
+void input_grad(const ConvGeom& g, const float* dy, const float* w, const float* bias, float* dx) {
   const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, taps = g.kh * g.kw;
   const int64_t mh = g.dh * (g.kh - 1) / 2, mw = g.dw * (g.kw - 1) / 2;
   const int64_t Ux = (g.H - 1 + g.ph) / 2 + 1;
@@ -363,7 +374,7 @@ void input_grad(const ConvGeom& g, const float* dy, const float* w, float* dx) {
   parallel_for(0, g.N, grain, [&](int64_t n0, int64_t n1) {
     float* planes = thread_buffer<float>(0, Kg * DP + L);
     float* scratch = thread_buffer<float>(1, 4 * Cg * pl.SP);
-    for (int64_t n = n0; n < n1; ++n) input_grad_image<L>(g, pl, dy, dx, n, planes, scratch);
+    for (int64_t n = n0; n < n1; ++n) input_grad_image<L>(g, pl, dy, bias, dx, n, planes, scratch);
   });
 }
 
@@ -533,22 +544,22 @@ bool stride2_conv_applies(const ConvGeom& g, ConvPass pass) {
 #endif
 }
 
-void conv2d_stride2(const ConvGeom& g, const float* x, const float* w, float* y) {
+void conv2d_stride2(const ConvGeom& g, const float* x, const float* w, const float* bias, float* y) {
 #if EMBER_HAVE_ISA_VARIANTS
-  if (row_lanes(g.OW + g.dw * (g.kw - 1) / 2) == 8) return forward<8>(g, x, w, y);
-  return forward<16>(g, x, w, y);
+  if (row_lanes(g.OW + g.dw * (g.kw - 1) / 2) == 8) return forward<8>(g, x, w, bias, y);
+  return forward<16>(g, x, w, bias, y);
 #else
-  (void)g, (void)x, (void)w, (void)y;
+  (void)g, (void)x, (void)w, (void)bias, (void)y;
 #endif
 }
 
-void conv2d_backward_input_stride2(const ConvGeom& g, const float* dy, const float* w, float* dx) {
+void conv2d_backward_input_stride2(const ConvGeom& g, const float* dy, const float* w, const float* bias, float* dx) {
 #if EMBER_HAVE_ISA_VARIANTS
   const int64_t Vx = (g.W - 1 + g.pw) / 2 + 1, mw = g.dw * (g.kw - 1) / 2;
-  if (row_lanes(std::max(Vx, g.OW + mw)) == 8) return input_grad<8>(g, dy, w, dx);
-  return input_grad<16>(g, dy, w, dx);
+  if (row_lanes(std::max(Vx, g.OW + mw)) == 8) return input_grad<8>(g, dy, w, bias, dx);
+  return input_grad<16>(g, dy, w, bias, dx);
 #else
-  (void)g, (void)dy, (void)w, (void)dx;
+  (void)g, (void)dy, (void)w, (void)bias, (void)dx;
 #endif
 }
 

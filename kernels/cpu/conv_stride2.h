@@ -28,10 +28,10 @@ inline std::atomic<bool>& conv_stride2_enabled() {
 // shifts, padding at most 16, an AVX-512 CPU, and the path enabled.
 bool stride2_conv_applies(const ConvGeom& g, ConvPass pass);
 
-// y (N, K, OH, OW) = conv(x (N, C, H, W), w (K, C/groups, kh, kw))
-void conv2d_stride2(const ConvGeom& g, const float* x, const float* w, float* y);
-// dx (N, C, H, W) = conv2d's input gradient for dy (N, K, OH, OW)
-void conv2d_backward_input_stride2(const ConvGeom& g, const float* dy, const float* w, float* dx);
+// y (N, K, OH, OW) = conv(x (N, C, H, W), w (K, C/groups, kh, kw)) + bias (K values; nullptr: none)
+void conv2d_stride2(const ConvGeom& g, const float* x, const float* w, const float* bias, float* y);
+// dx (N, C, H, W) = conv2d's input gradient for dy (N, K, OH, OW) + bias (C values; nullptr: none)
+void conv2d_backward_input_stride2(const ConvGeom& g, const float* dy, const float* w, const float* bias, float* dx);
 // dw (K, C/groups, kh, kw) = conv2d's weight gradient (the GEMM path's bits for finite x)
 void conv2d_backward_weight_stride2(const ConvGeom& g, const float* x, const float* dy, float* dw);
 

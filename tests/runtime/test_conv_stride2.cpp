@@ -140,6 +140,37 @@ TEST(Conv2dStride2, ResultsDoNotDependOnThreadCount) {
   }
 }
 
+// The CPU kernels add conv2d's and conv_transpose2d's bias as they store the output (the direct
+// stride-2 kernels) or right after (the others): the bits of adding it to the finished output.
+TEST(Conv2dStride2, BiasGivesTheBitsOfAddingItAfterwards) {
+  for (DType dt : {DType::f32, DType::f64})
+    for (int64_t stride : {1, 2})
+      for (bool direct : {true, false}) {
+        SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " stride " << stride << " direct " << direct);
+        Stride2Switch on(direct);
+        Generator gen(43);
+        // 20 and 24 channels at stride 1 take the Winograd kernels.
+        const Tensor x = randn({3, 20, 14, 13}, {}, &gen).to(dt), w = randn({24, 20, 3, 3}, {}, &gen).to(dt);
+        const Tensor b = randn({24}, {}, &gen).to(dt), wt = randn({20, 5, 3, 3}, {}, &gen).to(dt);
+        const Tensor bt = randn({5}, {}, &gen).to(dt);
+        Conv2dOptions o;
+        o.stride = {stride, stride};
+        o.padding = {1, 1};
+        EXPECT_TRUE(test::bit_equal(conv2d(x, w, b, o), add(conv2d(x, w, Tensor(), o), b.view({1, 24, 1, 1}))));
+        o.output_padding = {stride - 1, stride - 1};
+        EXPECT_TRUE(test::bit_equal(conv_transpose2d(x, wt, bt, o),
+                                    add(conv_transpose2d(x, wt, Tensor(), o), bt.view({1, 5, 1, 1}))));
+        const Tensor x1 = randn({2, 1, 28, 28}, {}, &gen).to(dt), w1 = randn({16, 1, 3, 3}, {}, &gen).to(dt);
+        const Tensor b1 = randn({16}, {}, &gen).to(dt), w4 = randn({1, 1, 3, 3}, {}, &gen).to(dt);
+        const Tensor b4 = randn({1}, {}, &gen).to(dt);
+        o.output_padding = {0, 0};
+        EXPECT_TRUE(test::bit_equal(conv2d(x1, w1, b1, o), add(conv2d(x1, w1, Tensor(), o), b1.view({1, 16, 1, 1}))));
+        o.output_padding = {stride - 1, stride - 1};
+        EXPECT_TRUE(test::bit_equal(conv_transpose2d(x1, w4, b4, o),
+                                    add(conv_transpose2d(x1, w4, Tensor(), o), b4.view({1, 1, 1, 1}))));
+      }
+}
+
 TEST(Conv2dStride2, AppliesOnlyWhereItShould) {
   using kernels::ConvPass;
   if (kernels::detected_cpu_isa() != kernels::CpuIsa::Avx512) GTEST_SKIP() << "needs AVX-512";
