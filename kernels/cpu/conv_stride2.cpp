@@ -37,13 +37,30 @@ namespace ember::kernels {
 namespace {
 
 // A grow-only per-thread buffer (no allocation once grown); `slot` tells apart the buffers used at
-// the same time. Slots 0-1 are used inside parallel regions, 2-3 by the calling thread.
+// the same time. Only the calling thread takes them, and hands slices to the parallel parts (see
+// for_parts).
 template <typename T>
 T* thread_buffer(int slot, int64_t n) {
   thread_local std::vector<T> buffers[4];
   std::vector<T>& b = buffers[slot];
   if (b.size() < static_cast<size_t>(n)) b.resize(static_cast<size_t>(n));
   return b.data();
+}
+
+// Splits [0, n) into count_parts(n, grain) parts (at most one per thread, each of at least grain
+// items unless n is smaller) and runs fn(part, begin, end) for each in parallel. A part's scratch is its slice of buffers the calling thread owns:
+// the backward pass hands chunks to whichever thread claims them first, so per-thread buffers
+// could first be grown (allocated) by a thread in a step long after the first ones.
+int64_t count_parts(int64_t n, int64_t grain) {
+  return std::clamp<int64_t>(n / std::max<int64_t>(grain, 1), 1, get_num_threads());
+}
+
+template <typename Fn>
+void for_parts(int64_t n, int64_t grain, Fn&& fn) {
+  const int64_t parts = count_parts(n, grain);
+  parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) fn(p, n * p / parts, n * (p + 1) / parts);
+  });
 }
 
 // Lanes of the vector holding one row: 8 where the row (with its shifts) fits, else 16.
@@ -228,8 +245,10 @@ void forward(const ConvGeom& g, const float* x, const float* w, const float* bia
   const uint32_t mask = bit_range(0, g.OW);
   const int64_t OP = g.OH * g.OW;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, g.K * OP * R));
-  parallel_for(0, g.N, grain, [&](int64_t n0, int64_t n1) {
-    float* planes = thread_buffer<float>(0, 4 * Cg * P + L);
+  const int64_t part_size = 4 * Cg * P + L;
+  float* all_planes = thread_buffer<float>(0, count_parts(g.N, grain) * part_size);
+  for_parts(g.N, grain, [&](int64_t part, int64_t n0, int64_t n1) {
+    float* planes = all_planes + part * part_size;
     for (int64_t n = n0; n < n1; ++n)
       for (int64_t gi = 0; gi < G; ++gi) {
         fill_planes<L>(g, x, n, gi * Cg, Cg, U, planes);
@@ -371,9 +390,12 @@ void input_grad(const ConvGeom& g, const float* dy, const float* w, const float*
                    {pick_tile(L, MR, rt0.rows), pick_tile(L, MR, rt1.rows)}, {}};
   for (int64_t q = 0; q < 32; ++q) pl.ix[q] = static_cast<int32_t>((((q + g.pw) & 1) << 4) | (((q + g.pw) >> 1) & 15));
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, g.C * g.H * g.W * Kg * taps / 4));
-  parallel_for(0, g.N, grain, [&](int64_t n0, int64_t n1) {
-    float* planes = thread_buffer<float>(0, Kg * DP + L);
-    float* scratch = thread_buffer<float>(1, 4 * Cg * pl.SP);
+  const int64_t parts = count_parts(g.N, grain), planes_size = Kg * DP + L, scratch_size = 4 * Cg * pl.SP;
+  float* all_planes = thread_buffer<float>(0, parts * planes_size);
+  float* all_scratch = thread_buffer<float>(1, parts * scratch_size);
+  for_parts(g.N, grain, [&](int64_t part, int64_t n0, int64_t n1) {
+    float* planes = all_planes + part * planes_size;
+    float* scratch = all_scratch + part * scratch_size;
     for (int64_t n = n0; n < n1; ++n) input_grad_image<L>(g, pl, dy, bias, dx, n, planes, scratch);
   });
 }
@@ -483,10 +505,15 @@ void weight_grad(const ConvGeom& g, const float* x, const float* dy, float* dw) 
         const int64_t di = i * g.dh, dj = j * g.dw, phase = (di % 2) * 2 + dj % 2;
         off[(c * g.kh + i) * g.kw + j] = (phase * Cg + c) * P + (di / 2) * L + dj / 2;
       }
-  parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
-    float* planes = thread_buffer<float>(0, nb * img);
-    float* dyT = thread_buffer<float>(1, nb * OP * Kp);
-    int64_t* pos = thread_buffer<int64_t>(0, nb * OP + nb * Pg / kGemmKC + 2);
+  const int64_t parts = count_parts(S, 1), planes_size = nb * img, dyT_size = nb * OP * Kp;
+  const int64_t pos_size = nb * OP + nb * Pg / kGemmKC + 2;
+  float* all_planes = thread_buffer<float>(0, parts * planes_size);
+  float* all_dyT = thread_buffer<float>(1, parts * dyT_size);
+  int64_t* all_pos = thread_buffer<int64_t>(0, parts * pos_size);
+  for_parts(S, 1, [&](int64_t part, int64_t s0, int64_t s1) {
+    float* planes = all_planes + part * planes_size;
+    float* dyT = all_dyT + part * dyT_size;
+    int64_t* pos = all_pos + part * pos_size;
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t b0 = g.N * s / S, b1 = g.N * (s + 1) / S;
       for (int64_t n0 = b0; n0 < b1; n0 += nb) {
