@@ -47,10 +47,11 @@ T* thread_buffer(int slot, int64_t n) {
   return b.data();
 }
 
-// Splits [0, n) into count_parts(n, grain) parts (at most one per thread, each of at least grain
-// items unless n is smaller) and runs fn(part, begin, end) for each in parallel. A part's scratch is its slice of buffers the calling thread owns:
-// the backward pass hands chunks to whichever thread claims them first, so per-thread buffers
-// could first be grown (allocated) by a thread in a step long after the first ones.
+// for_parts splits [0, n) into count_parts(n, grain) parts (at most one per thread, each of at
+// least grain items unless n is smaller) and runs fn(part, begin, end) for each in parallel. A
+// part's scratch is its slice of buffers the calling thread owns: the backward pass hands chunks
+// to whichever thread claims them first, so per-thread buffers could first be grown (allocated) by
+// a thread in a step long after the first ones.
 int64_t count_parts(int64_t n, int64_t grain) {
   return std::clamp<int64_t>(n / std::max<int64_t>(grain, 1), 1, get_num_threads());
 }
@@ -185,6 +186,40 @@ uint32_t bit_range(int64_t lo, int64_t hi) {
   return static_cast<uint32_t>(m);
 }
 
+// dyT (OP, Kp) = the transpose of dy (Kg, OP), zero in columns [Kg, Kp) (Kp a multiple of 16):
+// 16 x 16 blocks, each transposed in registers (pairs, then quads, then 128-bit lanes twice).
+EMBER_TARGET_AVX512 void transpose_dy(const float* dy, int64_t Kg, int64_t OP, int64_t Kp, float* dyT) {
+  for (int64_t k0 = 0; k0 < Kp; k0 += 16)
+    for (int64_t q0 = 0; q0 < OP; q0 += 16) {
+      const int64_t qn = std::min<int64_t>(16, OP - q0);
+      const __mmask16 mq = static_cast<__mmask16>(bit_range(0, qn));
+      __m512 r[16], t[16];
+      for (int m = 0; m < 16; ++m)
+        r[m] = k0 + m < Kg ? _mm512_maskz_loadu_ps(mq, dy + (k0 + m) * OP + q0) : _mm512_setzero_ps();
+      for (int m = 0; m < 16; m += 2) {
+        t[m] = _mm512_unpacklo_ps(r[m], r[m + 1]);
+        t[m + 1] = _mm512_unpackhi_ps(r[m], r[m + 1]);
+      }
+      for (int m = 0; m < 16; m += 4) {
+        r[m] = _mm512_shuffle_ps(t[m], t[m + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[m + 1] = _mm512_shuffle_ps(t[m], t[m + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[m + 2] = _mm512_shuffle_ps(t[m + 1], t[m + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[m + 3] = _mm512_shuffle_ps(t[m + 1], t[m + 3], _MM_SHUFFLE(3, 2, 3, 2));
+      }
+      for (int m = 0; m < 4; ++m) {
+        t[m] = _mm512_shuffle_f32x4(r[m], r[m + 4], 0x88);
+        t[m + 4] = _mm512_shuffle_f32x4(r[m], r[m + 4], 0xdd);
+        t[m + 8] = _mm512_shuffle_f32x4(r[m + 8], r[m + 12], 0x88);
+        t[m + 12] = _mm512_shuffle_f32x4(r[m + 8], r[m + 12], 0xdd);
+      }
+      for (int m = 0; m < 8; ++m) {
+        r[m] = _mm512_shuffle_f32x4(t[m], t[m + 8], 0x88);
+        r[m + 8] = _mm512_shuffle_f32x4(t[m], t[m + 8], 0xdd);
+      }
+      for (int64_t j = 0; j < qn; ++j) _mm512_storeu_ps(dyT + (q0 + j) * Kp + k0, r[j]);
+    }
+}
+
 // The phase planes of one image's channels [c0, c0 + Cg) for the forward pass: plane (a, b, c)
 // (at ((a*2 + b)*Cg + c)*P) row u lane v holds padded x at (2u + a, 2v + b), zero outside x. Each
 // input row is loaded as padded columns 0-31 (two masked loads) and split into its even and odd
@@ -226,14 +261,12 @@ void forward(const ConvGeom& g, const float* x, const float* w, const float* bia
   const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, taps = g.kh * g.kw, R = Cg * taps;
   const int64_t U = g.OH + g.dh * (g.kh - 1) / 2, P = U * L;
   const int MR = Kg >= 2 ? 2 : 1;
-  const int64_t Kp = (Kg + MR - 1) / MR * MR;
-  // Weights as (R, Kp) per group, a zero column padding an odd Kg; offsets of im2col row
+  const int64_t Kp = (Kg + 15) / 16 * 16;
+  // Weights as (R, Kp) per group, zero columns padding Kg; offsets of im2col row
   // r = (c, i, j): plane (i*dh % 2, j*dw % 2, c) at row shift i*dh / 2, column shift j*dw / 2.
   float* wp = thread_buffer<float>(2, G * R * Kp);
   int64_t* off = thread_buffer<int64_t>(2, R);
-  for (int64_t gi = 0; gi < G; ++gi)
-    for (int64_t r = 0; r < R; ++r)
-      for (int64_t k = 0; k < Kp; ++k) wp[(gi * R + r) * Kp + k] = k < Kg ? w[(gi * Kg + k) * R + r] : 0.0f;
+  for (int64_t gi = 0; gi < G; ++gi) transpose_dy(w + gi * Kg * R, Kg, R, Kp, wp + gi * R * Kp);
   for (int64_t c = 0; c < Cg; ++c)
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
@@ -362,7 +395,6 @@ void input_grad(const ConvGeom& g, const float* dy, const float* w, const float*
     tap_start[ph + 1] = e;
   }
   const int64_t DP = Up * L;
-  float* wp = thread_buffer<float>(3, G * taps * Kg * Cp);
   for (int64_t ph = 0; ph < 4; ++ph) {
     const int64_t* t = tap_list + tap_start[ph];
     const int64_t nt = tap_start[ph + 1] - tap_start[ph];
@@ -370,12 +402,22 @@ void input_grad(const ConvGeom& g, const float* dy, const float* w, const float*
       for (int64_t e = 0; e < nt; ++e) {
         const int64_t i = t[e] / g.kw, j = t[e] % g.kw;
         off[tap_start[ph] * Kg + k * nt + e] = k * DP + (mh - i * g.dh / 2) * L + (mw - j * g.dw / 2);
-        for (int64_t gi = 0; gi < G; ++gi) {
-          float* m = wp + (gi * taps + tap_start[ph]) * Kg * Cp + (k * nt + e) * Cp;
-          for (int64_t c = 0; c < Cp; ++c) m[c] = c < Cg ? w[((gi * Kg + k) * Cg + c) * taps + t[e]] : 0.0f;
-        }
       }
   }
+  // Each w[k] (Cg, taps) transposed to (taps, C16), its rows dealt to the phases' matrices.
+  const int64_t C16 = (Cg + 15) / 16 * 16;
+  float* wp = thread_buffer<float>(3, G * taps * Kg * Cp);
+  float* wk = thread_buffer<float>(2, taps * C16);
+  for (int64_t gi = 0; gi < G; ++gi)
+    for (int64_t k = 0; k < Kg; ++k) {
+      transpose_dy(w + (gi * Kg + k) * Cg * taps, Cg, taps, C16, wk);
+      for (int64_t ph = 0; ph < 4; ++ph) {
+        const int64_t* t = tap_list + tap_start[ph];
+        const int64_t nt = tap_start[ph + 1] - tap_start[ph];
+        float* m = wp + (gi * taps + tap_start[ph]) * Kg * Cp + k * nt * Cp;
+        for (int64_t e = 0; e < nt; ++e) std::copy(wk + t[e] * C16, wk + t[e] * C16 + Cp, m + e * Cp);
+      }
+    }
   // dx row h = 2u + a - ph: phase row a's rows u in [u_lo, u_hi) are inside dx.
   int64_t u_lo[2], u_count[2];
   for (int64_t a = 0; a < 2; ++a) {
@@ -446,40 +488,6 @@ EMBER_TARGET_AVX512 void weight_chunk(const float* planes, const int64_t* off, i
           }
         }
       }
-    }
-}
-
-// dyT (OP, Kp) = the transpose of dy (Kg, OP), zero in columns [Kg, Kp): 16 x 16 blocks, each
-// transposed in registers (pairs, then quads, then 128-bit lanes twice).
-EMBER_TARGET_AVX512 void transpose_dy(const float* dy, int64_t Kg, int64_t OP, int64_t Kp, float* dyT) {
-  for (int64_t k0 = 0; k0 < Kp; k0 += 16)
-    for (int64_t q0 = 0; q0 < OP; q0 += 16) {
-      const int64_t qn = std::min<int64_t>(16, OP - q0);
-      const __mmask16 mq = static_cast<__mmask16>(bit_range(0, qn));
-      __m512 r[16], t[16];
-      for (int m = 0; m < 16; ++m)
-        r[m] = k0 + m < Kg ? _mm512_maskz_loadu_ps(mq, dy + (k0 + m) * OP + q0) : _mm512_setzero_ps();
-      for (int m = 0; m < 16; m += 2) {
-        t[m] = _mm512_unpacklo_ps(r[m], r[m + 1]);
-        t[m + 1] = _mm512_unpackhi_ps(r[m], r[m + 1]);
-      }
-      for (int m = 0; m < 16; m += 4) {
-        r[m] = _mm512_shuffle_ps(t[m], t[m + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        r[m + 1] = _mm512_shuffle_ps(t[m], t[m + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        r[m + 2] = _mm512_shuffle_ps(t[m + 1], t[m + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        r[m + 3] = _mm512_shuffle_ps(t[m + 1], t[m + 3], _MM_SHUFFLE(3, 2, 3, 2));
-      }
-      for (int m = 0; m < 4; ++m) {
-        t[m] = _mm512_shuffle_f32x4(r[m], r[m + 4], 0x88);
-        t[m + 4] = _mm512_shuffle_f32x4(r[m], r[m + 4], 0xdd);
-        t[m + 8] = _mm512_shuffle_f32x4(r[m + 8], r[m + 12], 0x88);
-        t[m + 12] = _mm512_shuffle_f32x4(r[m + 8], r[m + 12], 0xdd);
-      }
-      for (int m = 0; m < 8; ++m) {
-        r[m] = _mm512_shuffle_f32x4(t[m], t[m + 8], 0x88);
-        r[m + 8] = _mm512_shuffle_f32x4(t[m], t[m + 8], 0xdd);
-      }
-      for (int64_t j = 0; j < qn; ++j) _mm512_storeu_ps(dyT + (q0 + j) * Kp + k0, r[j]);
     }
 }
 
