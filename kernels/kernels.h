@@ -161,6 +161,12 @@ EMBER_CUDA_ENTRY(void, conv2d_cuda, (const ConvGeom& g, const Tensor& x, const T
 void conv2d_backward_input_cpu(const ConvGeom& g, const Tensor& dy, const Tensor& w, const Tensor& dx);
 EMBER_CUDA_ENTRY(void, conv2d_backward_input_cuda, (const ConvGeom& g, const Tensor& dy, const Tensor& w,
                  const Tensor& dx))
+// The two above plus a bias (K values for y, C for dx; f32/f64, contiguous, of the output's dtype):
+// the bits of adding it to the output afterwards, without that pass where the kernel adds it as it
+// stores the output. CPU only, like bmm_bias_cpu.
+void conv2d_bias_cpu(const ConvGeom& g, const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y);
+void conv2d_backward_input_bias_cpu(const ConvGeom& g, const Tensor& dy, const Tensor& w, const Tensor& bias,
+                                    const Tensor& dx);
 // dw: (K, C/g, kh, kw) = conv2d's weight gradient
 void conv2d_backward_weight_cpu(const ConvGeom& g, const Tensor& x, const Tensor& dy, const Tensor& dw);
 EMBER_CUDA_ENTRY(void, conv2d_backward_weight_cuda, (const ConvGeom& g, const Tensor& x, const Tensor& dy,

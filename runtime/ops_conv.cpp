@@ -93,6 +93,11 @@ void add_bias(Tensor& y, const Tensor& bias) {
   else y.add_(bias.detach().view({1, bias.numel(), 1, 1}));
 }
 
+// True where the CPU kernels add the bias as they store the output (float32 and float64).
+bool fused_bias(const Tensor& x, const Tensor& bias) {
+  return bias.defined() && x.device().is_cpu() && !detail::is_half(x.dtype()) && bias.is_contiguous();
+}
+
 // Records a convolution node; `transposed` picks which kernels form the gradients.
 void record_conv(const char* op, const kernels::ConvGeom& g, bool transposed, const Tensor& x, const Tensor& xc,
                  const Tensor& w, const Tensor& wc, const Tensor& b, Tensor& y) {
@@ -202,8 +207,14 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                               a.stride[0], a.stride[1], a.padding[0], a.padding[1], a.dilation[0], a.dilation[1],
                               a.groups};
     const Tensor xc = x4.detach().contiguous(), wc = weight.detach().contiguous();
-    Tensor y = conv_forward(g, xc, wc);
-    add_bias(y, bias);
+    Tensor y;
+    if (fused_bias(xc, bias)) {
+      y = alloc({g.N, g.K, g.OH, g.OW}, xc);
+      kernels::conv2d_bias_cpu(g, xc, wc, bias.detach(), y);
+    } else {
+      y = conv_forward(g, xc, wc);
+      add_bias(y, bias);
+    }
     record_conv(op, g, false, x4, xc, weight, wc, bias, y);
     return y;
   });
@@ -237,8 +248,14 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
     const kernels::ConvGeom g{x4.size(0), K, OH, OW, C, kh, kw, H, W, a.stride[0], a.stride[1],
                               a.padding[0], a.padding[1], a.dilation[0], a.dilation[1], a.groups};
     const Tensor xc = x4.detach().contiguous(), wc = weight.detach().contiguous();
-    Tensor y = conv_backward_input(g, xc, wc);
-    add_bias(y, bias);
+    Tensor y;
+    if (fused_bias(xc, bias)) {
+      y = alloc({g.N, g.C, g.H, g.W}, xc);
+      kernels::conv2d_backward_input_bias_cpu(g, xc, wc, bias.detach(), y);
+    } else {
+      y = conv_backward_input(g, xc, wc);
+      add_bias(y, bias);
+    }
     record_conv(op, g, true, x4, xc, weight, wc, bias, y);
     return y;
   });

@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/conv_stride2.h"
 #include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
@@ -21,9 +22,6 @@
 
 namespace ember::kernels {
 namespace {
-
-// Aim for about this many GEMM columns (images x plane size) per chunk.
-constexpr int64_t kChunkColumns = 512;
 
 // A grow-only per-thread buffer (no allocation once grown); `slot` tells apart the buffers one
 // kernel uses at the same time. Slots 0-2 are used inside parallel regions, slot 3 by the calling
@@ -146,12 +144,31 @@ struct InputPlanes {
   }
 };
 
-// y (N, K, OH, OW) = conv(x (N, C, H, W), w (K, Cg, kh, kw))
+// Adds bias[c] to every element of plane c of out (N, channels, plane), in place.
 template <typename T>
-void conv2d_impl(const ConvGeom& g, const Tensor& xt, const Tensor& wt, const Tensor& yt) {
+void add_channel_bias(T* out, const T* bias, int64_t N, int64_t channels, int64_t plane) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(plane, 1));
+  parallel_for(0, N * channels, grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T b = bias[r % channels];
+      T* o = out + r * plane;
+      for (int64_t i = 0; i < plane; ++i) o[i] += b;
+    }
+  });
+}
+
+// y (N, K, OH, OW) = conv(x (N, C, H, W), w (K, Cg, kh, kw)) + bias (K values; nullptr: none), the
+// bias added to the finished sums (by the direct stride-2 kernel as it stores them).
+template <typename T>
+void conv2d_impl(const ConvGeom& g, const Tensor& xt, const Tensor& wt, const Tensor& yt, const T* bias = nullptr) {
   if constexpr (std::is_same_v<T, float>) {
-    if (winograd_conv_applies(g, ConvPass::Forward))
-      return conv2d_winograd(g, xt.data_ptr<float>(), wt.data_ptr<float>(), yt.data_ptr<float>());
+    if (stride2_conv_applies(g, ConvPass::Forward))
+      return conv2d_stride2(g, xt.data_ptr<float>(), wt.data_ptr<float>(), bias, yt.data_ptr<float>());
+    if (winograd_conv_applies(g, ConvPass::Forward)) {
+      conv2d_winograd(g, xt.data_ptr<float>(), wt.data_ptr<float>(), yt.data_ptr<float>());
+      if (bias) add_channel_bias(yt.data_ptr<float>(), bias, g.N, g.K, g.OH * g.OW);
+      return;
+    }
   }
   const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, R = Cg * g.kh * g.kw;
   const T* x = xt.data_ptr<T>();
@@ -180,6 +197,7 @@ void conv2d_impl(const ConvGeom& g, const Tensor& xt, const Tensor& wt, const Te
       }
     }
   });
+  if (bias) add_channel_bias(y, bias, g.N, g.K, OP);
 }
 
 // dx (N, C, H, W) from dy (N, K, OH, OW) and w (K, Cg, kh, kw). Input pixel (h, w) has phase
@@ -187,11 +205,18 @@ void conv2d_impl(const ConvGeom& g, const Tensor& xt, const Tensor& wt, const Te
 // the taps (i, j) of that phase, tap i reading dy row u - d*i/s. dy is copied into zero-padded
 // planes (margins of the largest shift on the top and left), so those reads are again shifted
 // runs.
+// (+ bias: C values added to the finished sums, as in conv2d_impl; conv_transpose2d's bias)
 template <typename T>
-void conv2d_backward_input_impl(const ConvGeom& g, const Tensor& dyt, const Tensor& wt, const Tensor& dxt) {
+void conv2d_backward_input_impl(const ConvGeom& g, const Tensor& dyt, const Tensor& wt, const Tensor& dxt,
+                                const T* bias = nullptr) {
   if constexpr (std::is_same_v<T, float>) {
-    if (winograd_conv_applies(g, ConvPass::Input))
-      return conv2d_backward_input_winograd(g, dyt.data_ptr<float>(), wt.data_ptr<float>(), dxt.data_ptr<float>());
+    if (stride2_conv_applies(g, ConvPass::Input))
+      return conv2d_backward_input_stride2(g, dyt.data_ptr<float>(), wt.data_ptr<float>(), bias, dxt.data_ptr<float>());
+    if (winograd_conv_applies(g, ConvPass::Input)) {
+      conv2d_backward_input_winograd(g, dyt.data_ptr<float>(), wt.data_ptr<float>(), dxt.data_ptr<float>());
+      if (bias) add_channel_bias(dxt.data_ptr<float>(), bias, g.N, g.C, g.H * g.W);
+      return;
+    }
   }
   const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G;
   const T* dy = dyt.data_ptr<T>();
@@ -285,11 +310,8 @@ void conv2d_backward_input_impl(const ConvGeom& g, const Tensor& dyt, const Tens
       }
     }
   });
+  if (bias) add_channel_bias(dx, bias, g.N, g.C, g.H * g.W);
 }
-
-// Upper bound on the elements of per-slice weight-gradient partials.
-constexpr int64_t kPartialBudget = int64_t(1) << 22;
-constexpr int64_t kMaxSlices = 16;
 
 // dw (K, Cg, kh, kw) = sum over the batch of dy (x) im2col(x). Computed transposed, as
 // (R, Kg) = im2col (R, cols) @ dy^T (cols, Kg) per group, with dy spread over the plane columns
@@ -299,6 +321,8 @@ void conv2d_backward_weight_impl(const ConvGeom& g, const Tensor& xt, const Tens
   if constexpr (std::is_same_v<T, float>) {
     if (winograd_conv_applies(g, ConvPass::Weight))
       return conv2d_backward_weight_winograd(g, xt.data_ptr<float>(), dyt.data_ptr<float>(), dwt.data_ptr<float>());
+    if (stride2_conv_applies(g, ConvPass::Weight))
+      return conv2d_backward_weight_stride2(g, xt.data_ptr<float>(), dyt.data_ptr<float>(), dwt.data_ptr<float>());
   }
   const int64_t G = g.groups, Cg = g.C / G, Kg = g.K / G, R = Cg * g.kh * g.kw;
   const int64_t wsize = g.K * R;
@@ -383,6 +407,21 @@ void conv2d_backward_input_cpu(const ConvGeom& g, const Tensor& dy, const Tensor
       conv2d_backward_input_impl<float>(g, a, b, o);
     });
   dispatch_floating(dy.dtype(), "conv2d", [&](auto t) { conv2d_backward_input_impl<decltype(t)>(g, dy, w, dx); });
+}
+
+void conv2d_bias_cpu(const ConvGeom& g, const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y) {
+  dispatch_floating(x.dtype(), "conv2d", [&](auto t) {
+    using T = decltype(t);
+    conv2d_impl<T>(g, x, w, y, bias.data_ptr<T>());
+  });
+}
+
+void conv2d_backward_input_bias_cpu(const ConvGeom& g, const Tensor& dy, const Tensor& w, const Tensor& bias,
+                                    const Tensor& dx) {
+  dispatch_floating(dy.dtype(), "conv2d", [&](auto t) {
+    using T = decltype(t);
+    conv2d_backward_input_impl<T>(g, dy, w, dx, bias.data_ptr<T>());
+  });
 }
 
 void conv2d_backward_weight_cpu(const ConvGeom& g, const Tensor& x, const Tensor& dy, const Tensor& dw) {

@@ -107,9 +107,6 @@ struct Operand {
 // --- blocked kernels ------------------------------------------------------------------------
 #if EMBER_GEMM_X86
 
-// K block depth; shared by every ISA so that their results agree bit for bit.
-constexpr int64_t kGemmKC = 256;
-
 // Vector traits: element type T, vector V of W lanes, register tile MR x 2W, cache blocks MC
 // (A block in L2) and NC (B block in L3). The tile uses 2*MR of the 16 (AVX2) or 32 (AVX-512)
 // vector registers for accumulators.

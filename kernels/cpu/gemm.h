@@ -9,6 +9,11 @@
 
 namespace ember::kernels {
 
+// K block depth of the blocked GEMM: each element of C is an FMA chain over k restarted every
+// kGemmKC, the blocks added in order. Shared by every ISA so that their results agree bit for bit,
+// and by the direct convolution kernels that reproduce these sums (conv_stride2.cpp).
+constexpr int64_t kGemmKC = 256;
+
 // op(X) for gemm_cpu: a strided matrix (stored row-major with row stride ld, transposed when
 // trans), or, when rows is set, a table of row pointers: row r of op(X) is the contiguous run
 // starting at rows[r] (data, ld and trans are then unused).
