@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "ember/runtime/ops.h"
+#include "runtime/parallel_detail.h"
 
 namespace ember {
 
@@ -112,6 +113,7 @@ void execute(std::span<const Tensor> roots, std::span<const Tensor> grads, bool 
   EMBER_CHECK(roots.size() == grads.size(), "[backward] got ", roots.size(), " tensors but ", grads.size(),
               " gradients");
   NoGradGuard no_grad;
+  detail::FixedChunksGuard fixed_chunks;  // chunk i on worker i, as the forward pass's grad mode has it
   NodeMap<Tensor> buffers;
   PoolVector<std::shared_ptr<Node>> root_nodes;
   auto accumulate = [&](Node* n, const Tensor& g) {

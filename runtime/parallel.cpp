@@ -5,6 +5,7 @@
 // sleep on a condition variable. Who runs which chunk:
 // - grad mode (training): chunk i on worker i, every call, so the thread-local scratch buffers and
 //   free lists each thread grows in the first steps fit every later step (no allocation per step);
+//   the backward pass, which runs with grad mode off, keeps that assignment (FixedChunksGuard);
 // - no-grad mode (inference): the caller and the workers claim chunks from one atomic counter, so
 //   a worker that is late, asleep or descheduled on a busy machine does not hold the call up: the
 //   caller runs the chunks nobody took.
@@ -26,6 +27,7 @@
 
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/error.h"
+#include "runtime/parallel_detail.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -112,7 +114,7 @@ class ThreadPool {
       // The release publishes fn_, begin_, end_, chunks_ and done_ to whoever claims a chunk.
       std::lock_guard<std::mutex> lk(mu_);
       const uint64_t number = (call_.load(std::memory_order_relaxed) >> kNumberShift) + 1;
-      const uint64_t mode = grad_enabled() ? 0 : kClaimBit;
+      const uint64_t mode = grad_enabled() || detail::fixed_chunks() ? 0 : kClaimBit;
       call_.store(number << kNumberShift | mode | static_cast<uint64_t>(chunks) << kChunkBits,
                   std::memory_order_release);
       if (sleepers_ > 0) cv_.notify_all();
@@ -283,5 +285,15 @@ void parallel_for_impl(int64_t begin, int64_t end, int64_t grain, ChunkFnRef fn)
   }
   pool().run(begin, end, grain, fn);
 }
+
+namespace detail {
+namespace {
+thread_local int g_fixed_chunks = 0;
+}  // namespace
+
+FixedChunksGuard::FixedChunksGuard() { ++g_fixed_chunks; }
+FixedChunksGuard::~FixedChunksGuard() { --g_fixed_chunks; }
+bool fixed_chunks() { return g_fixed_chunks > 0; }
+}  // namespace detail
 
 }  // namespace ember

@@ -12,6 +12,7 @@ set(EMBER_PRIVATE_HEADERS
   runtime/block_cache.h       # the caching allocator's internals
   runtime/dispatch.h          # dtype/device dispatch for the op front ends (includes kernels/)
   runtime/op_registry.h       # the op list the tests enumerate
+  runtime/parallel_detail.h   # parallel_for's chunk assignment in the backward pass
   train/callbacks_pyformat.h  # Python str.format for checkpoint file names
   train/lr_scheduler/detail.h # shared scheduler state helpers
   checkpoint/format.h         # the byte layout's encoders and decoders

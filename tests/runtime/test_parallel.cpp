@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "ember/runtime/ops.h"
 #include "ember/runtime/parallel.h"
 #include "ember/runtime/rng.h"
+#include "runtime/parallel_detail.h"
 #include "tests/support/check.h"
 
 namespace ember {
@@ -130,6 +132,41 @@ TEST(Parallel, ResizingWhileOtherThreadsRunIsSafe) {
 
 // Long sums run in 8 lanes and in blocks; the order depends on the shape only, so every thread
 // count gives the same bits, and the result stays within double rounding of the exact sum.
+// Grad mode, and the backward pass (grad mode off under FixedChunksGuard), run chunk 0 on the
+// caller and chunk 1 on the worker every call, even when the worker is late (asleep: without the
+// guard, the caller would claim its chunk); so each thread's
+// scratch sees the same chunks every step. Also checked inside a real backward pass.
+TEST(Parallel, GradModeAndTheBackwardPassKeepChunksOnTheirThreads) {
+  ThreadsGuard tg;
+  set_num_threads(2);
+  const std::thread::id caller = std::this_thread::get_id();
+  auto check = [&](int calls) {
+    for (int c = 0; c < calls; ++c) {
+      std::thread::id ran[2];
+      // A pause lets the worker fall asleep, so it is late for the next call's chunks.
+      if (c % 2 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(3));
+      parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) ran[i] = std::this_thread::get_id();
+      });
+      ASSERT_EQ(ran[0], caller) << "call " << c;
+      ASSERT_NE(ran[1], caller) << "call " << c;
+    }
+  };
+  check(30);  // grad mode
+  {
+    NoGradGuard ng;
+    detail::FixedChunksGuard fixed;
+    check(30);
+  }
+  EXPECT_FALSE(detail::fixed_chunks());
+  bool fixed_in_backward = false;
+  Tensor x = ones({4}).requires_grad_();
+  autograd::register_post_accumulate_grad_hook(
+      x, [&](const Tensor&) { fixed_in_backward = detail::fixed_chunks() && !grad_enabled(); });
+  sum(mul(x, 2.0)).backward();
+  EXPECT_TRUE(fixed_in_backward);
+}
+
 TEST(Parallel, SumsDoNotDependOnTheThreadCount) {
   ThreadsGuard guard;
   Generator g(11);
