@@ -99,17 +99,7 @@ EMBER_TARGET_AVX512 void bf16_from_f32_avx512(const float* x, uint16_t* y, int64
 // With AVX512-BF16: vcvtne2ps2bf16 rounds 32 values to nearest even and quiets NaNs keeping their
 // top bits, exactly as bf16_from_float, but flushes subnormal inputs to signed zero; a block of 32
 // holding a subnormal goes through the bit operations above instead.
-#define EMBER_BF16NI_TARGET __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
-bool cpu_has_avx512_bf16_ni() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
-  }();
-  return has;
-}
-
-EMBER_BF16NI_TARGET void bf16_from_f32_avx512_bf16(const float* x, uint16_t* y, int64_t n) {
+EMBER_TARGET_AVX512_BF16 void bf16_from_f32_avx512_bf16(const float* x, uint16_t* y, int64_t n) {
   const __m512i exponent = _mm512_set1_epi32(0x7f800000), mantissa = _mm512_set1_epi32(0x007fffff);
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
@@ -144,7 +134,7 @@ void half_from_f32_row(bool bf16, const float* x, uint16_t* y, int64_t n) {
 #if EMBER_F16C_X86
   if (cpu_isa() == CpuIsa::Avx512) {
     if (!bf16) return f16_from_f32_avx512(x, y, n);
-    return cpu_has_avx512_bf16_ni() ? bf16_from_f32_avx512_bf16(x, y, n) : bf16_from_f32_avx512(x, y, n);
+    return cpu_has_avx512_bf16() ? bf16_from_f32_avx512_bf16(x, y, n) : bf16_from_f32_avx512(x, y, n);
   }
 #endif
   if (bf16) {

@@ -70,16 +70,7 @@ void gemm_widened(bool bf16, bool ta, bool tb, int64_t M, int64_t N, int64_t K, 
 }
 
 #if EMBER_LOWP_X86
-#define EMBER_BF16_TARGET __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
-
-bool cpu_has_avx512_bf16() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
-  }();
-  return has;
-}
+#define EMBER_BF16_TARGET EMBER_TARGET_AVX512_BF16
 
 // GCC 12's intrinsics headers start some conversions and extracts from an undefined register,
 // which -Wmaybe-uninitialized reports (a false positive).

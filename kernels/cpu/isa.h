@@ -36,6 +36,18 @@ inline CpuIsa detected_cpu_isa() {
   }();
   return isa;
 }
+// Whether the CPU has AVX512-BF16 (vdpbf16ps, vcvtne2ps2bf16) with the AVX-512 subsets its
+// kernels use; code for it is compiled with EMBER_TARGET_AVX512_BF16. Callers also check cpu_isa()
+// (the cap) before taking such a path.
+#define EMBER_TARGET_AVX512_BF16 __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
+inline bool cpu_has_avx512_bf16() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+  }();
+  return has;
+}
 #define EMBER_HAVE_ISA_VARIANTS 1
 #else
 inline CpuIsa detected_cpu_isa() { return CpuIsa::Baseline; }
