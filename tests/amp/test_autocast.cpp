@@ -392,6 +392,36 @@ TEST(AutocastLowpCopies, TrainingWithTheOptimizersCopiesGivesTheSameBits) {
   EXPECT_EQ(casts_copies[3], 1u);
 }
 
+// autocast_use_lowp_copy's errors name the call and what it expected; a 3-D input through the
+// fused bf16 linear (no bias) gives the bits of the same rows as a 2-D input.
+TEST(AutocastLowpCopies, ErrorsAndHigherRankInputs) {
+  Tensor w = ones({3, 4}).requires_grad_();
+  EXPECT_NE(test::error_of([&] { autocast_use_lowp_copy(w, w.detach().to(DType::bf16)); })
+                .find("[autocast] autocast_use_lowp_copy needs an enabled autocast scope"),
+            std::string::npos);
+  {
+    AutocastGuard g(DType::bf16);
+    EXPECT_NE(test::error_of([&] { autocast_use_lowp_copy(w, w.detach().to(DType::f16)); })
+                  .find("[autocast] autocast_use_lowp_copy takes an f32 tensor and a copy of its shape and device in "
+                        "the scope's bf16, got f32 and f16"),
+              std::string::npos);
+  }
+  Generator gen(12);
+  Tensor x = randn({2, 5, 4}, {}, &gen), v = randn({3, 4}, {}, &gen).requires_grad_();
+  auto run = [&](const Tensor& in) {
+    v.set_grad(Tensor());
+    Tensor y;
+    {
+      AutocastGuard g(DType::bf16);
+      y = linear(in, v);
+    }
+    sum(y.to(DType::f32)).backward();
+    return std::vector<Tensor>{y.reshape({-1, 3}), v.grad().clone()};
+  };
+  const std::vector<Tensor> three = run(x), two = run(x.reshape({10, 4}));
+  for (size_t i = 0; i < two.size(); ++i) EXPECT_TRUE(test::bit_equal(three[i], two[i])) << "result " << i;
+}
+
 TEST(AutocastCache, ACachedCastKeepsGradientsFlowingToTheF32Parameter) {
   Generator gen(6);
   Tensor w = randn({3, 5}, {}, &gen).requires_grad_();
