@@ -45,19 +45,21 @@ enum class Reduce { None, AfterBackward, DuringBackward };
 
 std::unique_ptr<examples::AutoEncoder> train(Reduce mode, int64_t per_rank, int steps,
                                              int* started_in_backward = nullptr,
-                                             dist::Overlap overlap = dist::Overlap::On) {
+                                             dist::Overlap overlap = dist::Overlap::On,
+                                             bool host_shared_memory = true, bool set_to_none = true) {
   const bool distributed = mode != Reduce::None;
   manual_seed(7);
   auto model = std::make_unique<examples::AutoEncoder>("mlp");
   if (distributed) dist::broadcast_module(*model);
   optim::Adam opt(model->named_parameters(), optim::AdamOptions{.lr = 1e-3});
-  dist::GradReducer reducer(model->parameters(), dist::GradReducerOptions{.overlap = overlap});
+  dist::GradReducer reducer(model->parameters(),
+                            dist::GradReducerOptions{.overlap = overlap, .host_shared_memory = host_shared_memory});
   const int n = dist::world_size(), r = dist::rank();
   Generator data(11);
   for (int s = 0; s < steps; ++s) {
     const Tensor global = rand({per_rank * n, 784}, {}, &data);
     const Tensor x = distributed ? global.narrow(0, per_rank * r, per_rank).contiguous() : global;
-    opt.zero_grad();
+    opt.zero_grad(set_to_none);
     Tensor loss = mse_loss(model->forward(x), x);
     if (mode == Reduce::DuringBackward) reducer.prepare_for_backward();
     loss.backward();
@@ -106,6 +108,59 @@ TEST(Ddp, BucketsStartedDuringBackwardGiveTheSameSteps) {
   EXPECT_EQ(auto_started, 0);
   if (dist::world_size() <= 2) {
     EXPECT_EQ(max_abs_diff(*by_default, *after), 0.0);
+  }
+}
+
+TEST(Ddp, BucketsInHostSharedMemoryGiveTheSameSteps) {
+  // Every rank of this test is on one host: CPU buckets reduced after backward are reduced in
+  // memory all ranks map; the steps equal those through MPI (two ranks: the same sums; the world
+  // size divides before the sum there and after it here, exact for a power of two). Gradients
+  // kept across zero_grad(false) accumulate into the buckets themselves, with the same steps.
+  {
+    manual_seed(3);
+    examples::AutoEncoder model("lit");
+    dist::GradReducer shared(model.parameters());
+    dist::GradReducer private_memory(model.parameters(), dist::GradReducerOptions{.host_shared_memory = false});
+    EXPECT_EQ(shared.uses_host_shared_memory(), dist::world_size() > 1);
+    EXPECT_FALSE(private_memory.uses_host_shared_memory());
+    dist::GradReducer overlapped(model.parameters(), dist::GradReducerOptions{.overlap = dist::Overlap::On});
+    EXPECT_FALSE(overlapped.uses_host_shared_memory());  // started during backward: through MPI
+  }
+  auto shared = train(Reduce::DuringBackward, 16, 20, nullptr, dist::Overlap::Off, true);
+  auto through_mpi = train(Reduce::DuringBackward, 16, 20, nullptr, dist::Overlap::Off, false);
+  auto kept = train(Reduce::DuringBackward, 16, 20, nullptr, dist::Overlap::Off, true, /*set_to_none=*/false);
+  auto single = train(Reduce::None, 16, 20);
+  if (dist::world_size() <= 2) {
+    EXPECT_EQ(max_abs_diff(*shared, *through_mpi), 0.0);
+  }
+  EXPECT_LE(max_abs_diff(*shared, *through_mpi), 1e-5);
+  EXPECT_EQ(max_abs_diff(*shared, *kept), 0.0);
+  EXPECT_LE(max_abs_diff(*shared, *single), 1e-5);
+}
+
+TEST(Ddp, GradientsBecomeTheirBucketsSlots) {
+  // As PyTorch's gradient_as_bucket_view: after finish() every gradient is a view of its bucket's
+  // buffer (one buffer for consecutive buckets of a dtype), holding the average.
+  manual_seed(5);
+  examples::AutoEncoder model("mlp");
+  dist::broadcast_module(model);
+  dist::GradReducer reducer(model.parameters());
+  const Tensor x = rand({8, 784}, {}, nullptr);
+  Tensor mine = x.clone();
+  dist::broadcast(mine, 0);  // the same batch on every rank: the average is each rank's gradient
+  mse_loss(model.forward(mine), mine).backward();
+  std::vector<Tensor> own;
+  for (const Tensor& p : model.parameters()) own.push_back(p.grad().clone());
+  reducer.prepare_for_backward();
+  for (const Tensor& p : model.parameters()) p.set_grad(Tensor());
+  mse_loss(model.forward(mine), mine).backward();
+  reducer.finish();
+  const auto params = model.parameters();
+  for (size_t k = 0; k < params.size(); ++k) {
+    EXPECT_TRUE(test::allclose(params[k].grad(), own[k], 1e-6, 1e-7)) << "parameter " << k;
+    if (dist::world_size() > 1) {
+      EXPECT_TRUE(params[k].grad().is_alias_of(params[0].grad())) << "parameter " << k;
+    }
   }
 }
 

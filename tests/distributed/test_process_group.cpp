@@ -12,6 +12,7 @@
 
 #include "ember/runtime/ops.h"
 #include "ember/train/distributed/process_group.h"
+#include "train/distributed/host_buffers.h"
 
 namespace fs = std::filesystem;
 
@@ -144,6 +145,48 @@ TEST(ProcessGroup, MisuseIsAClearError) {
   EXPECT_NE(message([&] { dist::broadcast(grid, dist::world_size()); }).find("is not a rank of a world of"),
             std::string::npos);
   EXPECT_NE(message([&] { dist::all_reduce(Tensor()); }).find("undefined"), std::string::npos);
+}
+
+TEST(ProcessGroup, HostSharedBuffersSumRangesInPlace) {
+  // Buffers every rank on the host maps (the ranks of this test share one host): a range's sum,
+  // times the scale, lands in every rank's buffer; the rest stays as it was.
+  const int n = dist::world_size(), r = dist::rank();
+  std::string why;
+  if (n == 1) {
+    EXPECT_EQ(dist::detail::HostBuffers::create(10, DType::f32, &why), nullptr);
+    EXPECT_EQ(why, "a world of one");
+    return;
+  }
+  EXPECT_EQ(dist::detail::HostBuffers::create(10, DType::bf16, &why), nullptr);
+  EXPECT_EQ(why, "dtype bf16");
+  for (const DType dt : {DType::f32, DType::f64}) {
+    for (const int64_t size : {int64_t{1}, int64_t{7}, int64_t{1000}, int64_t{100003}}) {
+      auto hb = dist::detail::HostBuffers::create(size, dt, &why);
+      ASSERT_NE(hb, nullptr) << why;
+      ASSERT_EQ(hb->mine().numel(), size);
+      hb->mine().copy_(values(dt, size, r));
+      const int64_t offset = size > 3 ? 3 : 0, len = size - offset - (size > 5 ? 2 : 0);
+      hb->all_reduce_sum(offset, len, 0.5);
+      hb->all_reduce_sum(0, 0);  // an empty range is a no-op
+      const std::vector<double> got = as_doubles(hb->mine());
+      for (int64_t i = 0; i < size; ++i) {
+        const double own = (r + 1) * static_cast<double>(i % 5);
+        const double sum = n * (n + 1) / 2.0 * static_cast<double>(i % 5) * 0.5;
+        EXPECT_EQ(got[static_cast<size_t>(i)], i >= offset && i < offset + len ? sum : own)
+            << dtype_name(dt) << " size " << size << " element " << i;
+      }
+      EXPECT_THROW(hb->all_reduce_sum(size - 1, 2), Error);  // checked before any rank waits
+    }
+  }
+  // The buffer outlives the object that made it as long as a tensor holds it.
+  Tensor kept;
+  {
+    auto hb = dist::detail::HostBuffers::create(16, DType::f32, &why);
+    ASSERT_NE(hb, nullptr) << why;
+    kept = hb->mine();
+    kept.fill_(2.0);
+  }
+  EXPECT_EQ(sum(kept).item_double(), 32.0);
 }
 
 }  // namespace

@@ -1,19 +1,26 @@
 // The MPI process group (train/distributed/process_group.h).
 #include "ember/train/distributed/process_group.h"
 
+#include <fcntl.h>
 #include <mpi.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/error.h"
 #include "ember/runtime/ops.h"
+#include "train/distributed/host_buffers.h"
 #include "train/distributed/nccl.h"
 
 namespace ember::dist {
@@ -290,5 +297,113 @@ void abort(const std::string& why, int code) {
   if (world().mpi && !world().finalized) MPI_Abort(MPI_COMM_WORLD, code);
   std::_Exit(code);
 }
+
+namespace detail {
+
+std::unique_ptr<HostBuffers> HostBuffers::create(int64_t numel, DType dtype, std::string* why_not) {
+  require_init("HostBuffers");
+  EMBER_CHECK(numel >= 0, "[dist] HostBuffers: negative size ", numel);
+  const World& w = world();
+  auto refuse = [&](const std::string& why) -> std::unique_ptr<HostBuffers> {
+    if (why_not) *why_not = why;
+    return nullptr;
+  };
+  // Decided from what every rank knows alike, so all return here together or go on together.
+  if (w.size == 1) return refuse("a world of one");
+  if (w.local_size != w.size) return refuse("the ranks are on more than one host");
+  if (dtype != DType::f32 && dtype != DType::f64) return refuse(std::string("dtype ") + dtype_name(dtype));
+  const size_t esize = dtype_size(dtype);
+  const size_t page = 4096;
+  const size_t segment = (std::max<size_t>(static_cast<size_t>(numel) * esize, 1) + page - 1) / page * page;
+  const size_t total = segment * static_cast<size_t>(w.size);
+  char name[64] = {};
+  std::string error;
+  int fd = -1;
+  if (w.local_rank == 0) {
+    static std::atomic<int> counter{0};
+    std::snprintf(name, sizeof name, "/ember-dist-%ld-%d", static_cast<long>(getpid()), counter++);
+    fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+      error = std::string("shm_open: ") + std::strerror(errno);
+    } else if (const int e = posix_fallocate(fd, 0, static_cast<off_t>(total)); e != 0) {
+      error = "reserving " + std::to_string(total) + " bytes of shared memory: " + std::strerror(e);
+      close(fd);
+      shm_unlink(name);
+      fd = -1;
+    }
+    if (fd < 0) name[0] = '\0';
+  }
+  check(MPI_Bcast(name, sizeof name, MPI_CHAR, 0, w.local), "MPI_Bcast");
+  if (name[0] && w.local_rank != 0) {
+    fd = shm_open(name, O_RDWR, 0);
+    if (fd < 0) error = std::string("shm_open: ") + std::strerror(errno);
+  }
+  void* p = MAP_FAILED;
+  if (fd >= 0) {
+    p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) error = std::string("mmap: ") + std::strerror(errno);
+    close(fd);
+  }
+  int ok = p != MAP_FAILED ? 1 : 0, all_ok = 0;
+  check(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD), "MPI_Allreduce");
+  if (w.local_rank == 0 && name[0]) shm_unlink(name);  // every rank has opened it by now
+  if (!all_ok) {
+    if (p != MAP_FAILED) munmap(p, total);
+    return refuse(error.empty() ? "another rank could not map the shared memory" : error);
+  }
+  std::unique_ptr<HostBuffers> hb(new HostBuffers());
+  hb->base_ = static_cast<char*>(p);
+  hb->segment_bytes_ = segment;
+  hb->dtype_ = dtype;
+  hb->mapping_ = std::shared_ptr<void>(p, [total](void* q) { munmap(q, total); });
+  hb->mine_ = from_blob(hb->base_ + segment * static_cast<size_t>(w.rank), {numel}, dtype, kCPU,
+                        [keep = hb->mapping_](void*) {});
+  return hb;
+}
+
+HostBuffers::~HostBuffers() = default;
+
+namespace {
+// Every rank's stores before it are seen by every rank's loads after it.
+void host_sync() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  check(MPI_Barrier(world().local), "MPI_Barrier");
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+}  // namespace
+
+void HostBuffers::all_reduce_sum(int64_t offset, int64_t n, double scale) {
+  require_init("HostBuffers::all_reduce_sum");
+  EMBER_CHECK(offset >= 0 && n >= 0 && offset + n <= mine_.numel(), "[dist] HostBuffers::all_reduce_sum: range [",
+              offset, ", ", offset + n, ") is outside a buffer of ", mine_.numel(), " elements");
+  if (n == 0) return;
+  NoGradGuard ng;
+  const World& w = world();
+  const int64_t esize = static_cast<int64_t>(dtype_size(dtype_));
+  const int64_t align = 64 / esize;  // shares start on cache lines
+  const int64_t share = ((n + w.size - 1) / w.size + align - 1) / align * align;
+  auto range = [&](int s, int64_t at, int64_t len) {
+    return from_blob(base_ + segment_bytes_ * static_cast<size_t>(s) + static_cast<size_t>((offset + at) * esize),
+                     {len}, dtype_);
+  };
+  auto share_of = [&](int s) {
+    const int64_t at = std::min(n, share * s);
+    return std::pair<int64_t, int64_t>(at, std::min(n, at + share) - at);
+  };
+  host_sync();  // every rank's values are in place
+  if (const auto [at, len] = share_of(w.rank); len > 0) {
+    Tensor own = range(w.rank, at, len);
+    for (int s = 0; s < w.size; ++s)
+      if (s != w.rank) own.add_(range(s, at, len));
+    if (scale != 1.0) own.mul_(scale);  // while the share is in the caches
+  }
+  host_sync();  // every share is summed
+  for (int s = 0; s < w.size; ++s)
+    if (const auto [at, len] = share_of(s); s != w.rank && len > 0) range(w.rank, at, len).copy_(range(s, at, len));
+  host_sync();  // nobody reads this rank's buffer any more: it may be written again
+  mine_.bump_version();
+}
+
+}  // namespace detail
 
 }  // namespace ember::dist
