@@ -17,7 +17,8 @@ set(EMBER_PRIVATE_HEADERS
   train/lr_scheduler/detail.h # shared scheduler state helpers
   checkpoint/format.h         # the byte layout's encoders and decoders
   checkpoint/posix_file.h     # POSIX file helpers
-  train/distributed/nccl.h)   # Ember::distributed's NCCL calls
+  train/distributed/nccl.h    # Ember::distributed's NCCL calls
+  train/distributed/host_buffers.h)  # Ember::distributed's host-shared gradient buffers
 # The headers of Ember::distributed (a library of its own over MPI): linked into the include tree
 # like the others, installed only with that library.
 set(EMBER_DISTRIBUTED_HEADERS
