@@ -11,10 +11,46 @@
 
 namespace ember::kernels {
 
-// row(off[NT], n, inner_stride[NT]) for every row; off are element offsets from each base.
+// How many equal pieces to cut a row of `inner` elements into so that each holds at most `grain`:
+// the fewest count from ceil(inner / grain) up to four times that which divides inner, or 1 (no
+// cut) when none does.
+inline int64_t row_pieces(int64_t inner, int64_t grain) {
+  if (grain <= 0 || inner <= grain) return 1;
+  const int64_t least = (inner + grain - 1) / grain;
+  for (int64_t k = least; k <= 4 * least; ++k)
+    if (inner % k == 0) return k;
+  return 1;
+}
+
+// row(off[NT], n, inner_stride[NT]) for every row; off are element offsets from each base. A row
+// longer than grain_elems is first cut into equal pieces (row_pieces: its dim split in two), so
+// that a contiguous tensor, one row once coalesced, spreads over the threads too; the callers'
+// row functions are elementwise, so where a row is cut changes no bits. (The cut is a change of
+// geometry, not a second call site of row(), which would double these loops' code.)
+// g with its innermost dim split in two (row_pieces of it, then the rest) where that dim is
+// longer than grain. One function per NT, not per row function: the binaries' size.
+template <int NT>
+[[gnu::noinline]] Geometry<NT> split_long_rows(const Geometry<NT>& geometry, int64_t grain) {
+  Geometry<NT> g = geometry;
+  if (g.ndim >= 1 && g.ndim < kMaxRank) {
+    const int d = g.ndim - 1;
+    if (const int64_t k = row_pieces(g.shape[d], grain); k > 1) {
+      g.shape[d + 1] = g.shape[d] / k;
+      g.shape[d] = k;
+      for (int t = 0; t < NT; ++t) {
+        g.strides[t][d + 1] = g.strides[t][d];
+        g.strides[t][d] *= g.shape[d + 1];
+      }
+      ++g.ndim;
+    }
+  }
+  return g;
+}
+
 template <int NT, typename RowFn>
-void for_each_row(const Geometry<NT>& g, int64_t numel, RowFn&& row, int64_t grain_elems = 32768) {
+void for_each_row(const Geometry<NT>& geometry, int64_t numel, RowFn&& row, int64_t grain_elems = 32768) {
   if (numel == 0) return;
+  const Geometry<NT> g = split_long_rows<NT>(geometry, grain_elems);
   int64_t inner = g.ndim ? g.shape[g.ndim - 1] : 1;
   int64_t rows = numel / inner;
   std::array<int64_t, NT> inner_stride{};
