@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -320,8 +321,11 @@ std::unique_ptr<HostBuffers> HostBuffers::create(int64_t numel, DType dtype, std
   std::string error;
   int fd = -1;
   if (w.local_rank == 0) {
+    // pid, a counter and a random tag: a name left by a crashed job whose pid came round again
+    // cannot collide (O_EXCL would refuse it).
     static std::atomic<int> counter{0};
-    std::snprintf(name, sizeof name, "/ember-dist-%ld-%d", static_cast<long>(getpid()), counter++);
+    const unsigned long long tag = (static_cast<unsigned long long>(std::random_device{}()) << 32) ^ std::random_device{}();
+    std::snprintf(name, sizeof name, "/ember-dist-%ld-%d-%llx", static_cast<long>(getpid()), counter++, tag);
     fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
     if (fd < 0) {
       error = std::string("shm_open: ") + std::strerror(errno);
