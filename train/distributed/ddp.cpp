@@ -2,6 +2,8 @@
 #include "ember/train/distributed/ddp.h"
 
 #include <chrono>
+#include <cstdio>
+#include <string>
 
 #include "ember/runtime/autograd.h"
 #include "ember/runtime/error.h"
@@ -74,8 +76,16 @@ GradReducer::GradReducer(std::vector<Tensor> params, GradReducerOptions options)
     // CPU buckets reduced after backward live where every rank on the host can read them, when
     // the whole world is on this host (host_buffers.h); else in this process's memory, for MPI.
     std::unique_ptr<detail::HostBuffers> host;
-    if (options.host_shared_memory && options.overlap != Overlap::On && !first.device().is_cuda())
-      host = detail::HostBuffers::create(n, first.dtype(), nullptr);
+    if (options.host_shared_memory && options.overlap != Overlap::On && !first.device().is_cuda()) {
+      std::string why;
+      bool no_memory = false;
+      host = detail::HostBuffers::create(n, first.dtype(), &why, &no_memory);
+      if (no_memory && rank() == 0)  // the ranks share a host, yet could not share the memory
+        std::fprintf(stderr,
+                     "[dist] GradReducer: %lld gradient bytes go through MPI instead of host-shared memory: %s "
+                     "(a container's /dev/shm may be too small: docker run --shm-size)\n",
+                     static_cast<long long>(n * static_cast<int64_t>(dtype_size(first.dtype()))), why.c_str());
+    }
     group_flat_.push_back(host ? host->mine() : empty({n}, TensorOptions(first.dtype()).with_device(first.device())));
     host_.push_back(std::move(host));
   }

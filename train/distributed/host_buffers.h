@@ -25,8 +25,9 @@ class HostBuffers {
  public:
   // Every rank's buffer of `numel` elements of `dtype` (f32 or f64), all ranks calling together.
   // Null (with `why_not` set) where the world is not on one host, has one rank, or the memory
-  // cannot be had; every rank gets the same answer.
-  static std::unique_ptr<HostBuffers> create(int64_t numel, DType dtype, std::string* why_not);
+  // cannot be had (then `no_memory` is set too); every rank gets the same answer.
+  static std::unique_ptr<HostBuffers> create(int64_t numel, DType dtype, std::string* why_not,
+                                             bool* no_memory = nullptr);
   ~HostBuffers();
   HostBuffers(const HostBuffers&) = delete;
   HostBuffers& operator=(const HostBuffers&) = delete;

@@ -301,8 +301,9 @@ void abort(const std::string& why, int code) {
 
 namespace detail {
 
-std::unique_ptr<HostBuffers> HostBuffers::create(int64_t numel, DType dtype, std::string* why_not) {
+std::unique_ptr<HostBuffers> HostBuffers::create(int64_t numel, DType dtype, std::string* why_not, bool* no_memory) {
   require_init("HostBuffers");
+  if (no_memory) *no_memory = false;
   EMBER_CHECK(numel >= 0, "[dist] HostBuffers: negative size ", numel);
   const World& w = world();
   auto refuse = [&](const std::string& why) -> std::unique_ptr<HostBuffers> {
@@ -353,6 +354,7 @@ std::unique_ptr<HostBuffers> HostBuffers::create(int64_t numel, DType dtype, std
   if (w.local_rank == 0 && name[0]) shm_unlink(name);  // every rank has opened it by now
   if (!all_ok) {
     if (p != MAP_FAILED) munmap(p, total);
+    if (no_memory) *no_memory = true;
     return refuse(error.empty() ? "another rank could not map the shared memory" : error);
   }
   std::unique_ptr<HostBuffers> hb(new HostBuffers());
