@@ -178,6 +178,13 @@ TEST(ProcessGroup, HostSharedBuffersSumRangesInPlace) {
       EXPECT_THROW(hb->all_reduce_sum(size - 1, 2), Error);  // checked before any rank waits
     }
   }
+  // More than the host's shared memory holds: refused on every rank, saying why, nothing reserved.
+  bool no_memory = false;
+  EXPECT_EQ(dist::detail::HostBuffers::create(int64_t{1} << 50, DType::f32, &why, &no_memory), nullptr);
+  EXPECT_TRUE(no_memory);
+  EXPECT_NE(why.find(r == 0 ? "bytes of shared memory" : "another rank could not map the shared memory"),
+            std::string::npos)
+      << why;
   // The buffer outlives the object that made it as long as a tensor holds it.
   Tensor kept;
   {

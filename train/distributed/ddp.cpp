@@ -54,6 +54,7 @@ GradReducer::GradReducer(std::vector<Tensor> params, GradReducerOptions options)
   // it in order, so buckets that run one after another can go as a single all-reduce.
   bucket_of_.assign(params_.size(), 0);
   std::vector<int64_t> bucket_numel(buckets_.size(), 0);
+  std::vector<size_t> group_start;  // group -> its first bucket (one past the last at the end)
   for (size_t b = 0; b < buckets_.size(); ++b) {
     for (size_t k : buckets_[b]) {
       bucket_numel[b] += params_[k].numel();
@@ -61,18 +62,18 @@ GradReducer::GradReducer(std::vector<Tensor> params, GradReducerOptions options)
     }
     const Tensor& first = params_[buckets_[b].front()];
     const Tensor* prev = b == 0 ? nullptr : &params_[buckets_[b - 1].front()];
-    if (!prev || prev->dtype() != first.dtype() || prev->device() != first.device()) group_start_.push_back(b);
-    group_of_.push_back(group_start_.size() - 1);
+    if (!prev || prev->dtype() != first.dtype() || prev->device() != first.device()) group_start.push_back(b);
+    group_of_.push_back(group_start.size() - 1);
   }
-  group_start_.push_back(buckets_.size());
+  group_start.push_back(buckets_.size());
   bucket_at_.assign(buckets_.size(), 0);
-  for (size_t gi = 0; gi + 1 < group_start_.size(); ++gi) {
+  for (size_t gi = 0; gi + 1 < group_start.size(); ++gi) {
     int64_t n = 0;
-    for (size_t b = group_start_[gi]; b < group_start_[gi + 1]; ++b) {
+    for (size_t b = group_start[gi]; b < group_start[gi + 1]; ++b) {
       bucket_at_[b] = n;
       n += bucket_numel[b];
     }
-    const Tensor& first = params_[buckets_[group_start_[gi]].front()];
+    const Tensor& first = params_[buckets_[group_start[gi]].front()];
     // CPU buckets reduced after backward live where every rank on the host can read them, when
     // the whole world is on this host (host_buffers.h); else in this process's memory, for MPI.
     std::unique_ptr<detail::HostBuffers> host;

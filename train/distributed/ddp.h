@@ -98,7 +98,6 @@ class GradReducer {
   std::vector<std::vector<size_t>> buckets_;
   std::vector<size_t> bucket_of_;            // parameter -> bucket
   std::vector<Tensor> group_flat_;           // one buffer per run of buckets of one dtype and device
-  std::vector<size_t> group_start_;          // group -> its first bucket (one past the last at the end)
   std::vector<size_t> group_of_;             // bucket -> group
   std::vector<int64_t> bucket_at_;           // bucket -> its first element in the group's buffer
   std::vector<Tensor> flat_;                 // per bucket: its range of the group's buffer

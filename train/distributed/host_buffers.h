@@ -11,11 +11,13 @@
 // The memory is a POSIX shared-memory object that local rank 0 makes and names, sized and reserved
 // up front (posix_fallocate: a full /dev/shm is refused here, not a SIGBUS later), sent to the
 // others over MPI and unlinked once all have mapped it; it is unmapped when the last tensor over
-// this rank's buffer is gone. Synchronisation is MPI_Barrier on the host's communicator.
+// it is gone. A request larger than /dev/shm's free space is refused before anything is reserved.
+// Synchronisation is MPI_Barrier on the host's communicator.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ember/runtime/tensor.h"
 
@@ -33,18 +35,14 @@ class HostBuffers {
   HostBuffers& operator=(const HostBuffers&) = delete;
 
   // This rank's buffer, 1-D; its storage keeps the mapping alive.
-  Tensor mine() const { return mine_; }
+  Tensor mine() const;
   // Every rank's [offset, offset + n) becomes the sum over ranks times `scale` (blocking, all
   // ranks together). Each share is summed and scaled by one rank, so every rank gets its bits.
   void all_reduce_sum(int64_t offset, int64_t n, double scale = 1.0);
 
  private:
   HostBuffers() = default;
-  Tensor mine_;
-  char* base_ = nullptr;  // the mapping: world_size segments of segment_bytes_
-  size_t segment_bytes_ = 0;
-  DType dtype_ = DType::f32;
-  std::shared_ptr<void> mapping_;  // munmap when the last holder goes
+  std::vector<Tensor> segments_;  // every rank's buffer, in rank order; each holds the mapping
 };
 
 }  // namespace ember::dist::detail

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <mpi.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -321,7 +322,13 @@ std::unique_ptr<HostBuffers> HostBuffers::create(int64_t numel, DType dtype, std
   char name[64] = {};
   std::string error;
   int fd = -1;
-  if (w.local_rank == 0) {
+  struct statvfs shm_fs {};
+  if (w.local_rank == 0 && statvfs("/dev/shm", &shm_fs) == 0 &&
+      static_cast<unsigned long long>(shm_fs.f_bavail) * shm_fs.f_frsize < total) {
+    // Refused before anything is reserved (posix_fallocate on tmpfs would take pages first).
+    error = "needs " + std::to_string(total) + " bytes of shared memory; /dev/shm has " +
+            std::to_string(static_cast<unsigned long long>(shm_fs.f_bavail) * shm_fs.f_frsize) + " free";
+  } else if (w.local_rank == 0) {
     // pid, a counter and a random tag: a name left by a crashed job whose pid came round again
     // cannot collide (O_EXCL would refuse it).
     static std::atomic<int> counter{0};
@@ -358,16 +365,18 @@ std::unique_ptr<HostBuffers> HostBuffers::create(int64_t numel, DType dtype, std
     return refuse(error.empty() ? "another rank could not map the shared memory" : error);
   }
   std::unique_ptr<HostBuffers> hb(new HostBuffers());
-  hb->base_ = static_cast<char*>(p);
-  hb->segment_bytes_ = segment;
-  hb->dtype_ = dtype;
-  hb->mapping_ = std::shared_ptr<void>(p, [total](void* q) { munmap(q, total); });
-  hb->mine_ = from_blob(hb->base_ + segment * static_cast<size_t>(w.rank), {numel}, dtype, kCPU,
-                        [keep = hb->mapping_](void*) {});
+  // Every rank's buffer as a tensor, made once: each holds the mapping, so the all-reduce's ranges
+  // are plain views of them (no tensor over raw memory made per call).
+  const std::shared_ptr<void> mapping(p, [total](void* q) { munmap(q, total); });
+  for (int s = 0; s < w.size; ++s)
+    hb->segments_.push_back(from_blob(static_cast<char*>(p) + segment * static_cast<size_t>(s), {numel}, dtype,
+                                      kCPU, [mapping](void*) {}));
   return hb;
 }
 
 HostBuffers::~HostBuffers() = default;
+
+Tensor HostBuffers::mine() const { return segments_[static_cast<size_t>(world().rank)]; }
 
 namespace {
 // Every rank's stores before it are seen by every rank's loads after it.
@@ -380,18 +389,15 @@ void host_sync() {
 
 void HostBuffers::all_reduce_sum(int64_t offset, int64_t n, double scale) {
   require_init("HostBuffers::all_reduce_sum");
-  EMBER_CHECK(offset >= 0 && n >= 0 && offset + n <= mine_.numel(), "[dist] HostBuffers::all_reduce_sum: range [",
-              offset, ", ", offset + n, ") is outside a buffer of ", mine_.numel(), " elements");
+  const int64_t size = mine().numel();
+  EMBER_CHECK(offset >= 0 && n >= 0 && offset + n <= size, "[dist] HostBuffers::all_reduce_sum: range [", offset,
+              ", ", offset + n, ") is outside a buffer of ", size, " elements");
   if (n == 0) return;
   NoGradGuard ng;
   const World& w = world();
-  const int64_t esize = static_cast<int64_t>(dtype_size(dtype_));
-  const int64_t align = 64 / esize;  // shares start on cache lines
+  const int64_t align = 64 / static_cast<int64_t>(dtype_size(mine().dtype()));  // shares start on cache lines
   const int64_t share = ((n + w.size - 1) / w.size + align - 1) / align * align;
-  auto range = [&](int s, int64_t at, int64_t len) {
-    return from_blob(base_ + segment_bytes_ * static_cast<size_t>(s) + static_cast<size_t>((offset + at) * esize),
-                     {len}, dtype_);
-  };
+  auto range = [&](int s, int64_t at, int64_t len) { return segments_[static_cast<size_t>(s)].narrow(0, offset + at, len); };
   auto share_of = [&](int s) {
     const int64_t at = std::min(n, share * s);
     return std::pair<int64_t, int64_t>(at, std::min(n, at + share) - at);
@@ -407,7 +413,7 @@ void HostBuffers::all_reduce_sum(int64_t offset, int64_t n, double scale) {
   for (int s = 0; s < w.size; ++s)
     if (const auto [at, len] = share_of(s); s != w.rank && len > 0) range(w.rank, at, len).copy_(range(s, at, len));
   host_sync();  // nobody reads this rank's buffer any more: it may be written again
-  mine_.bump_version();
+  mine().bump_version();
 }
 
 }  // namespace detail
