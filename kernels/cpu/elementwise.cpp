@@ -108,6 +108,9 @@ void binary_loop(const Tensor& x, const Tensor& y, const Tensor& out) {
     } else if (s[0] == 1 && s[1] == 1 && s[2] == 0) {
       const T yv = yi[0];
       for (int64_t k = 0; k < n; ++k) o[k] = static_cast<O>(binary_apply<T>(OP, xi[k], yv));
+    } else if (s[0] == 1 && s[1] == 0 && s[2] == 1) {  // e.g. the expanded gradient of a sum
+      const T xv = xi[0];
+      for (int64_t k = 0; k < n; ++k) o[k] = static_cast<O>(binary_apply<T>(OP, xv, yi[k]));
     } else {
       for (int64_t k = 0; k < n; ++k) o[k * s[0]] = static_cast<O>(binary_apply<T>(OP, xi[k * s[1]], yi[k * s[2]]));
     }
