@@ -1,7 +1,7 @@
 // ember-bench-runtime: CPU GEMM throughput of our blocked AVX-512 / AVX2 kernels and of Eigen
 // (square sizes, 1 and 2 threads), and the time of one training step of an MLP autoencoder built from
 // ember ops. Prints tables of medians; numbers vary with the machine and its load.
-//   usage: ember-bench-runtime [--gemm-only | --mlp-only | --amp-only] [--backend blocked-avx512|blocked-avx2|eigen]
+//   usage: ember-bench-runtime [--gemm-only | --shapes-only | --mlp-only | --amp-only] [--backend blocked-avx512|blocked-avx2|eigen]
 //                              [--reps N]
 #include <algorithm>
 #include <array>
@@ -120,6 +120,77 @@ void bench_gemm(const char* name, int reps) {
       std::printf("%-6lld %-14s %12.1f %12.1f %12.1f %12.1f\n", static_cast<long long>(sizes[si]),
                   ember::kernels::gemm_backend_name(bs[bi]), flop / r[0].wall, flop / r[0].cpu, flop / r[1].wall,
                   flop / r[1].cpu);
+    }
+  }
+}
+
+// The float32 GEMMs a Linear layer runs, at the examples' and the layer benchmark's sizes, next to
+// a 1024^3 sgemm timed in the same rounds (its rate is the roof the others are read against):
+// forward y = x W^T (+ bias) with W as stored (B transposed) or as the no-grad path's transposed
+// copy (B plain), input gradient dx = dy W, weight gradient dW = dy^T x.
+void bench_gemm_shapes(int reps) {
+  struct Shape {
+    const char* layer;
+    int64_t batch, in, out;
+  };
+  const std::vector<Shape> shapes = {{"mlp 784->512", 256, 784, 512},   {"mlp 512->128", 256, 512, 128},
+                                     {"mlp 128->512", 256, 128, 512},   {"mlp 512->784", 256, 512, 784},
+                                     {"lit 784->64", 256, 784, 64},     {"lit 64->784", 256, 64, 784},
+                                     {"linear 1024", 256, 1024, 1024}, {"linear 2048", 256, 2048, 2048}};
+  struct Pass {
+    const char* name;
+    bool ta, tb;
+  };
+  const Pass passes[] = {{"fwd W^T", false, true}, {"fwd Wt copy", false, false}, {"dx", false, false},
+                         {"dW", true, false}};
+  std::printf("\nsgemm at Linear layers' shapes (M x N x K), GFLOP per wall second, median of %d, and the share of "
+              "the 1024^3 sgemm of the same thread count\n",
+              reps);
+  std::printf("%-14s %-12s %-18s %10s %8s %10s %8s\n", "layer", "pass", "M x N x K", "1 thr", "% roof", "2 thr",
+              "% roof");
+  double roof[2] = {0, 0};
+  std::vector<std::array<double, 2>> rate(shapes.size() * 4);
+  for (int threads : {1, 2}) {
+    ember::set_num_threads(threads);
+    const int64_t n = 1024;
+    std::vector<float> A(n * n, 0.25f), B(n * n, 0.5f), C(n * n);
+    roof[threads - 1] = 2e-9 * n * n * n / time_per_call(reps, [&] {
+      ember::kernels::gemm_cpu(false, false, n, n, n, 1.0f, A.data(), n, B.data(), n, 0.0f, C.data(), n);
+    }).wall;
+    for (size_t si = 0; si < shapes.size(); ++si) {
+      const Shape& s = shapes[si];
+      std::vector<float> x(s.batch * s.in), w(s.out * s.in), wt(s.in * s.out), dy(s.batch * s.out),
+          y(s.batch * s.out), dx(s.batch * s.in), dw(s.out * s.in);
+      ember::Generator gen(42);
+      for (auto* v : {&x, &w, &wt, &dy})
+        for (auto& e : *v) e = static_cast<float>(gen.next_double() - 0.5);
+      for (int p = 0; p < 4; ++p) {
+        const int64_t M = p == 3 ? s.out : s.batch, N = p == 2 ? s.in : p == 3 ? s.in : s.out,
+                      K = p == 2 ? s.out : p == 3 ? s.batch : s.in;
+        const float* a = p == 2 ? dy.data() : p == 3 ? dy.data() : x.data();
+        const int64_t lda = p == 3 ? s.out : K;
+        const float* b = p == 0 ? w.data() : p == 1 ? wt.data() : p == 2 ? w.data() : x.data();
+        const int64_t ldb = p == 0 ? s.in : N;
+        float* c = p == 2 ? dx.data() : p == 3 ? dw.data() : y.data();
+        rate[si * 4 + p][threads - 1] = 2e-9 * M * N * K / time_per_call(reps, [&] {
+          ember::kernels::gemm_cpu(passes[p].ta, passes[p].tb, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, N);
+        }).wall;
+      }
+    }
+  }
+  std::printf("%-14s %-12s %-18s %10.1f %8s %10.1f %8s\n", "square 1024", "", "1024 x 1024 x 1024", roof[0], "100%",
+              roof[1], "100%");
+  for (size_t si = 0; si < shapes.size(); ++si) {
+    const Shape& s = shapes[si];
+    for (int p = 0; p < 4; ++p) {
+      const int64_t M = p == 3 ? s.out : s.batch, N = p == 2 ? s.in : p == 3 ? s.in : s.out,
+                    K = p == 2 ? s.out : p == 3 ? s.batch : s.in;
+      char dims[40];
+      std::snprintf(dims, sizeof dims, "%lld x %lld x %lld", static_cast<long long>(M), static_cast<long long>(N),
+                    static_cast<long long>(K));
+      const auto& r = rate[si * 4 + p];
+      std::printf("%-14s %-12s %-18s %10.1f %7.0f%% %10.1f %7.0f%%\n", s.layer, passes[p].name, dims, r[0],
+                  100 * r[0] / roof[0], r[1], 100 * r[1] / roof[1]);
     }
   }
 }
@@ -295,11 +366,14 @@ void bench_mlp_amp(int reps) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool gemm = true, mlp = true, amp = true;
+  bool gemm = true, mlp = true, amp = true, shapes = false;
   int reps = 7;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--gemm-only")) {
       mlp = amp = false;
+    } else if (!std::strcmp(argv[i], "--shapes-only")) {
+      gemm = mlp = amp = false;
+      shapes = true;
     } else if (!std::strcmp(argv[i], "--mlp-only")) {
       gemm = amp = false;
     } else if (!std::strcmp(argv[i], "--amp-only")) {
@@ -309,7 +383,7 @@ int main(int argc, char** argv) {
     } else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else {
-      std::fprintf(stderr, "usage: %s [--gemm-only | --mlp-only | --amp-only] [--backend NAME] [--reps N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--gemm-only | --shapes-only | --mlp-only | --amp-only] [--backend NAME] [--reps N]\n", argv[0]);
       return 2;
     }
   }
@@ -325,6 +399,7 @@ int main(int argc, char** argv) {
       bench_gemm<double>("dgemm", reps);
       bench_gemm_bf16(reps);
     }
+    if (gemm || shapes) bench_gemm_shapes(reps);
     if (mlp) bench_mlp(std::max(reps, 10));
     if (amp) bench_mlp_amp(std::max(reps, 10));
   } catch (const std::exception& e) {
