@@ -138,8 +138,10 @@ EMBER_CUDA_ENTRY(void, softmax_cuda, (const Tensor& x, int dim, bool log, const 
 // float32 and round once (beta 0 or 1): autocast's matrix products.
 void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta);
 // out = a @ w + bias, bias (N values of out's dtype) added to every row of every batch: the bits
-// of copying the bias into out and bmm_cpu with beta = 1, in one pass (the GEMM's epilogue).
-void bmm_bias_cpu(const Tensor& a, const Tensor& w, const Tensor& bias, const Tensor& out);
+// of copying the bias into out and bmm_cpu with beta = 1, in one pass (the GEMM's epilogue). The
+// bias may be undefined (nothing added). relu (float32/64 only): out = relu(out), the bits of the
+// elementwise ReLU after it, applied as the GEMM stores out.
+void bmm_bias_cpu(const Tensor& a, const Tensor& w, const Tensor& bias, const Tensor& out, bool relu = false);
 // out (M, N, float32, contiguous) = a (1, M, K) @ w (1, K, N) for bf16 a and w (row- or
 // column-major): float32 sums of exact products, not rounded to bf16 (the weight gradient of a
 // float32 parameter under bf16 autocast).

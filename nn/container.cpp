@@ -1,6 +1,9 @@
 // Sequential, ModuleList and ModuleDict.
 #include "ember/nn/container.h"
 
+#include <typeinfo>
+
+#include "ember/nn/layers.h"
 #include "ember/runtime/error.h"
 
 namespace ember::nn {
@@ -28,7 +31,19 @@ const ModulePtr& Sequential::operator[](size_t i) const {
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (const ModulePtr& m : modules_) h = m->forward(h);
+  const size_t n = modules_.size();
+  for (size_t i = 0; i < n; ++i) {
+    Module& m = *modules_[i];
+    // A Linear followed by a ReLU (these exact classes: a subclass may change forward) runs as
+    // one op, the ReLU applied as the matrix product is stored: the same values and gradients
+    // without a pass over the output of its own.
+    if (i + 1 < n && typeid(m) == typeid(Linear) && typeid(*modules_[i + 1]) == typeid(ReLU)) {
+      h = static_cast<Linear&>(m).forward_relu(h);
+      ++i;
+      continue;
+    }
+    h = m.forward(h);
+  }
   return h;
 }
 

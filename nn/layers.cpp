@@ -85,14 +85,21 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias)
 
 void Linear::reset_parameters() { reset_weight_and_bias(weight, bias); }
 
-Tensor Linear::forward(const Tensor& x) {
+Tensor Linear::forward(const Tensor& x) { return forward_impl(x, false); }
+
+Tensor Linear::forward_relu(const Tensor& x) { return forward_impl(x, true); }
+
+Tensor Linear::forward_impl(const Tensor& x, bool relu) {
+  auto op = [relu](const Tensor& in, const Tensor& w, const Tensor& b) {
+    return relu ? linear_relu(in, w, b) : linear(in, w, b);
+  };
   // Autocast casts the weight on every call anyway (it caches casts in grad mode only).
   if (grad_enabled() || autocast_enabled() || !weight.defined() || weight.dim() != 2 || weight.numel() == 0)
-    return linear(x, weight, bias);
+    return op(x, weight, bias);
   // The (out, in) view of the transposed copy: linear's weight.t() is then row-major. Each output
   // gets the same sums in the same order, so the result is bitwise the grad-mode one.
   const Tensor wt = inference_weight();
-  return wt.defined() ? linear(x, wt.t(), bias) : linear(x, weight, bias);
+  return wt.defined() ? op(x, wt.t(), bias) : op(x, weight, bias);
 }
 
 // The copy is made on the second no-grad call with the same weight: making it costs about what

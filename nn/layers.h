@@ -38,6 +38,9 @@ class EMBER_API Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true);
   Tensor forward(const Tensor& x) override;
+  // relu(forward(x)), the same values and gradients, with the ReLU applied as the matrix product
+  // is stored (linear_relu). Sequential runs a Linear followed by a ReLU this way.
+  Tensor forward_relu(const Tensor& x);
   std::string extra_repr() const override;
   // weight ~ kaiming_uniform(a=sqrt(5)), bias ~ U(-1/sqrt(in_features), 1/sqrt(in_features)).
   void reset_parameters();
@@ -53,6 +56,7 @@ class EMBER_API Linear : public Module {
   // the same weight (undefined before), dropped when `weight` is replaced or written by an
   // in-place op (its version counter).
   Tensor inference_weight();
+  Tensor forward_impl(const Tensor& x, bool relu);
   std::mutex weight_t_mu_;
   Tensor weight_t_, weight_t_src_;
   uint32_t weight_t_version_ = 0;

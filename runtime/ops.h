@@ -72,6 +72,9 @@ EMBER_API Tensor log_softmax(const Tensor& x, int64_t dim);
 EMBER_API Tensor matmul(const Tensor& a, const Tensor& b);
 // x: (..., in), weight: (out, in), bias: (out) or undefined -> (..., out)
 EMBER_API Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// relu(linear(x, weight, bias)), the same values and gradients; on the CPU in float32/64 the ReLU
+// is applied as the GEMM stores the output (no pass of its own), and one autograd node does both.
+EMBER_API Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 // --- convolution and pooling (NCHW) ----------------------------------------------------------
 // Each spatial option holds one value (both dims) or two, {h, w}; kept inline (no heap).
 struct Conv2dOptions {

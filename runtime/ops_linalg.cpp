@@ -124,19 +124,29 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+namespace {
+
+// linear, and with relu set relu(linear): one node whose backward takes the ReLU's backward
+// (g where the output is > 0, else 0: torch's threshold_backward, from the saved output) first.
+Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bool relu) {
   detail::check_defined(x, "linear", "input");
   detail::check_defined(weight, "linear", "weight");
   detail::check_same_device(x, weight, "linear");
   if (autocast_enabled() && autocast_dtype() == DType::bf16 && grad_enabled() && x.device().is_cpu() &&
       (x.dtype() == DType::f32 || x.dtype() == DType::bf16) && weight.dtype() == DType::f32 &&
-      weight.requires_grad() && (!bias.defined() || bias.dtype() == DType::f32))
-    return linear_bf16_f32_params(x, weight, bias);
+      weight.requires_grad() && (!bias.defined() || bias.dtype() == DType::f32)) {
+    Tensor out = linear_bf16_f32_params(x, weight, bias);
+    return relu ? ember::relu(out) : out;
+  }
   {
     const Tensor* in[3] = {&x, &weight, &bias};
     Tensor cast[3];
-    if (detail::autocast_lowp_inputs(in, cast)) return linear(cast[0], cast[1], cast[2]);
+    if (detail::autocast_lowp_inputs(in, cast)) return linear_impl(cast[0], cast[1], cast[2], relu);
   }
+  // The ReLU epilogue: float32/64 on the CPU; elsewhere the ReLU is the op's own.
+  if (relu && !(x.device().is_cpu() && (x.dtype() == DType::f32 || x.dtype() == DType::f64) &&
+                (!bias.defined() || bias.is_contiguous())))
+    return ember::relu(linear_impl(x, weight, bias, false));
   detail::check_floating_or_half(x, "linear");
   EMBER_CHECK(weight.dim() == 2, "[linear] weight must be 2-D (out_features, in_features), got shape ",
               weight.shape().str());
@@ -156,9 +166,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   int64_t M = x2.size(0);
   Tensor out = empty({1, M, out_f}, TensorOptions(x.dtype()).with_device(x.device()));
   Tensor wt = weight.detach().t().unsqueeze(0);  // (1, in, out), column-major
-  if (bias.defined() && x.device().is_cpu() && bias.is_contiguous()) {
-    // out = x2 @ W^T + bias, the bias added in the GEMM's epilogue
-    kernels::bmm_bias_cpu(gemm_operand(x2.unsqueeze(0)), wt, bias.detach(), out);
+  if (relu || (bias.defined() && x.device().is_cpu() && bias.is_contiguous())) {
+    // out = x2 @ W^T + bias, the bias (and the ReLU) in the GEMM's epilogue
+    kernels::bmm_bias_cpu(gemm_operand(x2.unsqueeze(0)), wt, bias.defined() ? bias.detach() : Tensor(), out, relu);
   } else if (bias.defined()) {
     // out = bias (broadcast over rows), then out += x2 @ W^T
     EMBER_DISPATCH(x.device(), copy, bias.detach().expand({1, M, out_f}), out);
@@ -171,10 +181,18 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   out = out.reshape(os);
   if (autograd::any_requires_grad({&x, &weight, &bias})) {
     bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
-    SavedTensor sx(need_w ? x : Tensor()), sw(need_x ? weight : Tensor());
+    SavedTensor sx(need_w ? x : Tensor()), sw(need_x ? weight : Tensor()), sy(relu ? out : Tensor());
     Shape xs = x.shape();
-    autograd::record("linear", {x, weight, bias}, out, [=](const Tensor& g) -> autograd::TensorList {
+    autograd::record(relu ? "linear_relu" : "linear", {x, weight, bias}, out, [=](const Tensor& g) -> autograd::TensorList {
       Tensor g2 = g.reshape({-1, out_f});
+      if (relu) {
+        const Tensor y = sy.get("linear_relu");
+        Tensor gy = g.detach();
+        if (gy.dtype() != y.dtype()) gy = gy.to(y.dtype());
+        Tensor gr = empty(y.shape(), TensorOptions(y.dtype()).with_device(y.device()));
+        EMBER_DISPATCH(y.device(), binary, kernels::BinaryOp::ReluBackward, gy, y, gr);
+        g2 = gr.reshape({-1, out_f});
+      }
       Tensor gx, gw, gb;
       if (need_x) gx = bmm_raw(g2.unsqueeze(0), sw.get("linear").unsqueeze(0)).reshape(xs);
       if (need_w) {
@@ -186,6 +204,14 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     });
   }
   return out;
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) { return linear_impl(x, weight, bias, false); }
+
+Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  return linear_impl(x, weight, bias, true);
 }
 
 }  // namespace ember

@@ -122,6 +122,7 @@ struct Avx2F32 {
   EMBER_AVX2_OP void storeu(T* p, V v) { _mm256_storeu_ps(p, v); }
   EMBER_AVX2_OP V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   EMBER_AVX2_OP V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  EMBER_AVX2_OP V max(V a, V b) { return _mm256_max_ps(a, b); }
 };
 struct Avx2F64 {
   using T = double;
@@ -134,6 +135,7 @@ struct Avx2F64 {
   EMBER_AVX2_OP void storeu(T* p, V v) { _mm256_storeu_pd(p, v); }
   EMBER_AVX2_OP V mul(V a, V b) { return _mm256_mul_pd(a, b); }
   EMBER_AVX2_OP V fmadd(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  EMBER_AVX2_OP V max(V a, V b) { return _mm256_max_pd(a, b); }
 };
 #undef EMBER_AVX2_OP
 
@@ -149,6 +151,8 @@ struct Avx512F32 {
   EMBER_AVX512_OP void storeu(T* p, V v) { _mm512_storeu_ps(p, v); }
   EMBER_AVX512_OP V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   EMBER_AVX512_OP V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  // The maskz form (all lanes): _mm512_max_ps trips GCC 12's -Wmaybe-uninitialized.
+  EMBER_AVX512_OP V max(V a, V b) { return _mm512_maskz_max_ps(0xffff, a, b); }
   // Transposes W columns [k, k + W) of `rows` <= W rows (src[r] + k; rows past them are zero)
   // into d[kk * ld + r] for r < lanes, with a 16 x 16 in-register transpose. The packers use it
   // where they would gather one value per row.
@@ -202,6 +206,7 @@ struct Avx512F64 {
   EMBER_AVX512_OP void storeu(T* p, V v) { _mm512_storeu_pd(p, v); }
   EMBER_AVX512_OP V mul(V a, V b) { return _mm512_mul_pd(a, b); }
   EMBER_AVX512_OP V fmadd(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  EMBER_AVX512_OP V max(V a, V b) { return _mm512_maskz_max_pd(0xff, a, b); }
 };
 #undef EMBER_AVX512_OP
 
@@ -291,12 +296,33 @@ std::vector<T> densify(const GemmOperand<T>& o, int64_t rows, int64_t cols) {
   return d;
 }
 
-// bias (N values, or null): added to every row of C in the first K block in place of beta * C.
+// C = alpha * op(A) @ op(B) + beta * C, then ReLU over C when relu is set (as the elementwise op
+// computes it: c < 0 ? 0 : c).
 template <typename T>
 void gemm_impl(int64_t M, int64_t N, int64_t K, T alpha, const GemmOperand<T>& A, const GemmOperand<T>& B, T beta,
-               T* C, int64_t ldc, const T* bias = nullptr) {
+               T* C, int64_t ldc, const T* bias, bool relu);
+
+// ReLU over an M x N block of C (row stride ldc).
+template <typename T>
+void relu_rows(int64_t M, int64_t N, T* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    T* c = C + i * ldc;
+    for (int64_t j = 0; j < N; ++j) c[j] = c[j] < T(0) ? T(0) : c[j];
+  }
+}
+
+// bias (N values, or null): added to every row of C in the first K block in place of beta * C.
+// relu: the blocked kernels apply it as they store the last K block; the other paths after.
+template <typename T>
+void gemm_impl(int64_t M, int64_t N, int64_t K, T alpha, const GemmOperand<T>& A, const GemmOperand<T>& B, T beta,
+               T* C, int64_t ldc, const T* bias, bool relu) {
   EMBER_CHECK(M >= 0 && N >= 0 && K >= 0, "[gemm] sizes must be non-negative, got M=", M, " N=", N, " K=", K);
   if (M == 0 || N == 0) return;
+  if (relu && (K == 0 || alpha == T(0) || resolve_backend() == GemmBackend::Eigen)) {
+    gemm_impl<T>(M, N, K, alpha, A, B, beta, C, ldc, bias, false);
+    relu_rows(M, N, C, ldc);
+    return;
+  }
   if (bias && (K == 0 || alpha == T(0) || resolve_backend() == GemmBackend::Eigen)) {
     // The bias copied into C, then C += alpha * op(A) @ op(B).
     for (int64_t i = 0; i < M; ++i) std::copy(bias, bias + N, C + i * ldc);
@@ -314,11 +340,11 @@ void gemm_impl(int64_t M, int64_t N, int64_t K, T alpha, const GemmOperand<T>& A
 #if EMBER_GEMM_X86
     case GemmBackend::Avx512:
       using S512 = std::conditional_t<std::is_same_v<T, float>, Avx512F32, Avx512F64>;
-      avx512::gemm<S512>(M, N, K, alpha, Operand<T>(A), Operand<T>(B), beta, C, ldc, bias);
+      avx512::gemm<S512>(M, N, K, alpha, Operand<T>(A), Operand<T>(B), beta, C, ldc, bias, relu);
       return;
     case GemmBackend::Avx2:
       using S2 = std::conditional_t<std::is_same_v<T, float>, Avx2F32, Avx2F64>;
-      avx2::gemm<S2>(M, N, K, alpha, Operand<T>(A), Operand<T>(B), beta, C, ldc, bias);
+      avx2::gemm<S2>(M, N, K, alpha, Operand<T>(A), Operand<T>(B), beta, C, ldc, bias, relu);
       return;
 #endif
     default: {
@@ -370,40 +396,40 @@ const char* gemm_backend_name(GemmBackend backend) {
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   gemm_impl<float>(M, N, K, alpha, GemmOperand<float>::strided(A, lda, trans_a),
-                   GemmOperand<float>::strided(B, ldb, trans_b), beta, C, ldc);
+                   GemmOperand<float>::strided(B, ldb, trans_b), beta, C, ldc, nullptr, false);
 }
 
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
               int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
   gemm_impl<double>(M, N, K, alpha, GemmOperand<double>::strided(A, lda, trans_a),
-                    GemmOperand<double>::strided(B, ldb, trans_b), beta, C, ldc);
+                    GemmOperand<double>::strided(B, ldb, trans_b), beta, C, ldc, nullptr, false);
 }
 
 void gemm_bias_cpu(int64_t M, int64_t N, int64_t K, float alpha, const GemmOperand<float>& A,
-                   const GemmOperand<float>& B, const float* bias, float* C, int64_t ldc) {
-  gemm_impl<float>(M, N, K, alpha, A, B, 1.0f, C, ldc, bias);
+                   const GemmOperand<float>& B, const float* bias, float* C, int64_t ldc, bool relu) {
+  gemm_impl<float>(M, N, K, alpha, A, B, bias ? 1.0f : 0.0f, C, ldc, bias, relu);
 }
 
 void gemm_bias_cpu(int64_t M, int64_t N, int64_t K, double alpha, const GemmOperand<double>& A,
-                   const GemmOperand<double>& B, const double* bias, double* C, int64_t ldc) {
-  gemm_impl<double>(M, N, K, alpha, A, B, 1.0, C, ldc, bias);
+                   const GemmOperand<double>& B, const double* bias, double* C, int64_t ldc, bool relu) {
+  gemm_impl<double>(M, N, K, alpha, A, B, bias ? 1.0 : 0.0, C, ldc, bias, relu);
 }
 
 void gemm_cpu(int64_t M, int64_t N, int64_t K, float alpha, const GemmOperand<float>& A, const GemmOperand<float>& B,
               float beta, float* C, int64_t ldc) {
-  gemm_impl<float>(M, N, K, alpha, A, B, beta, C, ldc);
+  gemm_impl<float>(M, N, K, alpha, A, B, beta, C, ldc, nullptr, false);
 }
 
 void gemm_cpu(int64_t M, int64_t N, int64_t K, double alpha, const GemmOperand<double>& A,
               const GemmOperand<double>& B, double beta, double* C, int64_t ldc) {
-  gemm_impl<double>(M, N, K, alpha, A, B, beta, C, ldc);
+  gemm_impl<double>(M, N, K, alpha, A, B, beta, C, ldc, nullptr, false);
 }
 
 namespace {
 
 // a: (B, M, K), w: (B, K, N) -> out: (B, M, N) contiguous; bias: undefined, or N values added to
-// every row (in place of beta * out).
-void bmm_impl(const Tensor& a, const Tensor& w, const Tensor& out, double beta, const Tensor& bias) {
+// every row (in place of beta * out); relu: ReLU applied as the output is stored (float32/64).
+void bmm_impl(const Tensor& a, const Tensor& w, const Tensor& out, double beta, const Tensor& bias, bool relu) {
   EMBER_CHECK(a.dim() == 3 && w.dim() == 3 && out.dim() == 3, "[bmm] expects 3-D tensors, got ranks ", a.dim(),
               ", ", w.dim(), " and ", out.dim());
   const int64_t batch = out.size(0), M = out.size(1), N = out.size(2), K = a.size(2);
@@ -424,6 +450,7 @@ void bmm_impl(const Tensor& a, const Tensor& w, const Tensor& out, double beta, 
     // Half operands: float32 accumulation, one rounding per element (kernels/cpu/gemm_lowp.h).
     EMBER_CHECK(beta == 0.0 || beta == 1.0, "[bmm] beta must be 0 or 1 for dtype ", dtype_name(out.dtype()), ", got ",
                 beta);
+    EMBER_CHECK(!relu, "[bmm] the ReLU epilogue is for float32 and float64, got dtype ", dtype_name(out.dtype()));
     const bool bf16 = out.dtype() == DType::bf16;
     const uint16_t* ap = static_cast<const uint16_t*>(a.data_ptr());
     const uint16_t* wp = static_cast<const uint16_t*>(w.data_ptr());
@@ -441,9 +468,10 @@ void bmm_impl(const Tensor& a, const Tensor& w, const Tensor& out, double beta, 
     T* op = out.data_ptr<T>();
     const T* bp = bias.defined() ? bias.data_ptr<T>() : nullptr;
     auto one = [&](int64_t b) {
-      if (bp) {
+      if (bp || relu) {
+        EMBER_CHECK(bp || beta == 0.0, "[bmm] the ReLU epilogue needs beta 0 or a bias");
         gemm_bias_cpu(M, N, K, T(1), GemmOperand<T>::strided(ap + b * sa, la.ld, la.trans),
-                      GemmOperand<T>::strided(wp + b * sw, lw.ld, lw.trans), bp, op + b * M * N, N);
+                      GemmOperand<T>::strided(wp + b * sw, lw.ld, lw.trans), bp, op + b * M * N, N, relu);
       } else {
         gemm_cpu(la.trans, lw.trans, M, N, K, T(1), ap + b * sa, la.ld, wp + b * sw, lw.ld, static_cast<T>(beta),
                  op + b * M * N, N);
@@ -463,10 +491,12 @@ void bmm_impl(const Tensor& a, const Tensor& w, const Tensor& out, double beta, 
 
 }  // namespace
 
-void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta) { bmm_impl(a, w, out, beta, Tensor()); }
+void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta) {
+  bmm_impl(a, w, out, beta, Tensor(), false);
+}
 
-void bmm_bias_cpu(const Tensor& a, const Tensor& w, const Tensor& bias, const Tensor& out) {
-  bmm_impl(a, w, out, 0.0, bias);
+void bmm_bias_cpu(const Tensor& a, const Tensor& w, const Tensor& bias, const Tensor& out, bool relu) {
+  bmm_impl(a, w, out, 0.0, bias, relu);
 }
 
 void bmm_bf16_f32_cpu(const Tensor& a, const Tensor& w, const Tensor& out) {

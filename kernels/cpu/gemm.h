@@ -35,11 +35,13 @@ void gemm_cpu(int64_t M, int64_t N, int64_t K, double alpha, const GemmOperand<d
               const GemmOperand<double>& B, double beta, double* C, int64_t ldc);
 
 // C = alpha * op(A) @ op(B) + bias, bias (N values) added to every row: the bits of copying the
-// bias into each row of C and calling gemm_cpu with beta = 1, without that pass over C.
+// bias into each row of C and calling gemm_cpu with beta = 1, without that pass over C. A null
+// bias adds nothing (beta = 0). relu: then C = relu(C) as the elementwise ReLU computes it
+// (c < 0 ? 0 : c, NaN kept), applied as the kernel stores C instead of in a pass of its own.
 void gemm_bias_cpu(int64_t M, int64_t N, int64_t K, float alpha, const GemmOperand<float>& A,
-                   const GemmOperand<float>& B, const float* bias, float* C, int64_t ldc);
+                   const GemmOperand<float>& B, const float* bias, float* C, int64_t ldc, bool relu = false);
 void gemm_bias_cpu(int64_t M, int64_t N, int64_t K, double alpha, const GemmOperand<double>& A,
-                   const GemmOperand<double>& B, const double* bias, double* C, int64_t ldc);
+                   const GemmOperand<double>& B, const double* bias, double* C, int64_t ldc, bool relu = false);
 
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);

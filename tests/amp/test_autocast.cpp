@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -348,6 +349,41 @@ TEST(AutocastLinear, F32ParametersGetUnroundedFloat32Gradients) {
     y2 = linear(x, w, b);
   }
   EXPECT_TRUE(test::bit_equal(y.detach(), y2));
+}
+
+// linear_relu (what Sequential runs for a Linear and a ReLU) under autocast, in grad mode and
+// without: the bits of relu(linear) in bf16 and f16, gradients included.
+TEST(AutocastLinear, LinearReluHasTheBitsOfReluOfLinear) {
+  for (DType dt : {DType::bf16, DType::f16}) {
+    for (bool grad : {true, false}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + (grad ? " grad" : " no grad"));
+      Generator gen(13);
+      const Tensor x = randn({37, 48}, {}, &gen), w0 = randn({40, 48}, {}, &gen), b0 = randn({40}, {}, &gen);
+      const Tensor gy = randn({37, 40}, {}, &gen);
+      std::vector<Tensor> outs, grads;
+      for (bool fused : {true, false}) {
+        Tensor w = w0.clone().requires_grad_(grad), b = b0.clone().requires_grad_(grad);
+        Tensor xin = x.clone().requires_grad_(grad);
+        Tensor y;
+        {
+          std::optional<NoGradGuard> ng;
+          if (!grad) ng.emplace();
+          AutocastGuard g(dt);
+          y = fused ? linear_relu(xin, w, b) : relu(linear(xin, w, b));
+        }
+        outs.push_back(y.detach());
+        if (grad) {
+          y.backward(gy.to(y.dtype()));
+          grads.insert(grads.end(), {xin.grad(), w.grad(), b.grad()});
+        }
+      }
+      EXPECT_EQ(outs[0].dtype(), dt);
+      EXPECT_TRUE(test::bit_equal(outs[0], outs[1]));
+      for (size_t i = 0; i < grads.size() / 2; ++i) {
+        EXPECT_TRUE(test::bit_equal(grads[i], grads[i + 3])) << "gradient " << i;
+      }
+    }
+  }
 }
 
 // The optimizer's bf16 copies handed to autocast (Optimizer::use_lowp_copies): a training loop

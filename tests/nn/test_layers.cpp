@@ -223,6 +223,60 @@ TEST(Layers, SequentialMlp) {
   check_layer("mlp", mlp);
 }
 
+// Sequential runs a Linear followed by a ReLU as one op (linear_relu: the ReLU in the GEMM's
+// epilogue). Outputs, input gradients and parameter gradients must be bitwise those of running the
+// modules one by one, in grad mode (one and many rows, a 3-D input, a Linear without bias, the
+// gradient of a sum, whose gradient is expanded) and without grad mode (the transposed-weight
+// path, before and after its copy is made). A subclass of Linear keeps its own forward.
+TEST(Layers, SequentialLinearReluEqualsTheModulesOneByOne) {
+  manual_seed(11);
+  auto l1 = std::make_shared<nn::Linear>(300, 70);
+  auto l2 = std::make_shared<nn::Linear>(70, 40, false);
+  auto l3 = std::make_shared<nn::Linear>(40, 9);
+  nn::Sequential seq(l1, std::make_shared<nn::ReLU>(), l2, std::make_shared<nn::ReLU>(), l3,
+                     std::make_shared<nn::Sigmoid>());
+  for (const Shape& shape : {Shape{1, 300}, Shape{37, 300}, Shape{4, 5, 300}}) {
+    for (bool sum_loss : {false, true}) {
+      SCOPED_TRACE(shape.str() + (sum_loss ? " sum" : " weighted sum"));
+      const Tensor x0 = randn(shape);
+      auto loss = [&](const Tensor& y) { return sum_loss ? sum(y) : sum(mul(y, randn(y.shape()))); };
+      manual_seed(5);
+      Tensor xa = x0.clone().requires_grad_();
+      Tensor ya = seq.forward(xa);
+      loss(ya).backward();
+      std::vector<Tensor> ga;
+      for (auto& [name, p] : seq.named_parameters()) {
+        ga.push_back(p.grad().clone());
+        p.set_grad(Tensor());
+      }
+      manual_seed(5);
+      Tensor xb = x0.clone().requires_grad_();
+      Tensor yb = xb;
+      for (size_t i = 0; i < seq.size(); ++i) yb = seq[i]->forward(yb);
+      loss(yb).backward();
+      EXPECT_TRUE(test::bit_equal(ya, yb)) << "output";
+      EXPECT_TRUE(test::bit_equal(xa.grad(), xb.grad())) << "input gradient";
+      size_t k = 0;
+      for (auto& [name, p] : seq.named_parameters()) {
+        EXPECT_TRUE(test::bit_equal(ga[k++], p.grad())) << "gradient of " << name;
+        p.set_grad(Tensor());
+      }
+      NoGradGuard no_grad;
+      for (int call = 0; call < 3; ++call)  // the second call makes the transposed copies
+        EXPECT_TRUE(test::bit_equal(seq.forward(x0), yb.detach())) << "no grad, call " << call;
+    }
+  }
+
+  struct PlusOne : nn::Linear {
+    PlusOne() : nn::Linear(4, 3) {}
+    Tensor forward(const Tensor& x) override { return add(nn::Linear::forward(x), 1.0); }
+  };
+  auto custom = std::make_shared<PlusOne>();
+  nn::Sequential s2(custom, std::make_shared<nn::ReLU>());
+  const Tensor x = randn({2, 4});
+  EXPECT_TRUE(test::bit_equal(s2.forward(x), relu(add(linear(x, custom->weight, custom->bias), 1.0))));
+}
+
 TEST(Layers, UnbatchedConvAndPoolEqualBatched) {
   manual_seed(11);
   nn::Conv2d conv(2, 3, 3, 1, 1);

@@ -423,6 +423,69 @@ TEST(Bmm, BiasInTheEpilogueHasTheBitsOfCopyThenAccumulate) {
   }
 }
 
+// The ReLU epilogue: the bits of the GEMM (with or without a bias) followed by the elementwise
+// ReLU, for every backend, float32 and float64, both weight layouts, and the kernel's paths: few
+// rows (unpacked), the few rows left after whole tiles, partial tiles, K past one block (the ReLU
+// belongs to the last block only), 2 threads. A has a zero row, a row of -1 (mostly negative
+// outputs) and a NaN (NaN stays NaN).
+TEST(Bmm, ReluEpilogueHasTheBitsOfTheGemmThenRelu) {
+  GemmSettingsGuard guard;
+  set_num_threads(2);
+  const std::vector<std::array<int64_t, 3>> shapes = {{1, 5, 3},    {3, 40, 17},  {4, 200, 300}, {7, 33, 300},
+                                                      {13, 70, 64}, {16, 64, 520}, {64, 96, 8},  {256, 784, 64},
+                                                      {100, 19, 513}};
+  for (GemmBackend backend : backends()) {
+    set_gemm_backend(backend);
+    for (DType dt : {DType::f32, DType::f64}) {
+      for (const auto& [M, N, K] : shapes) {
+        for (bool trans_w : {false, true}) {
+          for (bool with_bias : {false, true}) {
+            SCOPED_TRACE(std::string(gemm_backend_name(backend)) + " " + dtype_name(dt) + " M=" + std::to_string(M) +
+                         " N=" + std::to_string(N) + " K=" + std::to_string(K) + (trans_w ? " w^T" : "") +
+                         (with_bias ? " bias" : ""));
+            std::vector<double> av = iota_values(M * K, 1.0, 0.0);
+            for (int64_t k = 0; k < K; ++k) av[static_cast<size_t>(k)] = 0.0;  // row 0: zeros
+            if (M > 1)
+              for (int64_t k = 0; k < K; ++k) av[static_cast<size_t>(K + k)] = -1.0;  // row 1: negatives
+            if (M > 2) av[static_cast<size_t>(2 * K + K / 2)] = std::numeric_limits<double>::quiet_NaN();
+            Tensor a = from_vector(av, {1, M, K}).to(dt);
+            Tensor w = from_vector(iota_values(K * N, 0.5, 0.1), {1, K, N}).to(dt);
+            if (trans_w) w = w.transpose(1, 2).contiguous().transpose(1, 2);
+            Tensor bias = with_bias ? from_vector(iota_values(N, 2.0, -0.5), {N}).to(dt) : Tensor();
+            Tensor fused = full({1, M, N}, 7.0, TensorOptions(dt));  // overwritten, never read
+            bmm_bias_cpu(a, w, bias, fused, true);
+            Tensor gemm = empty({1, M, N}, TensorOptions(dt));
+            if (with_bias) {
+              bmm_bias_cpu(a, w, bias, gemm);
+            } else {
+              bmm_cpu(a, w, gemm, 0.0);
+            }
+            Tensor composed = empty({1, M, N}, TensorOptions(dt));
+            unary_cpu(UnaryOp::Relu, gemm, composed, 0, 0);
+            ASSERT_EQ(std::memcmp(fused.data_ptr(), composed.data_ptr(), static_cast<size_t>(fused.nbytes())), 0);
+            if (M > 2) {
+              EXPECT_TRUE(std::isnan(fused.to_vector<double>()[static_cast<size_t>(2 * N)]));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Bmm, ReluEpilogueIsForFloat32AndFloat64) {
+  Tensor a = zeros({1, 3, 4}, TensorOptions(DType::bf16)), w = zeros({1, 4, 5}, TensorOptions(DType::bf16));
+  Tensor out = zeros({1, 3, 5}, TensorOptions(DType::bf16));
+  try {
+    bmm_bias_cpu(a, w, Tensor(), out, true);
+    FAIL() << "expected ember::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[bmm] the ReLU epilogue is for float32 and float64, got dtype bf16"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Bmm, RejectsABiasOfTheWrongSizeOrDtype) {
   Tensor a = zeros({1, 3, 4}), w = zeros({1, 4, 5}), out = zeros({1, 3, 5});
   for (const Tensor& bias : {zeros({4}), zeros({5}, TensorOptions(DType::f64))}) {
