@@ -142,6 +142,18 @@ void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta);
 // bias may be undefined (nothing added). relu (float32/64 only): out = relu(out), the bits of the
 // elementwise ReLU after it, applied as the GEMM stores out.
 void bmm_bias_cpu(const Tensor& a, const Tensor& w, const Tensor& bias, const Tensor& out, bool relu = false);
+// A float32/64 linear weight w (N, K) packed as the GEMM reads op(B) = w^T (kernels/cpu/gemm.h's
+// gemm_pack_b_cpu): a 1-D tensor of the panels, *kernel set to the GEMM backend they are for.
+// Undefined (and *kernel -1) where the GEMM in use packs nothing.
+Tensor pack_linear_weight_cpu(const Tensor& w, int* kernel);
+// The GEMM backend pack_linear_weight_cpu packs for now (an int of kernels/cpu/gemm_backend.h's
+// GemmBackend); products with panels packed for another one take the unpacked weight.
+int gemm_packing_backend();
+// out (M, N, contiguous) = x (M, K, row-major) @ w^T + bias (undefined: none), relu'd when set,
+// from pack_linear_weight_cpu's panels: the bits of bmm_bias_cpu with the unpacked weight. Throws
+// when the backend in use is not the one the panels are for.
+void linear_packed_cpu(const Tensor& x, const Tensor& panels, int kernel, int64_t N, const Tensor& bias,
+                       const Tensor& out, bool relu);
 // out (M, N, float32, contiguous) = a (1, M, K) @ w (1, K, N) for bf16 a and w (row- or
 // column-major): float32 sums of exact products, not rounded to bf16 (the weight gradient of a
 // float32 parameter under bf16 autocast).

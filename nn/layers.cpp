@@ -96,26 +96,48 @@ Tensor Linear::forward_impl(const Tensor& x, bool relu) {
   // Autocast casts the weight on every call anyway (it caches casts in grad mode only).
   if (grad_enabled() || autocast_enabled() || !weight.defined() || weight.dim() != 2 || weight.numel() == 0)
     return op(x, weight, bias);
+  // Up to this many rows the GEMM reads the weight unpacked (its few-row path); past it, it packs.
+  constexpr int64_t kFewRows = 4;
+  if (x.dim() >= 1 && x.size(-1) == in_features && in_features > 0 && x.numel() / in_features > kFewRows) {
+    if (const std::optional<PackedLinearWeight> packed = packed_weight()) return linear_packed(x, *packed, bias, relu);
+    return op(x, weight, bias);
+  }
   // The (out, in) view of the transposed copy: linear's weight.t() is then row-major. Each output
   // gets the same sums in the same order, so the result is bitwise the grad-mode one.
   const Tensor wt = inference_weight();
   return wt.defined() ? op(x, wt.t(), bias) : op(x, weight, bias);
 }
 
-// The copy is made on the second no-grad call with the same weight: making it costs about what
-// one call's packing of the weight costs, so a single forward (ember-run on one image) skips it.
-Tensor Linear::inference_weight() {
-  std::lock_guard<std::mutex> lock(weight_t_mu_);
+// Forgets both inference forms when the weight is another tensor or was changed in place.
+void Linear::check_inference_cache() {
   const bool same = weight_t_src_.impl_ptr() == weight.impl_ptr() && weight_t_version_ == weight.version() &&
                     weight_t_src_.dtype() == weight.dtype() && weight_t_src_.device() == weight.device();
-  if (!same) {
-    weight_t_src_ = weight;
-    weight_t_version_ = weight.version();
-    weight_t_ = Tensor();
-  } else if (!weight_t_.defined()) {
-    weight_t_ = weight.detach().t().contiguous();
-  }
+  if (same) return;
+  weight_t_src_ = weight;
+  weight_t_version_ = weight.version();
+  weight_t_ = Tensor();
+  weight_packed_ = PackedLinearWeight();
+  weight_t_wanted_ = weight_packed_wanted_ = false;
+}
+
+// Each form is made on the second no-grad call that wants it with the same weight: making it costs
+// about what one call's packing of the weight costs, so a single forward (ember-run on one image)
+// skips it.
+Tensor Linear::inference_weight() {
+  std::lock_guard<std::mutex> lock(weight_t_mu_);
+  check_inference_cache();
+  if (!weight_t_.defined() && weight_t_wanted_) weight_t_ = weight.detach().t().contiguous();
+  weight_t_wanted_ = true;
   return weight_t_;
+}
+
+std::optional<PackedLinearWeight> Linear::packed_weight() {
+  std::lock_guard<std::mutex> lock(weight_t_mu_);
+  check_inference_cache();
+  if (!weight_packed_.weight.defined() && weight_packed_wanted_) weight_packed_ = pack_linear_weight(weight);
+  weight_packed_wanted_ = true;
+  if (!weight_packed_.panels.defined()) return std::nullopt;
+  return weight_packed_;
 }
 
 std::string Linear::extra_repr() const {

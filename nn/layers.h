@@ -50,16 +50,22 @@ class EMBER_API Linear : public Module {
   Tensor bias;    // (out_features), undefined without bias
 
  private:
-  // Without grad mode: weight transposed into a contiguous (in_features, out_features) copy, so
-  // that the GEMM reads op(B) as a row-major matrix; products of a few rows (batch 1) then stream
-  // it as it is instead of packing the whole weight on every call. Made on the second call with
-  // the same weight (undefined before), dropped when `weight` is replaced or written by an
-  // in-place op (its version counter).
+  // Without grad mode, two forms of the weight made for inference, each on the second call that
+  // would use it with the same weight (undefined before), both dropped when `weight` is replaced
+  // or written by an in-place op (its version counter). For products of a few rows (batch 1):
+  // the weight transposed into a contiguous (in_features, out_features) copy, which the GEMM's
+  // few-row path streams as it is instead of packing the whole weight on every call. For more
+  // rows: the weight packed into the GEMM kernel's panels (pack_linear_weight), so that no call
+  // packs it again.
   Tensor inference_weight();
+  std::optional<PackedLinearWeight> packed_weight();
+  void check_inference_cache();  // weight_t_mu_ held
   Tensor forward_impl(const Tensor& x, bool relu);
   std::mutex weight_t_mu_;
   Tensor weight_t_, weight_t_src_;
   uint32_t weight_t_version_ = 0;
+  PackedLinearWeight weight_packed_;
+  bool weight_t_wanted_ = false, weight_packed_wanted_ = false;
 };
 
 // 1-D convolution. x: (N, C_in, L) or (C_in, L) -> (N, C_out, L'), computed as a 2-D convolution

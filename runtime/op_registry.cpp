@@ -13,6 +13,7 @@ const std::vector<OpInfo>& op_registry() {
       {"tanh", true}, {"gelu", true}, {"eq", false}, {"gt", false}, {"lt", false}, {"ge", false}, {"le", false},
       {"where", true}, {"sum", true}, {"mean", true}, {"max", true}, {"max_dim", true}, {"argmax", false},
       {"sum_to", true}, {"softmax", true}, {"log_softmax", true}, {"matmul", true}, {"linear", true},
+      {"linear_relu", true}, {"linear_packed", true},
       {"conv2d", true}, {"conv_transpose2d", true}, {"max_pool2d", true}, {"avg_pool2d", true}, {"dropout", true},
       {"mse_loss", true}, {"l1_loss", true}, {"smooth_l1_loss", true}, {"binary_cross_entropy", true},
       {"binary_cross_entropy_with_logits", true}, {"nll_loss", true}, {"cross_entropy", true}, {"cat", true},

@@ -75,6 +75,22 @@ EMBER_API Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bia
 // relu(linear(x, weight, bias)), the same values and gradients; on the CPU in float32/64 the ReLU
 // is applied as the GEMM stores the output (no pass of its own), and one autograd node does both.
 EMBER_API Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// A linear weight (out_features, in_features) packed for inference on the CPU: laid out as the
+// GEMM's kernel reads it, so that products with it skip repacking the weight on every call (ONNX
+// Runtime prepacks constant weights alike). The layout belongs to this process's CPU kernel: not
+// for saving. panels is undefined where nothing was packed (another device or dtype, or a GEMM
+// that packs nothing); the product then uses weight.
+struct PackedLinearWeight {
+  Tensor weight;   // what was packed
+  Tensor panels;   // the packed values, or undefined
+  int kernel = -1; // the GEMM kernel they are for
+};
+EMBER_API PackedLinearWeight pack_linear_weight(const Tensor& weight);
+// linear(x, w.weight, bias), or linear_relu when relu is set, bit for bit, from the packed weight:
+// for inference (where nothing requires grad); otherwise, or without panels, or where the GEMM
+// kernel in use is not the one packed for, it is linear on w.weight (with its gradients).
+EMBER_API Tensor linear_packed(const Tensor& x, const PackedLinearWeight& w, const Tensor& bias = Tensor(),
+                               bool relu = false);
 // --- convolution and pooling (NCHW) ----------------------------------------------------------
 // Each spatial option holds one value (both dims) or two, {h, w}; kept inline (no heap).
 struct Conv2dOptions {

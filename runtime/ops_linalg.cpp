@@ -214,4 +214,31 @@ Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return linear_impl(x, weight, bias, true);
 }
 
+PackedLinearWeight pack_linear_weight(const Tensor& weight) {
+  detail::check_defined(weight, "pack_linear_weight", "weight");
+  PackedLinearWeight p;
+  p.weight = weight;  // not detached: the products that fall back to linear differentiate it
+  if (weight.device().is_cpu() && weight.dim() == 2 && (weight.dtype() == DType::f32 || weight.dtype() == DType::f64))
+    p.panels = kernels::pack_linear_weight_cpu(weight.detach(), &p.kernel);
+  return p;
+}
+
+Tensor linear_packed(const Tensor& x, const PackedLinearWeight& w, const Tensor& bias, bool relu) {
+  detail::check_defined(w.weight, "linear_packed", "weight");
+  const bool usable = w.panels.defined() && w.kernel == kernels::gemm_packing_backend() && x.defined() &&
+                      x.device().is_cpu() && x.dtype() == w.weight.dtype() && x.dim() >= 1 &&
+                      x.size(-1) == w.weight.size(1) && !autocast_enabled() &&
+                      !autograd::any_requires_grad({&x, &bias}) &&
+                      (!bias.defined() || (bias.device().is_cpu() && bias.dtype() == x.dtype() && bias.dim() == 1 &&
+                                           bias.size(0) == w.weight.size(0) && bias.is_contiguous()));
+  if (!usable) return relu ? linear_relu(x, w.weight, bias) : linear(x, w.weight, bias);
+  const int64_t in = w.weight.size(1), out_f = w.weight.size(0);
+  const Tensor x2 = x.detach().reshape({-1, in}).contiguous();
+  Tensor out = empty({x2.size(0), out_f}, TensorOptions(x.dtype()));
+  kernels::linear_packed_cpu(x2, w.panels, w.kernel, out_f, bias.defined() ? bias.detach() : Tensor(), out, relu);
+  Shape os = x.shape();
+  os[os.size() - 1] = out_f;
+  return out.reshape(os);
+}
+
 }  // namespace ember

@@ -108,7 +108,9 @@ void binary_loop(const Tensor& x, const Tensor& y, const Tensor& out) {
     } else if (s[0] == 1 && s[1] == 1 && s[2] == 0) {
       const T yv = yi[0];
       for (int64_t k = 0; k < n; ++k) o[k] = static_cast<O>(binary_apply<T>(OP, xi[k], yv));
-    } else if (s[0] == 1 && s[1] == 0 && s[2] == 1) {  // e.g. the expanded gradient of a sum
+    } else if (std::is_floating_point_v<T> && std::is_same_v<T, O> && s[0] == 1 && s[1] == 0 && s[2] == 1) {
+      // e.g. an activation's backward from the expanded gradient of a sum (floating arithmetic only:
+      // the size of the code)
       const T xv = xi[0];
       for (int64_t k = 0; k < n; ++k) o[k] = static_cast<O>(binary_apply<T>(OP, xv, yi[k]));
     } else {

@@ -84,9 +84,12 @@ struct Operand {
   int64_t ld;
   bool trans;
   const T* const* rows;  // row table, or null for a strided matrix
-  int64_t col;           // column offset into each row of a row table
+  int64_t col;           // column offset into each row of a row table, or into packed panels
+  const T* panels;       // op(B) packed by gemm_pack_b_cpu, or null
+  int64_t npad;          // the packed matrix's columns, whole panels
 
-  explicit Operand(const GemmOperand<T>& o) : data(o.data), ld(o.ld), trans(o.trans), rows(o.rows), col(0) {}
+  explicit Operand(const GemmOperand<T>& o)
+      : data(o.data), ld(o.ld), trans(o.trans), rows(o.rows), col(0), panels(o.panels), npad(o.npad) {}
   // Row r of op(X); not for a transposed strided matrix.
   const T* row(int64_t r) const { return rows ? rows[r] + col : data + r * ld; }
   // Element (r, c) of op(X).
@@ -94,7 +97,9 @@ struct Operand {
   // The operand whose (0, 0) is (r0, c0) of this one.
   Operand block(int64_t r0, int64_t c0) const {
     Operand o = *this;
-    if (rows) {
+    if (panels) {  // whole K blocks and panels only (the threads split N at tile boundaries)
+      o.col = col + c0;
+    } else if (rows) {
       o.rows = rows + r0;
       o.col = col + c0;
     } else {
@@ -336,6 +341,8 @@ void gemm_impl(int64_t M, int64_t N, int64_t K, T alpha, const GemmOperand<T>& A
     }
     return;
   }
+  EMBER_CHECK(!B.panels || resolve_backend() != GemmBackend::Eigen,
+              "[gemm] a packed operand needs a blocked kernel, but the backend in use is eigen");
   switch (resolve_backend()) {
 #if EMBER_GEMM_X86
     case GemmBackend::Avx512:
@@ -373,6 +380,46 @@ MatLayout matrix_layout(const Tensor& t, const char* name) {
 }
 
 }  // namespace
+
+int64_t gemm_packed_b_size(bool f64, int64_t K, int64_t N, int64_t* npad) {
+  int64_t nr = 0;
+#if EMBER_GEMM_X86
+  switch (resolve_backend()) {
+    case GemmBackend::Avx512: nr = f64 ? 2 * Avx512F64::W : 2 * Avx512F32::W; break;
+    case GemmBackend::Avx2: nr = f64 ? 2 * Avx2F64::W : 2 * Avx2F32::W; break;
+    default: break;
+  }
+#endif
+  (void)f64;
+  *npad = nr ? (N + nr - 1) / nr * nr : 0;
+  return K * *npad;
+}
+
+namespace {
+template <typename T>
+int pack_b_impl(int64_t K, int64_t N, const GemmOperand<T>& B, T* out) {
+  const GemmBackend b = resolve_backend();
+  switch (b) {
+#if EMBER_GEMM_X86
+    case GemmBackend::Avx512:
+      avx512::pack_b_whole<std::conditional_t<std::is_same_v<T, float>, Avx512F32, Avx512F64>>(K, N, Operand<T>(B), out);
+      break;
+    case GemmBackend::Avx2:
+      avx2::pack_b_whole<std::conditional_t<std::is_same_v<T, float>, Avx2F32, Avx2F64>>(K, N, Operand<T>(B), out);
+      break;
+#endif
+    default: EMBER_THROW("[gemm] the backend in use (", gemm_backend_name(b), ") packs no operand");
+  }
+  return static_cast<int>(b);
+}
+}  // namespace
+
+int gemm_pack_b_cpu(int64_t K, int64_t N, const GemmOperand<float>& B, float* out) { return pack_b_impl(K, N, B, out); }
+int gemm_pack_b_cpu(int64_t K, int64_t N, const GemmOperand<double>& B, double* out) {
+  return pack_b_impl(K, N, B, out);
+}
+
+int gemm_packing_backend() { return static_cast<int>(resolve_backend()); }
 
 void set_gemm_backend(GemmBackend backend) {
   EMBER_CHECK(cpu_supports(backend), "[gemm] backend ", gemm_backend_name(backend), " needs CPU features this CPU lacks");
@@ -497,6 +544,49 @@ void bmm_cpu(const Tensor& a, const Tensor& w, const Tensor& out, double beta) {
 
 void bmm_bias_cpu(const Tensor& a, const Tensor& w, const Tensor& bias, const Tensor& out, bool relu) {
   bmm_impl(a, w, out, 0.0, bias, relu);
+}
+
+Tensor pack_linear_weight_cpu(const Tensor& w, int* kernel) {
+  *kernel = -1;
+  EMBER_CHECK(w.dim() == 2 && (w.dtype() == DType::f32 || w.dtype() == DType::f64) && w.device().is_cpu(),
+              "[linear] a packed weight is a 2-D float32 or float64 CPU tensor, got shape ", w.shape().str(), " of dtype ",
+              dtype_name(w.dtype()));
+  const int64_t N = w.size(0), K = w.size(1);
+  int64_t npad = 0;
+  const int64_t size = gemm_packed_b_size(w.dtype() == DType::f64, K, N, &npad);
+  if (npad == 0 || K == 0 || N == 0) return Tensor();
+  const Tensor wc = w.contiguous();
+  Tensor panels = empty({size}, TensorOptions(w.dtype()));
+  dispatch_floating(w.dtype(), "pack_linear_weight", [&](auto tag) {
+    using T = decltype(tag);
+    *kernel = gemm_pack_b_cpu(K, N, GemmOperand<T>::strided(wc.data_ptr<T>(), K, true), panels.data_ptr<T>());
+  });
+  return panels;
+}
+
+void linear_packed_cpu(const Tensor& x, const Tensor& panels, int kernel, int64_t N, const Tensor& bias,
+                       const Tensor& out, bool relu) {
+  EMBER_CHECK(x.dim() == 2 && x.is_contiguous() && out.is_contiguous() && x.dtype() == panels.dtype() &&
+                  out.dtype() == x.dtype() && out.numel() == x.size(0) * N,
+              "[linear] a packed product takes a contiguous (M, K) input of the weight's dtype and an (M, ", N,
+              ") output, got ", x.shape().str(), " (", dtype_name(x.dtype()), ") and ", out.shape().str());
+  EMBER_CHECK(kernel == gemm_packing_backend(), "[linear] the packed weight is for GEMM kernel ",
+              gemm_backend_name(static_cast<GemmBackend>(kernel)), ", but ",
+              gemm_backend_name(static_cast<GemmBackend>(gemm_packing_backend())), " is in use: pack it again");
+  const int64_t M = x.size(0), K = x.size(1);
+  int64_t npad = 0;
+  EMBER_CHECK(gemm_packed_b_size(x.dtype() == DType::f64, K, N, &npad) == panels.numel(),
+              "[linear] the packed weight holds ", panels.numel(), " values, not those of a ", N, " x ", K, " weight");
+  if (bias.defined())
+    EMBER_CHECK(bias.dtype() == out.dtype() && bias.numel() == N && bias.is_contiguous(), "[linear] bias must be ", N,
+                " contiguous values of dtype ", dtype_name(out.dtype()), ", got shape ", bias.shape().str());
+  if (M == 0 || N == 0) return;
+  dispatch_floating(x.dtype(), "linear_packed", [&](auto tag) {
+    using T = decltype(tag);
+    gemm_bias_cpu(M, N, K, T(1), GemmOperand<T>::strided(x.data_ptr<T>(), K, false),
+                  GemmOperand<T>::packed(panels.data_ptr<T>(), npad), bias.defined() ? bias.data_ptr<T>() : nullptr,
+                  out.data_ptr<T>(), N, relu);
+  });
 }
 
 void bmm_bf16_f32_cpu(const Tensor& a, const Tensor& w, const Tensor& out) {

@@ -16,17 +16,32 @@ constexpr int64_t kGemmKC = 256;
 
 // op(X) for gemm_cpu: a strided matrix (stored row-major with row stride ld, transposed when
 // trans), or, when rows is set, a table of row pointers: row r of op(X) is the contiguous run
-// starting at rows[r] (data, ld and trans are then unused).
+// starting at rows[r] (data, ld and trans are then unused), or, for op(B) only, when panels is
+// set, a matrix gemm_pack_b_cpu packed (npad: its column count rounded up to whole panels).
 template <typename T>
 struct GemmOperand {
   const T* data = nullptr;
   int64_t ld = 0;
   bool trans = false;
   const T* const* rows = nullptr;
+  const T* panels = nullptr;
+  int64_t npad = 0;
 
   static GemmOperand strided(const T* data, int64_t ld, bool trans) { return {data, ld, trans, nullptr}; }
   static GemmOperand row_table(const T* const* rows) { return {nullptr, 0, false, rows}; }
+  static GemmOperand packed(const T* panels, int64_t npad) { return {nullptr, 0, false, nullptr, panels, npad}; }
 };
+
+// op(B) (K x N) packed once for many products with it (a layer's weight at inference): the
+// panels the blocked kernel otherwise packs B into on every call. gemm_packed_b_size gives the
+// values the packing takes (K times N rounded up to the kernel's panel width; 0 when the GEMM in
+// use packs nothing: Eigen), with *npad set to that rounded width; gemm_pack_b_cpu writes them
+// (64-byte aligned out) and returns the backend they are for: a product reading them
+// (GemmOperand::packed) checks that this is still the backend in use. The results are the bits of
+// the unpacked product.
+int64_t gemm_packed_b_size(bool f64, int64_t K, int64_t N, int64_t* npad);
+int gemm_pack_b_cpu(int64_t K, int64_t N, const GemmOperand<float>& B, float* out);
+int gemm_pack_b_cpu(int64_t K, int64_t N, const GemmOperand<double>& B, double* out);
 
 // C (M x N, row stride ldc) = alpha * op(A) @ op(B) + beta * C; op(A) is M x K, op(B) is K x N.
 void gemm_cpu(int64_t M, int64_t N, int64_t K, float alpha, const GemmOperand<float>& A,

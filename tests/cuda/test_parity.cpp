@@ -319,6 +319,15 @@ const std::map<std::string, Builder>& parity_table() {
                       {"3d", lin, {rnd(dt, {2, 7, 13}), rnd(dt, {3, 13}), rnd(dt, {3})}, 10},
                       {"1d", lin, {rnd(dt, {13}), rnd(dt, {3, 13}), rnd(dt, {3})}, 10}};
        }},
+      {"linear_relu", [](DType dt) {
+         auto lin = [](const Inputs& in) { return linear_relu(in[0], in[1], in.size() > 2 ? in[2] : Tensor()); };
+         return Cases{{"bias", lin, {rnd(dt, {9, 13}), rnd(dt, {5, 13}), rnd(dt, {5})}, 10},
+                      {"nobias", lin, {rnd(dt, {2, 7, 13}), rnd(dt, {3, 13})}, 10}};
+       }},
+      {"linear_packed", [](DType dt) {
+         auto lin = [](const Inputs& in) { return linear_packed(in[0], pack_linear_weight(in[1]), in[2], true); };
+         return Cases{{"bias_relu", lin, {rnd(dt, {9, 13}), rnd(dt, {5, 13}), rnd(dt, {5})}, 10}};
+       }},
       // convolution and pooling
       {"conv2d", [](DType dt) {
          auto conv = [](Conv2dOptions o) {

@@ -80,37 +80,42 @@ TEST(Layers, Linear) {
   EXPECT_FALSE(c.bias.defined());
 }
 
-// Without grad mode Linear multiplies by a transposed copy of its weight, made on the second call:
-// the same bits as the grad-mode forward for one row (the GEMM's few-row path) and for many, and
-// the copy follows in-place updates of the weight and a replaced weight.
+// Without grad mode Linear multiplies a few rows by a transposed copy of its weight and more rows
+// by the weight packed for the GEMM, each made on its second call: the same bits as the grad-mode
+// forward for one row (the GEMM's few-row path) and for many, and both follow in-place updates
+// of the weight and a replaced weight.
 TEST(Layers, LinearNoGradEqualsGradModeAndFollowsTheWeight) {
   manual_seed(3);
   nn::Linear lin(300, 70);
-  for (int64_t rows : {1, 3, 37}) {
+  for (int64_t rows : {1, 3, 37, 300}) {
     const Tensor x = randn({rows, 300});
     const Tensor want = lin.forward(x);
     NoGradGuard no_grad;
     for (int call = 0; call < 2; ++call)  // without the copy, then with it
       EXPECT_TRUE(test::bit_equal(lin.forward(x), want)) << rows << " rows, call " << call;
   }
-  const Tensor x = randn({2, 300});
-  {
-    NoGradGuard no_grad;
-    lin.forward(x);
-    lin.forward(x);  // makes the copy
-    lin.weight.mul_(0.5);
-  }
-  const Tensor halved = lin.forward(x);
-  {
+  // Two rows use the transposed copy, 37 the packed weight: both follow the weight.
+  for (int64_t rows : {2, 37}) {
+    SCOPED_TRACE(std::to_string(rows) + " rows");
+    const Tensor x = randn({rows, 300});
+    {
+      NoGradGuard no_grad;
+      lin.forward(x);
+      lin.forward(x);  // makes the copy or the packing
+      lin.weight.mul_(0.5);
+    }
+    const Tensor halved = lin.forward(x);
+    {
+      NoGradGuard no_grad;
+      for (int call = 0; call < 2; ++call)
+        EXPECT_TRUE(test::bit_equal(lin.forward(x), halved)) << "after an in-place update, call " << call;
+    }
+    lin.weight = randn({70, 300});
+    const Tensor replaced = lin.forward(x);
     NoGradGuard no_grad;
     for (int call = 0; call < 2; ++call)
-      EXPECT_TRUE(test::bit_equal(lin.forward(x), halved)) << "after an in-place update, call " << call;
+      EXPECT_TRUE(test::bit_equal(lin.forward(x), replaced)) << "after replacing the weight, call " << call;
   }
-  lin.weight = randn({70, 300});
-  const Tensor replaced = lin.forward(x);
-  NoGradGuard no_grad;
-  for (int call = 0; call < 2; ++call)
-    EXPECT_TRUE(test::bit_equal(lin.forward(x), replaced)) << "after replacing the weight, call " << call;
 }
 
 TEST(Layers, Conv2d) {
@@ -221,6 +226,34 @@ TEST(Layers, SequentialMlp) {
   nn::Sequential mlp(std::make_shared<nn::Linear>(6, 8), std::make_shared<nn::Tanh>(),
                      std::make_shared<nn::Linear>(8, 3));
   check_layer("mlp", mlp);
+}
+
+// linear_packed: linear's bits from a packed weight (3-D input, with and without a bias and the
+// ReLU); where it cannot use the panels (an input that requires grad, another dtype) it is linear
+// on the weight, gradients included.
+TEST(Layers, LinearPackedEqualsLinear) {
+  manual_seed(21);
+  const Tensor w = randn({70, 300}), b = randn({70});
+  const PackedLinearWeight packed = pack_linear_weight(w);
+  const Tensor x = randn({3, 40, 300});
+  for (bool relu : {false, true}) {
+    for (const Tensor& bias : {b, Tensor()}) {
+      const Tensor want = relu ? linear_relu(x, w, bias) : linear(x, w, bias);
+      EXPECT_TRUE(test::bit_equal(linear_packed(x, packed, bias, relu), want)) << relu << bias.defined();
+    }
+  }
+  Tensor xg = x.clone().requires_grad_();
+  Tensor y = linear_packed(xg, packed, b, true);
+  EXPECT_TRUE(test::bit_equal(y.detach(), linear_relu(x, w, b)));
+  sum(y).backward();
+  Tensor xr = x.clone().requires_grad_();
+  sum(linear_relu(xr, w, b)).backward();
+  EXPECT_TRUE(test::bit_equal(xg.grad(), xr.grad()));
+  const Tensor x64 = x.to(DType::f64);
+  EXPECT_TRUE(test::bit_equal(linear_packed(x64, pack_linear_weight(w.to(DType::f64)), b.to(DType::f64)),
+                              linear(x64, w.to(DType::f64), b.to(DType::f64))));
+  EXPECT_NE(error_of([&] { linear_packed(x64, packed, b); }).find("[linear] input dtype f64 differs from weight dtype f32"),
+            std::string::npos);
 }
 
 // Sequential runs a Linear followed by a ReLU as one op (linear_relu: the ReLU in the GEMM's

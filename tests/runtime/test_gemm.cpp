@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -470,6 +471,98 @@ TEST(Bmm, ReluEpilogueHasTheBitsOfTheGemmThenRelu) {
         }
       }
     }
+  }
+}
+
+// op(B) packed once (gemm_pack_b_cpu, what an inference Linear keeps) gives the bits of the same
+// product packing B per call: every blocked backend, float32 and float64, B plain and transposed,
+// few rows, partial panels, K past one and several blocks, a bias and the ReLU epilogue, and 1
+// and 2 threads (the threads split N at panel boundaries into the packed panels).
+template <typename T>
+void check_packed_b(GemmBackend backend) {
+  const std::vector<std::array<int64_t, 3>> shapes = {{1, 5, 3},    {3, 40, 17},  {13, 70, 64},  {37, 33, 300},
+                                                      {64, 700, 100}, {256, 784, 64}, {100, 19, 600}, {5, 2000, 70}};
+  for (const auto& [M, N, K] : shapes) {
+    for (bool tb : {false, true}) {
+      for (int epilogue = 0; epilogue < 3; ++epilogue) {  // none, bias, bias + ReLU
+        SCOPED_TRACE(std::string(gemm_backend_name(backend)) + (sizeof(T) == 4 ? " f32" : " f64") + " M=" +
+                     std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) + (tb ? " B^T" : "") +
+                     " epilogue " + std::to_string(epilogue));
+        Problem p{false, tb, M, N, K};
+        Operands<T> ops(p, 9);
+        std::vector<T> bias(static_cast<size_t>(N));
+        for (int64_t j = 0; j < N; ++j) bias[static_cast<size_t>(j)] = static_cast<T>(0.25 * static_cast<double>(j % 7) - 0.5);
+        const T* bp = epilogue > 0 ? bias.data() : nullptr;
+        int64_t npad = 0;
+        const int64_t size = gemm_packed_b_size(sizeof(T) == 8, K, N, &npad);
+        ASSERT_EQ(size, K * npad);
+        ASSERT_GE(npad, N);
+        T* packed = static_cast<T*>(std::aligned_alloc(64, static_cast<size_t>(size) * sizeof(T) + 64));
+        ASSERT_EQ(gemm_pack_b_cpu(K, N, GemmOperand<T>::strided(ops.B.data(), ops.ldb, tb), packed),
+                  static_cast<int>(backend));
+        for (int threads : {1, 2}) {
+          set_num_threads(threads);
+          std::vector<T> want(static_cast<size_t>(M * N)), got(static_cast<size_t>(M * N), T(7));
+          gemm_bias_cpu(M, N, K, T(1), GemmOperand<T>::strided(ops.A.data(), ops.lda, false),
+                        GemmOperand<T>::strided(ops.B.data(), ops.ldb, tb), bp, want.data(), N, epilogue == 2);
+          gemm_bias_cpu(M, N, K, T(1), GemmOperand<T>::strided(ops.A.data(), ops.lda, false),
+                        GemmOperand<T>::packed(packed, npad), bp, got.data(), N, epilogue == 2);
+          EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(T)), 0) << threads << " threads";
+        }
+        std::free(packed);
+      }
+    }
+  }
+}
+
+TEST(Gemm, PackedBHasTheBitsOfPackingPerCall) {
+  GemmSettingsGuard guard;
+  for (GemmBackend backend : {GemmBackend::Avx512, GemmBackend::Avx2}) {
+    if (!gemm_backend_available(backend)) continue;
+    set_gemm_backend(backend);
+    check_packed_b<float>(backend);
+    check_packed_b<double>(backend);
+  }
+  set_gemm_backend(GemmBackend::Eigen);  // packs nothing
+  int64_t npad = 1;
+  EXPECT_EQ(gemm_packed_b_size(false, 10, 10, &npad), 0);
+  EXPECT_EQ(npad, 0);
+}
+
+// The tensor-level form: a packed linear weight for another backend, or of another size, is refused
+// with what was expected; the backend in use that packs nothing gives no panels.
+TEST(Gemm, PackedLinearWeightChecksItsKernelAndSize) {
+  GemmSettingsGuard guard;
+  const Tensor w = from_vector(iota_values(40 * 30, 1.0, 0.0), {40, 30});
+  const Tensor x = from_vector(iota_values(8 * 30, 1.0, 0.0), {8, 30});
+  int kernel = -2;
+  set_gemm_backend(GemmBackend::Eigen);
+  EXPECT_FALSE(pack_linear_weight_cpu(w, &kernel).defined());
+  EXPECT_EQ(kernel, -1);
+  if (!gemm_backend_available(GemmBackend::Avx2)) GTEST_SKIP() << "no blocked kernel on this CPU";
+  set_gemm_backend(GemmBackend::Avx2);
+  const Tensor panels = pack_linear_weight_cpu(w, &kernel);
+  ASSERT_TRUE(panels.defined());
+  Tensor out = empty({8, 40});
+  linear_packed_cpu(x, panels, kernel, 40, Tensor(), out, false);
+  Tensor want = empty({1, 8, 40});
+  bmm_cpu(x.unsqueeze(0), w.t().unsqueeze(0), want, 0.0);
+  EXPECT_EQ(std::memcmp(out.data_ptr(), want.data_ptr(), static_cast<size_t>(out.nbytes())), 0);
+  set_gemm_backend(GemmBackend::Eigen);
+  try {
+    linear_packed_cpu(x, panels, kernel, 40, Tensor(), out, false);
+    FAIL() << "expected ember::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the packed weight is for GEMM kernel blocked-avx2, but eigen is in use"),
+              std::string::npos)
+        << e.what();
+  }
+  set_gemm_backend(GemmBackend::Avx2);
+  try {
+    linear_packed_cpu(x, panels, kernel, 50, Tensor(), empty({8, 50}), false);
+    FAIL() << "expected ember::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("values, not those of a 50 x 30 weight"), std::string::npos) << e.what();
   }
 }
 

@@ -259,6 +259,23 @@ const std::map<std::string, std::function<CaseList()>>& gradcheck_table() {
                          {"3d", lin, {rnd({2, 3, 4}), rnd({2, 4}), rnd({2})}},
                          {"1d", lin, {rnd({4}), rnd({3, 4}), rnd({3})}}};
        }},
+      // Outputs near 0 would put the ReLU's kink inside the central difference: the inputs are
+      // positive, the weights keep most products apart from 0.
+      {"linear_relu",
+       [] {
+         auto lin = [](const Inputs& in) { return linear_relu(in[0], in[1], in.size() > 2 ? in[2] : Tensor()); };
+         return CaseList{{"bias", lin, {rnd({3, 4}, 0.5, 1.5), rnd({5, 4}), rnd({5})}},
+                         {"nobias", lin, {rnd({3, 4}, 0.5, 1.5), rnd({5, 4})}},
+                         {"3d", lin, {rnd({2, 3, 4}, 0.5, 1.5), rnd({2, 4}), rnd({2})}}};
+       }},
+      // With inputs that require grad, linear_packed is linear on the packed weight's tensor.
+      {"linear_packed",
+       [] {
+         auto lin = [](const Inputs& in) {
+           return linear_packed(in[0], pack_linear_weight(in[1]), in.size() > 2 ? in[2] : Tensor(), false);
+         };
+         return CaseList{{"bias", lin, {rnd({6, 4}), rnd({5, 4}), rnd({5})}}, {"nobias", lin, {rnd({6, 4}), rnd({5, 4})}}};
+       }},
       // convolution and pooling
       {"conv2d",
        [] {
