@@ -228,7 +228,7 @@ Tensor linear_packed(const Tensor& x, const PackedLinearWeight& w, const Tensor&
   const bool usable = w.panels.defined() && w.kernel == kernels::gemm_packing_backend() && x.defined() &&
                       x.device().is_cpu() && x.dtype() == w.weight.dtype() && x.dim() >= 1 &&
                       x.size(-1) == w.weight.size(1) && !autocast_enabled() &&
-                      !autograd::any_requires_grad({&x, &bias}) &&
+                      !autograd::any_requires_grad({&x, &w.weight, &bias}) &&
                       (!bias.defined() || (bias.device().is_cpu() && bias.dtype() == x.dtype() && bias.dim() == 1 &&
                                            bias.size(0) == w.weight.size(0) && bias.is_contiguous()));
   if (!usable) return relu ? linear_relu(x, w.weight, bias) : linear(x, w.weight, bias);

@@ -249,6 +249,12 @@ TEST(Layers, LinearPackedEqualsLinear) {
   Tensor xr = x.clone().requires_grad_();
   sum(linear_relu(xr, w, b)).backward();
   EXPECT_TRUE(test::bit_equal(xg.grad(), xr.grad()));
+  // A weight that requires grad gets its gradient, whatever the input needs.
+  Tensor wg = w.clone().requires_grad_(), wr = w.clone().requires_grad_();
+  sum(linear_packed(x, pack_linear_weight(wg), b)).backward();
+  sum(linear(x, wr, b)).backward();
+  ASSERT_TRUE(wg.grad().defined());
+  EXPECT_TRUE(test::bit_equal(wg.grad(), wr.grad()));
   const Tensor x64 = x.to(DType::f64);
   EXPECT_TRUE(test::bit_equal(linear_packed(x64, pack_linear_weight(w.to(DType::f64)), b.to(DType::f64)),
                               linear(x64, w.to(DType::f64), b.to(DType::f64))));
