@@ -515,8 +515,7 @@ void bmm_impl(const Tensor& a, const Tensor& w, const Tensor& out, double beta, 
     T* op = out.data_ptr<T>();
     const T* bp = bias.defined() ? bias.data_ptr<T>() : nullptr;
     auto one = [&](int64_t b) {
-      if (bp || relu) {
-        EMBER_CHECK(bp || beta == 0.0, "[bmm] the ReLU epilogue needs beta 0 or a bias");
+      if (bp || relu) {  // relu comes from bmm_bias_cpu only, with beta 0
         gemm_bias_cpu(M, N, K, T(1), GemmOperand<T>::strided(ap + b * sa, la.ld, la.trans),
                       GemmOperand<T>::strided(wp + b * sw, lw.ld, lw.trans), bp, op + b * M * N, N, relu);
       } else {

@@ -16,6 +16,7 @@
 #include "kernels/cpu/gemm_backend.h"
 #include "kernels/kernels.h"
 #include "ember/runtime/error.h"
+#include "ember/runtime/ops.h"
 #include "ember/runtime/parallel.h"
 #include "ember/runtime/tensor.h"
 
@@ -563,6 +564,30 @@ TEST(Gemm, PackedLinearWeightChecksItsKernelAndSize) {
     FAIL() << "expected ember::Error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("values, not those of a 50 x 30 weight"), std::string::npos) << e.what();
+  }
+}
+
+// The public op over panels packed for one backend, after another backend was chosen: the bits of
+// linear on the weight (it does not read the stale panels), with and without the ReLU.
+TEST(Gemm, LinearPackedForAnotherBackendTakesTheWeight) {
+  if (!gemm_backend_available(GemmBackend::Avx2)) GTEST_SKIP() << "no blocked kernel on this CPU";
+  GemmSettingsGuard guard;
+  const Tensor w = from_vector(iota_values(40 * 300, 1.0, 0.0), {40, 300});
+  const Tensor b = from_vector(iota_values(40, 1.0, 0.0), {40});
+  const Tensor x = from_vector(iota_values(9 * 300, 1.0, 0.0), {9, 300});
+  set_gemm_backend(GemmBackend::Avx2);
+  const PackedLinearWeight packed = pack_linear_weight(w);
+  ASSERT_TRUE(packed.panels.defined());
+  for (GemmBackend other : {GemmBackend::Eigen, GemmBackend::Avx512}) {
+    if (!gemm_backend_available(other)) continue;
+    set_gemm_backend(other);
+    SCOPED_TRACE(gemm_backend_name(other));
+    for (bool relu : {false, true}) {
+      const Tensor want = relu ? linear_relu(x, w, b) : linear(x, w, b);
+      EXPECT_EQ(std::memcmp(linear_packed(x, packed, b, relu).data_ptr(), want.data_ptr(),
+                            static_cast<size_t>(want.nbytes())),
+                0);
+    }
   }
 }
 
