@@ -109,6 +109,16 @@ struct Operand {
   }
 };
 
+// ReLU over an M x N block of C (row stride ldc), as the elementwise op computes it (c < 0 ? 0 : c,
+// NaN kept): the GEMM's epilogue for the paths that store C element by element.
+template <typename T>
+void relu_rows(int64_t M, int64_t N, T* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    T* c = C + i * ldc;
+    for (int64_t j = 0; j < N; ++j) c[j] = c[j] < T(0) ? T(0) : c[j];
+  }
+}
+
 // --- blocked kernels ------------------------------------------------------------------------
 #if EMBER_GEMM_X86
 
@@ -301,20 +311,10 @@ std::vector<T> densify(const GemmOperand<T>& o, int64_t rows, int64_t cols) {
   return d;
 }
 
-// C = alpha * op(A) @ op(B) + beta * C, then ReLU over C when relu is set (as the elementwise op
-// computes it: c < 0 ? 0 : c).
+// C = alpha * op(A) @ op(B) + beta * C, then ReLU over C when relu is set.
 template <typename T>
 void gemm_impl(int64_t M, int64_t N, int64_t K, T alpha, const GemmOperand<T>& A, const GemmOperand<T>& B, T beta,
                T* C, int64_t ldc, const T* bias, bool relu);
-
-// ReLU over an M x N block of C (row stride ldc).
-template <typename T>
-void relu_rows(int64_t M, int64_t N, T* C, int64_t ldc) {
-  for (int64_t i = 0; i < M; ++i) {
-    T* c = C + i * ldc;
-    for (int64_t j = 0; j < N; ++j) c[j] = c[j] < T(0) ? T(0) : c[j];
-  }
-}
 
 // bias (N values, or null): added to every row of C in the first K block in place of beta * C.
 // relu: the blocked kernels apply it as they store the last K block; the other paths after.
@@ -323,12 +323,14 @@ void gemm_impl(int64_t M, int64_t N, int64_t K, T alpha, const GemmOperand<T>& A
                T* C, int64_t ldc, const T* bias, bool relu) {
   EMBER_CHECK(M >= 0 && N >= 0 && K >= 0, "[gemm] sizes must be non-negative, got M=", M, " N=", N, " K=", K);
   if (M == 0 || N == 0) return;
-  if (relu && (K == 0 || alpha == T(0) || resolve_backend() == GemmBackend::Eigen)) {
+  // The blocked kernels take the bias and the ReLU in their epilogue; elsewhere they are passes.
+  const bool epilogue = K > 0 && alpha != T(0) && resolve_backend() != GemmBackend::Eigen;
+  if (relu && !epilogue) {
     gemm_impl<T>(M, N, K, alpha, A, B, beta, C, ldc, bias, false);
     relu_rows(M, N, C, ldc);
     return;
   }
-  if (bias && (K == 0 || alpha == T(0) || resolve_backend() == GemmBackend::Eigen)) {
+  if (bias && !epilogue) {
     // The bias copied into C, then C += alpha * op(A) @ op(B).
     for (int64_t i = 0; i < M; ++i) std::copy(bias, bias + N, C + i * ldc);
     beta = T(1);
