@@ -144,8 +144,7 @@ Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bo
     if (detail::autocast_lowp_inputs(in, cast)) return linear_impl(cast[0], cast[1], cast[2], relu);
   }
   // The ReLU epilogue: float32/64 on the CPU; elsewhere the ReLU is the op's own.
-  if (relu && !(x.device().is_cpu() && (x.dtype() == DType::f32 || x.dtype() == DType::f64) &&
-                (!bias.defined() || bias.is_contiguous())))
+  if (relu && !(x.device().is_cpu() && (x.dtype() == DType::f32 || x.dtype() == DType::f64)))
     return ember::relu(linear_impl(x, weight, bias, false));
   detail::check_floating_or_half(x, "linear");
   EMBER_CHECK(weight.dim() == 2, "[linear] weight must be 2-D (out_features, in_features), got shape ",
@@ -166,9 +165,10 @@ Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bo
   int64_t M = x2.size(0);
   Tensor out = empty({1, M, out_f}, TensorOptions(x.dtype()).with_device(x.device()));
   Tensor wt = weight.detach().t().unsqueeze(0);  // (1, in, out), column-major
-  if (relu || (bias.defined() && x.device().is_cpu() && bias.is_contiguous())) {
+  if (x.device().is_cpu() && (relu || bias.defined())) {
     // out = x2 @ W^T + bias, the bias (and the ReLU) in the GEMM's epilogue
-    kernels::bmm_bias_cpu(gemm_operand(x2.unsqueeze(0)), wt, bias.defined() ? bias.detach() : Tensor(), out, relu);
+    kernels::bmm_bias_cpu(gemm_operand(x2.unsqueeze(0)), wt, bias.defined() ? bias.detach().contiguous() : Tensor(),
+                          out, relu);
   } else if (bias.defined()) {
     // out = bias (broadcast over rows), then out += x2 @ W^T
     EMBER_DISPATCH(x.device(), copy, bias.detach().expand({1, M, out_f}), out);

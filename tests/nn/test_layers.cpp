@@ -255,6 +255,14 @@ TEST(Layers, LinearPackedEqualsLinear) {
   sum(linear(x, wr, b)).backward();
   ASSERT_TRUE(wg.grad().defined());
   EXPECT_TRUE(test::bit_equal(wg.grad(), wr.grad()));
+  // A strided bias (every other value of a longer tensor) gives the bits of its contiguous copy.
+  const Tensor wide = randn({70, 2}), strided = wide.select(1, 0);
+  ASSERT_FALSE(strided.is_contiguous());
+  for (bool relu : {false, true}) {
+    const Tensor got = relu ? linear_relu(x, w, strided) : linear(x, w, strided);
+    EXPECT_TRUE(test::bit_equal(got, relu ? linear_relu(x, w, strided.contiguous()) : linear(x, w, strided.contiguous())))
+        << "strided bias, relu " << relu;
+  }
   const Tensor x64 = x.to(DType::f64);
   EXPECT_TRUE(test::bit_equal(linear_packed(x64, pack_linear_weight(w.to(DType::f64)), b.to(DType::f64)),
                               linear(x64, w.to(DType::f64), b.to(DType::f64))));
