@@ -143,6 +143,12 @@ void bench_gemm_shapes(int reps) {
   };
   const Pass passes[] = {{"fwd W^T", false, true}, {"fwd Wt copy", false, false}, {"dx", false, false},
                          {"dW", true, false}};
+  // M, N, K of pass p: forward (batch x out x in), dx (batch x in x out), dW (out x in x batch).
+  auto dims = [](const Shape& s, int p) -> std::array<int64_t, 3> {
+    if (p == 2) return {s.batch, s.in, s.out};
+    if (p == 3) return {s.out, s.in, s.batch};
+    return {s.batch, s.out, s.in};
+  };
   std::printf("\nsgemm at Linear layers' shapes (M x N x K), GFLOP per wall second, median of %d, and the share of "
               "the 1024^3 sgemm of the same thread count\n",
               reps);
@@ -165,11 +171,10 @@ void bench_gemm_shapes(int reps) {
       for (auto* v : {&x, &w, &wt, &dy})
         for (auto& e : *v) e = static_cast<float>(gen.next_double() - 0.5);
       for (int p = 0; p < 4; ++p) {
-        const int64_t M = p == 3 ? s.out : s.batch, N = p == 2 ? s.in : p == 3 ? s.in : s.out,
-                      K = p == 2 ? s.out : p == 3 ? s.batch : s.in;
-        const float* a = p == 2 ? dy.data() : p == 3 ? dy.data() : x.data();
+        const auto [M, N, K] = dims(s, p);
+        const float* a = p >= 2 ? dy.data() : x.data();
         const int64_t lda = p == 3 ? s.out : K;
-        const float* b = p == 0 ? w.data() : p == 1 ? wt.data() : p == 2 ? w.data() : x.data();
+        const float* b = p == 1 ? wt.data() : p == 3 ? x.data() : w.data();
         const int64_t ldb = p == 0 ? s.in : N;
         float* c = p == 2 ? dx.data() : p == 3 ? dw.data() : y.data();
         rate[si * 4 + p][threads - 1] = 2e-9 * M * N * K / time_per_call(reps, [&] {
@@ -183,13 +188,12 @@ void bench_gemm_shapes(int reps) {
   for (size_t si = 0; si < shapes.size(); ++si) {
     const Shape& s = shapes[si];
     for (int p = 0; p < 4; ++p) {
-      const int64_t M = p == 3 ? s.out : s.batch, N = p == 2 ? s.in : p == 3 ? s.in : s.out,
-                    K = p == 2 ? s.out : p == 3 ? s.batch : s.in;
-      char dims[40];
-      std::snprintf(dims, sizeof dims, "%lld x %lld x %lld", static_cast<long long>(M), static_cast<long long>(N),
+      const auto [M, N, K] = dims(s, p);
+      char mnk[40];
+      std::snprintf(mnk, sizeof mnk, "%lld x %lld x %lld", static_cast<long long>(M), static_cast<long long>(N),
                     static_cast<long long>(K));
       const auto& r = rate[si * 4 + p];
-      std::printf("%-14s %-12s %-18s %10.1f %7.0f%% %10.1f %7.0f%%\n", s.layer, passes[p].name, dims, r[0],
+      std::printf("%-14s %-12s %-18s %10.1f %7.0f%% %10.1f %7.0f%%\n", s.layer, passes[p].name, mnk, r[0],
                   100 * r[0] / roof[0], r[1], 100 * r[1] / roof[1]);
     }
   }
